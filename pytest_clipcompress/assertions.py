@@ -1,0 +1,61 @@
+"""``assert_accuracy``: accuracy floors with a failure message a person can act on."""
+
+from __future__ import annotations
+
+import pytest
+
+from .errors import ConfigError
+from .evaluation import EvalResult
+from .settings import check_fraction
+
+
+def assert_accuracy(result: EvalResult, min_accuracy: float | None = None, max_drop: float | None = None) -> None:
+    """Fail when accuracy is below ``min_accuracy`` or fell by more than ``max_drop`` under compression.
+
+    Floors left as None come from the ``clip_min_accuracy`` / ``clip_max_drop`` ini keys (or
+    ``--clip-min-accuracy`` / ``--clip-max-drop``). Both are fractions: 0.8 means 80%.
+    """
+    __tracebackhide__ = True
+    if not isinstance(result, EvalResult):
+        pytest.fail(f"assert_accuracy needs the result of clip_eval(), got {type(result).__name__}", pytrace=False)
+    min_accuracy = result.min_accuracy_default if min_accuracy is None else min_accuracy
+    max_drop = result.max_drop_default if max_drop is None else max_drop
+    if min_accuracy is None and max_drop is None:
+        pytest.fail(
+            "assert_accuracy has no floor: pass min_accuracy= or max_drop=, or set clip_min_accuracy / "
+            "clip_max_drop in the ini file",
+            pytrace=False,
+        )
+    try:
+        for name, value in (("min_accuracy", min_accuracy), ("max_drop", max_drop)):
+            if value is not None:
+                check_fraction(name, float(value))
+    except ConfigError as error:
+        pytest.fail(str(error), pytrace=False)
+
+    accuracy_ok = min_accuracy is None or result.accuracy >= min_accuracy
+    drop_ok = max_drop is None or result.drop <= max_drop
+    result.checks.append({"min_accuracy": min_accuracy, "max_drop": max_drop, "passed": accuracy_ok and drop_ok})
+    if not (accuracy_ok and drop_ok):
+        raise AssertionError(failure_message(result, min_accuracy, max_drop, accuracy_ok, drop_ok))
+
+
+def failure_message(result: EvalResult, min_accuracy: float | None, max_drop: float | None, accuracy_ok: bool, drop_ok: bool) -> str:
+    def verdict(ok: bool) -> str:
+        return "ok" if ok else "FAILED"
+
+    lines = [
+        f"zero-shot accuracy of {result.model}/{result.pretrained} on {result.dataset} under {result.compression.id} "
+        f"is below its floor (n={result.n})",
+        f"  accuracy      {result.accuracy:7.2%}  (95% CI {result.ci_low:.1%} to {result.ci_high:.1%})"
+        + (f"   floor min_accuracy={min_accuracy:.2%}: {verdict(accuracy_ok)}" if min_accuracy is not None else ""),
+        f"  uncompressed  {result.baseline_accuracy:7.2%}  (same {result.n} images)",
+        f"  drop          {result.drop * 100:6.2f} points"
+        + (f"   floor max_drop={max_drop * 100:.2f} points: {verdict(drop_ok)}" if max_drop is not None else ""),
+        "  worst classes " + ", ".join(f"{name} {acc:.1%}" for name, acc in result.worst_classes()),
+        f"  flipped       {len(result.flipped)} images correct uncompressed and wrong compressed",
+    ]
+    if min_accuracy is not None and result.ci_low <= min_accuracy <= result.ci_high:
+        lines.append("  note: the floor lies inside the 95% interval, so this may be sampling noise; raise --clip-samples")
+    lines.append("If this compression is expected to hurt, lower the floor or mark the case xfail; otherwise the model regressed.")
+    return "\n".join(lines)

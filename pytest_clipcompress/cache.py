@@ -1,0 +1,55 @@
+"""A disk cache of per-image logits, keyed by everything that changes them.
+
+Entries are ``.npz`` files (numpy arrays, loaded with ``allow_pickle=False``: nothing in the cache
+can run code), written to a temporary file and renamed, so parallel workers and interrupted runs
+never leave a half-written entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class LogitsCache:
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+
+    def path_for(self, key: dict[str, Any]) -> Path:
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+        return self.directory / digest[:2] / f"{digest}.npz"
+
+    def load(self, key: dict[str, Any]) -> dict[str, np.ndarray] | None:
+        """The stored arrays, or None when absent or unreadable (a bad entry is recomputed, never trusted)."""
+        path = self.path_for(key)
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                if str(stored["key"]) != json.dumps(key, sort_keys=True):
+                    return None
+                return {name: stored[name] for name in stored.files if name != "key"}
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+            return None
+
+    def store(self, key: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        path = self.path_for(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
+        try:
+            with os.fdopen(handle, "wb") as file:
+                np.savez(file, key=np.array(json.dumps(key, sort_keys=True)), **arrays)
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+    def clear(self) -> None:
+        if self.directory.exists():
+            shutil.rmtree(self.directory)

@@ -1,0 +1,373 @@
+"""Test splits of CIFAR-10, STL-10, users' image folders and the procedural demo set.
+
+Each loader reads the dataset's official on-disk layout (the one torchvision downloads), so a
+small file written in that layout and the full download go through the same code. Downloads use
+torchvision's utilities with the official URLs and checksums.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import ConfigError, DatasetError, DatasetMissingError
+from .templates import CIFAR10_TEMPLATES, GENERIC_TEMPLATES, STL10_TEMPLATES
+
+BUILTIN_DATASETS = ("cifar10", "stl10", "demo")
+IMAGEFOLDER_PREFIX = "imagefolder:"
+
+
+@dataclass(frozen=True)
+class Download:
+    """An official archive and what it unpacks to."""
+
+    url: str
+    filename: str
+    md5: str
+    folder: str
+    files: tuple[str, ...]  # test-split files the loader reads
+    checksums: dict[str, str]  # md5 of the official full-size test files
+
+
+CIFAR10_DOWNLOAD = Download(
+    url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+    filename="cifar-10-python.tar.gz",
+    md5="c58f30108f718f92721af3b95e74349a",
+    folder="cifar-10-batches-py",
+    files=("test_batch", "batches.meta"),
+    checksums={"test_batch": "40351d587109b95175f43aff81a1287e"},
+)
+STL10_DOWNLOAD = Download(
+    url="http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",
+    filename="stl10_binary.tar.gz",
+    md5="91f7769df0f17e558f3565bffb0c7dfb",
+    folder="stl10_binary",
+    files=("test_X.bin", "test_y.bin", "class_names.txt"),
+    checksums={"test_X.bin": "7f263ba9f9e0b06b93213547f721ac82", "test_y.bin": "36f9794fa4beb8a2c72628de14fa638e"},
+)
+
+
+class ImageDataset:
+    """A labelled test split: class names, labels, and RGB images by index."""
+
+    def __init__(self, name: str, classes: tuple[str, ...], labels: np.ndarray, fingerprint: str, templates: tuple[str, ...]):
+        self.name = name
+        self.classes = classes
+        self.labels = labels
+        self.fingerprint = fingerprint
+        self.templates = templates
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}: {len(self)} images, {len(self.classes)} classes>"
+
+    def image(self, index: int) -> Image.Image:
+        raise NotImplementedError
+
+    def subset(self, samples: int | None, seed: int) -> np.ndarray:
+        """Indices of a class-stratified, seeded subset of ``samples`` images (all when None)."""
+        return stratified_subset(self.labels, samples, seed)
+
+
+class ArrayDataset(ImageDataset):
+    """Images held as a uint8 array of shape (N, H, W, 3), possibly memory-mapped."""
+
+    def __init__(self, name: str, classes: tuple[str, ...], images: np.ndarray, labels: np.ndarray, fingerprint: str, templates: tuple[str, ...]):
+        super().__init__(name, classes, labels, fingerprint, templates)
+        self.images = images
+
+    def image(self, index: int) -> Image.Image:
+        return Image.fromarray(np.ascontiguousarray(self.images[index]), "RGB")
+
+
+class ImageFolderDataset(ImageDataset):
+    """A user's ``<class>/<image>`` folders; class names are the folder names."""
+
+    def __init__(self, name: str, classes: tuple[str, ...], paths: list[Path], labels: np.ndarray, fingerprint: str):
+        super().__init__(name, classes, labels, fingerprint, GENERIC_TEMPLATES)
+        self.paths = paths
+
+    def image(self, index: int) -> Image.Image:
+        path = self.paths[index]
+        try:
+            with Image.open(path) as image:
+                return to_rgb(image, path)
+        except (OSError, UnidentifiedImageError) as error:
+            raise DatasetError(f"cannot decode image {path}: {error}; replace or remove the file") from None
+
+
+def stratified_subset(labels: np.ndarray, samples: int | None, seed: int) -> np.ndarray:
+    """Seeded subset keeping each class's share (largest-remainder quotas), as sorted indices."""
+    total = len(labels)
+    if samples is None or samples >= total:
+        return np.arange(total)
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = counts * samples / total
+    quotas = np.floor(exact).astype(int)
+    # Hand the remaining places to the largest fractional parts; ties go to the lower class id.
+    order = np.lexsort((classes, -(exact - quotas)))
+    quotas[order[: samples - quotas.sum()]] += 1
+    rng = np.random.default_rng(seed)
+    chosen = [rng.permutation(np.flatnonzero(labels == c))[:q] for c, q in zip(classes, quotas)]
+    return np.sort(np.concatenate(chosen))
+
+
+def default_data_root() -> Path:
+    """``$CLIPCOMPRESS_DATA``, else a per-user cache folder."""
+    if os.environ.get("CLIPCOMPRESS_DATA"):
+        return Path(os.environ["CLIPCOMPRESS_DATA"]).expanduser()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "pytest-clipcompress" / "data"
+
+
+def validate_dataset_name(spec: str) -> str:
+    """Check a ``clip_dataset`` name without loading anything."""
+    if not isinstance(spec, str):
+        raise ConfigError(f"dataset {spec!r} must be a string")
+    if spec in BUILTIN_DATASETS:
+        return spec
+    if spec.startswith(IMAGEFOLDER_PREFIX) and spec[len(IMAGEFOLDER_PREFIX):].strip():
+        return spec
+    raise ConfigError(f"unknown dataset {spec!r}; choose one of {', '.join(BUILTIN_DATASETS)} or imagefolder:PATH")
+
+
+def load_dataset(spec: str, data_root: Path, offline: bool) -> ImageDataset:
+    """Load a dataset by its ``clip_dataset`` name."""
+    validate_dataset_name(spec)
+    if spec == "cifar10":
+        return load_cifar10(data_root, offline)
+    if spec == "stl10":
+        return load_stl10(data_root, offline)
+    if spec == "demo":
+        return load_demo()
+    return load_image_folder(Path(spec[len(IMAGEFOLDER_PREFIX):]).expanduser())
+
+
+# --- CIFAR-10 -----------------------------------------------------------------------------------
+
+CIFAR10_TEST_SIZE = 10000
+
+
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+    """Loads the CIFAR-10 pickles without running code: only what rebuilds a numpy array is allowed."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle API
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _unpickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as handle:
+            data = _ArrayOnlyUnpickler(handle, encoding="bytes").load()
+    except pickle.UnpicklingError as error:
+        raise DatasetError(f"{path} is not a CIFAR-10 data file ({error}); it may be tampered with: delete it and download the dataset again") from None
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as error:
+        raise DatasetError(f"{path} is truncated or corrupt ({type(error).__name__}); delete it and download the dataset again") from None
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path} does not hold a CIFAR-10 dictionary; delete it and download the dataset again")
+    # Official files are Python 2 pickles with bytes keys; accept str keys from re-saved copies too.
+    return {key.decode() if isinstance(key, bytes) else key: value for key, value in data.items()}
+
+
+def load_cifar10(root: Path, offline: bool) -> ArrayDataset:
+    folder = _ensure_downloaded(root, CIFAR10_DOWNLOAD, "cifar10", offline)
+    batch_path, meta_path = folder / "test_batch", folder / "batches.meta"
+    batch, meta = _unpickle(batch_path), _unpickle(meta_path)
+    try:
+        data = np.asarray(batch["data"], dtype=np.uint8)
+        labels = np.asarray(batch["labels"], dtype=np.int64)
+        names = meta["label_names"]
+        classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+    except (KeyError, TypeError, ValueError) as error:
+        raise DatasetError(f"{folder} does not have the CIFAR-10 python layout ({error}); delete it and download again") from None
+    if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data) or len(data) == 0:
+        raise DatasetError(f"{batch_path} holds data of shape {data.shape} with {len(labels)} labels; expected (N, 3072) with N labels")
+    if labels.min() < 0 or labels.max() >= len(classes):
+        raise DatasetError(f"{batch_path} has labels outside 0..{len(classes) - 1}")
+    _check_official(batch_path, CIFAR10_DOWNLOAD, full_size=len(data) == CIFAR10_TEST_SIZE)
+    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    fingerprint = _hash_files([batch_path, meta_path])
+    return ArrayDataset("cifar10", classes, images, labels, fingerprint, CIFAR10_TEMPLATES)
+
+
+# --- STL-10 -------------------------------------------------------------------------------------
+
+STL10_IMAGE_BYTES = 3 * 96 * 96
+STL10_TEST_SIZE = 8000
+
+
+def load_stl10(root: Path, offline: bool) -> ArrayDataset:
+    folder = _ensure_downloaded(root, STL10_DOWNLOAD, "stl10", offline)
+    x_path, y_path, names_path = folder / "test_X.bin", folder / "test_y.bin", folder / "class_names.txt"
+    size = x_path.stat().st_size
+    if size == 0 or size % STL10_IMAGE_BYTES:
+        raise DatasetError(f"{x_path} has {size} bytes, not a whole number of 3x96x96 images; it is truncated or corrupt: delete it and download again")
+    count = size // STL10_IMAGE_BYTES
+    labels = np.fromfile(y_path, dtype=np.uint8).astype(np.int64) - 1
+    classes = tuple(line.strip() for line in names_path.read_text(encoding="utf-8").splitlines() if line.strip())
+    if len(labels) != count:
+        raise DatasetError(f"{y_path} has {len(labels)} labels for {count} images in {x_path}; the files do not belong together")
+    if len(classes) != 10 or labels.min() < 0 or labels.max() >= len(classes):
+        raise DatasetError(f"{folder}: expected 10 class names and labels 1..10; found {len(classes)} names and labels {labels.min() + 1}..{labels.max() + 1}")
+    full_size = count == STL10_TEST_SIZE
+    _check_official(x_path, STL10_DOWNLOAD, full_size)
+    _check_official(y_path, STL10_DOWNLOAD, full_size)
+    # Each image is stored channel by channel, column-major: (N, C, W, H) -> (N, H, W, C).
+    raw = np.memmap(x_path, dtype=np.uint8, mode="r", shape=(count, 3, 96, 96))
+    images = raw.transpose(0, 3, 2, 1)
+    return ArrayDataset("stl10", classes, images, labels, _hash_files([x_path, y_path, names_path]), STL10_TEMPLATES)
+
+
+# --- image folders ------------------------------------------------------------------------------
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".avif", ".jp2"}
+
+
+def to_rgb(image: Image.Image, path: Path | str = "image") -> Image.Image:
+    """Convert any common mode to 8-bit RGB: alpha over white, palettes expanded, 16-bit scaled."""
+    if image.mode == "RGB":
+        return image.copy() if image.readonly else image.convert("RGB")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I") else max(float(values.max()), 1.0)
+        gray = np.clip(np.rint(values / peak * 255.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    try:
+        return image.convert("RGB")
+    except (ValueError, OSError) as error:
+        raise DatasetError(f"cannot convert {path} (mode {image.mode}) to RGB: {error}; save it as 8-bit RGB or remove it") from None
+
+
+def load_image_folder(root: Path) -> ImageFolderDataset:
+    if not root.is_dir():
+        raise DatasetError(f"image folder {root} does not exist; give imagefolder:PATH with one sub-folder per class")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise DatasetError(f"image folder {root} has no class sub-folders; lay it out as {root}/<class name>/<image>")
+    paths: list[Path] = []
+    labels: list[int] = []
+    unreadable: list[str] = []
+    for label, class_dir in enumerate(class_dirs):
+        files = sorted(p for p in class_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:
+            raise DatasetError(f"class folder {class_dir} has no images; add images or remove the folder")
+        for path in files:
+            try:
+                with Image.open(path) as image:
+                    image.verify()
+            except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+                unreadable.append(str(path))
+                continue
+            paths.append(path)
+            labels.append(label)
+    if unreadable:
+        shown = ", ".join(unreadable[:5]) + (f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else "")
+        raise DatasetError(f"{len(unreadable)} file(s) in {root} are not readable images: {shown}; fix or remove them")
+    classes = tuple(d.name.replace("_", " ") for d in class_dirs)
+    fingerprint = _hash_files(paths, relative_to=root)
+    return ImageFolderDataset(f"imagefolder:{root}", classes, paths, np.asarray(labels, dtype=np.int64), fingerprint)
+
+
+# --- demo ---------------------------------------------------------------------------------------
+
+
+def load_demo() -> ArrayDataset:
+    from .demo import DEMO_CLASSES, DEMO_SEED, DEMO_TEMPLATES, DEMO_TEST_PER_CLASS, generate_demo_images
+
+    images, labels = generate_demo_images("test", DEMO_TEST_PER_CLASS, DEMO_SEED)
+    digest = hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest()[:16]
+    return ArrayDataset("demo", tuple(DEMO_CLASSES), images, labels, f"demo-{digest}", tuple(DEMO_TEMPLATES))
+
+
+# --- files, checksums, downloads ----------------------------------------------------------------
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _hash_files(paths: list[Path], relative_to: Path | None = None) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        name = path.relative_to(relative_to) if relative_to else Path(path.name)
+        digest.update(str(name).encode() + b"\0")
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _check_official(path: Path, download: Download, full_size: bool) -> None:
+    """A full-size test file must have the official checksum; smaller well-formed subsets pass."""
+    md5 = download.checksums[path.name]
+    if full_size and _md5(path) != md5:
+        raise DatasetError(
+            f"{path} has the size of the official file but the wrong checksum (expected md5 {md5}); "
+            f"it is corrupt: delete {path.parent} and download again"
+        )
+
+
+def _missing_files(root: Path, download: Download) -> list[Path]:
+    folder = root / download.folder
+    return [folder / name for name in download.files if not (folder / name).is_file()]
+
+
+def _ensure_downloaded(root: Path, download: Download, name: str, offline: bool) -> Path:
+    folder = root / download.folder
+    if not _missing_files(root, download):
+        return folder
+    if offline:
+        missing = ", ".join(str(p) for p in _missing_files(root, download))
+        raise DatasetMissingError(
+            f"{name} is not in {root} (missing: {missing}). Download {download.url} (md5 {download.md5}) and unpack it "
+            f"there, point --clip-data-root (or $CLIPCOMPRESS_DATA) at the folder that holds {download.folder}/, "
+            f"or run without --clip-offline to download it automatically"
+        )
+    from filelock import FileLock
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    root.mkdir(parents=True, exist_ok=True)
+    # One download per machine even with several xdist workers; the others wait, then find the files.
+    with FileLock(str(root / f".{name}.lock")):
+        if _missing_files(root, download):
+            try:
+                download_and_extract_archive(download.url, str(root), filename=download.filename, md5=download.md5, remove_finished=True)
+            except Exception as error:  # network errors come in many types; all mean the same to the user
+                partial = root / download.filename
+                partial.unlink(missing_ok=True)
+                raise DatasetError(
+                    f"downloading {name} from {download.url} failed ({error}); check the network, or download it "
+                    f"yourself and unpack it under {root}"
+                ) from None
+    if _missing_files(root, download):
+        raise DatasetError(f"the {name} archive did not contain the expected files under {folder}")
+    return folder
+

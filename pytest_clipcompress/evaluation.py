@@ -1,0 +1,346 @@
+"""Zero-shot evaluation under compression, with every expensive step done once per run.
+
+:class:`Evaluator` owns the run's models, datasets, text features and results. Images stream
+through a thread pool (decode, compress, preprocess) while the model runs, so memory stays flat
+and the codec overlaps the forward passes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import __version__
+from .cache import LogitsCache
+from .compression import Compression
+from .datasets import ImageDataset, load_dataset
+from .errors import ClipCompressError
+from .models import LoadedModel, ModelSpec, class_text_features, load_model, resolve_device, zero_shot_classifier
+from .settings import Settings
+from .templates import resolve_templates
+
+if TYPE_CHECKING:
+    import torch
+
+Z_95 = 1.959963984540054
+NO_COMPRESSION = Compression("none")
+ProgressCallback = Callable[[str, int, int, float], None]
+
+
+def wilson_interval(correct: int, n: int, z: float = Z_95) -> tuple[float, float]:
+    """95% Wilson score interval for a binomial proportion (well-behaved near 0 and 1)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = correct / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+@dataclass
+class EvalResult:
+    """Zero-shot accuracy of one model on one dataset subset under one compression."""
+
+    model: str
+    pretrained: str
+    dataset: str
+    compression: Compression
+    classes: tuple[str, ...]
+    indices: np.ndarray
+    labels: np.ndarray
+    logits: np.ndarray
+    baseline_logits: np.ndarray
+    bits_per_pixel: float
+    templates: str
+    seed: int
+    min_accuracy_default: float | None = None
+    max_drop_default: float | None = None
+    checks: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.labels)
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return self.logits.argmax(axis=1)
+
+    @property
+    def baseline_predictions(self) -> np.ndarray:
+        return self.baseline_logits.argmax(axis=1)
+
+    @property
+    def correct(self) -> int:
+        return int((self.predictions == self.labels).sum())
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n
+
+    @property
+    def baseline_accuracy(self) -> float:
+        return int((self.baseline_predictions == self.labels).sum()) / self.n
+
+    @property
+    def drop(self) -> float:
+        return self.baseline_accuracy - self.accuracy
+
+    @property
+    def ci_low(self) -> float:
+        return wilson_interval(self.correct, self.n)[0]
+
+    @property
+    def ci_high(self) -> float:
+        return wilson_interval(self.correct, self.n)[1]
+
+    @property
+    def per_class(self) -> dict[str, float]:
+        """Accuracy per class name, for the classes present in the subset."""
+        hits = self.predictions == self.labels
+        return {name: float(hits[self.labels == c].mean()) for c, name in enumerate(self.classes) if (self.labels == c).any()}
+
+    @property
+    def flipped(self) -> np.ndarray:
+        """Positions (into ``labels``) correct uncompressed and wrong compressed, most confident flips first."""
+        positions = np.flatnonzero((self.baseline_predictions == self.labels) & (self.predictions != self.labels))
+        confidence = _softmax(self.logits[positions]).max(axis=1) if len(positions) else np.empty(0)
+        return positions[np.lexsort((positions, -confidence))]
+
+    @property
+    def key(self) -> tuple:
+        return (self.model, self.pretrained, self.dataset, self.compression.id, self.n, self.seed, self.templates)
+
+    def worst_classes(self, count: int = 3) -> list[tuple[str, float]]:
+        return sorted(self.per_class.items(), key=lambda item: (item[1], item[0]))[:count]
+
+    def to_record(self) -> dict[str, Any]:
+        """One JSON-able record for the results file and the reports."""
+        return {
+            "model": self.model,
+            "pretrained": self.pretrained,
+            "dataset": self.dataset,
+            "n": self.n,
+            "seed": self.seed,
+            "templates": self.templates,
+            "compression": self.compression.to_dict(),
+            "compression_id": self.compression.id,
+            "accuracy": self.accuracy,
+            "baseline_accuracy": self.baseline_accuracy,
+            "drop": self.drop,
+            "ci95": [self.ci_low, self.ci_high],
+            "per_class": self.per_class,
+            "bits_per_pixel": self.bits_per_pixel,
+            "flipped": int(len(self.flipped)),
+        }
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+@dataclass
+class _Scored:
+    logits: np.ndarray
+    bits_per_pixel: float
+
+
+class Evaluator:
+    """Run-wide state: loaded models, datasets, text features and evaluations, each made once."""
+
+    def __init__(self, settings: Settings, worker_index: int | None = None, progress: ProgressCallback | None = None):
+        self.settings = settings
+        self.worker_index = worker_index
+        self.progress = progress
+        self.cache = None if settings.no_cache else LogitsCache(settings.cache_dir)
+        self._specs: dict[str, ModelSpec] = {}
+        self._models: dict[str, LoadedModel] = {}
+        self._datasets: dict[str, ImageDataset | ClipCompressError] = {}
+        self._classifiers: dict[tuple, torch.nn.Module] = {}
+        self._scored: dict[tuple, _Scored] = {}
+        self._results: dict[tuple, EvalResult] = {}
+        self._device: str | None = None
+
+    # --- loading ----------------------------------------------------------------------------
+
+    @property
+    def device(self) -> str:
+        if self._device is None:
+            self._device = resolve_device(self.settings.device, self.worker_index)
+        return self._device
+
+    def model_spec(self, name: str) -> ModelSpec:
+        if name not in self._specs:
+            self._specs[name] = self.settings.model_spec(name)
+        return self._specs[name]
+
+    def model(self, name: str) -> LoadedModel:
+        if name not in self._models:
+            self._models[name] = load_model(self.model_spec(name), self.device, self.settings.precision, self.settings.offline)
+        return self._models[name]
+
+    def dataset(self, spec: str) -> ImageDataset:
+        """Load once; a failure is remembered so every test that needs the dataset reports it at once."""
+        if spec not in self._datasets:
+            try:
+                self._datasets[spec] = load_dataset(spec, self.settings.data_root, self.settings.offline)
+            except ClipCompressError as error:
+                self._datasets[spec] = error
+        loaded = self._datasets[spec]
+        if isinstance(loaded, ClipCompressError):
+            raise loaded
+        return loaded
+
+    def templates_for(self, dataset: ImageDataset) -> tuple[str, ...]:
+        return resolve_templates(self.settings.templates, dataset.templates)
+
+    def classifier(self, model_name: str, dataset: ImageDataset) -> torch.nn.Module:
+        """The zero-shot head for the dataset's classes; text prompts are encoded once per run."""
+        templates = self.templates_for(dataset)
+        key = (model_name, dataset.classes, templates)
+        if key not in self._classifiers:
+            loaded = self.model(model_name)
+            self._classifiers[key] = zero_shot_classifier(loaded, class_text_features(loaded, dataset.classes, templates))
+        return self._classifiers[key]
+
+    # --- evaluation -------------------------------------------------------------------------
+
+    def evaluate(self, model_name: str, dataset: str | ImageDataset, compression: Compression) -> EvalResult:
+        """Accuracy under ``compression`` and on the same images uncompressed (computed once, shared)."""
+        if isinstance(dataset, str):
+            dataset = self.dataset(dataset)
+        indices = dataset.subset(self.settings.samples, self.settings.seed)
+        spec = self.model_spec(model_name)
+        key = (model_name, dataset.name, dataset.fingerprint, compression.id)
+        if key not in self._results:
+            baseline = self._score(model_name, dataset, indices, NO_COMPRESSION)
+            scored = baseline if compression.is_identity else self._score(model_name, dataset, indices, compression)
+            self._results[key] = EvalResult(
+                model=spec.name,
+                pretrained=spec.pretrained_label,
+                dataset=dataset.name,
+                compression=compression,
+                classes=dataset.classes,
+                indices=indices,
+                labels=dataset.labels[indices],
+                logits=scored.logits,
+                baseline_logits=baseline.logits,
+                bits_per_pixel=scored.bits_per_pixel,
+                templates=self.settings.templates,
+                seed=self.settings.seed,
+                min_accuracy_default=self.settings.min_accuracy,
+                max_drop_default=self.settings.max_drop,
+            )
+        # Each caller gets its own copy so the floors it checks are recorded per test.
+        return replace(self._results[key], checks=[])
+
+    def _score(self, model_name: str, dataset: ImageDataset, indices: np.ndarray, compression: Compression) -> _Scored:
+        key = (model_name, dataset.name, dataset.fingerprint, compression.id)
+        if key in self._scored:
+            return self._scored[key]
+        cache_key = self._cache_key(model_name, dataset, indices, compression) if self.cache else None
+        cached = self.cache.load(cache_key) if cache_key else None
+        if cached is not None:
+            scored = _Scored(cached["logits"], float(cached["bits_per_pixel"]))
+        else:
+            scored = self._compute(model_name, dataset, indices, compression)
+            if cache_key:
+                self.cache.store(cache_key, {"logits": scored.logits, "bits_per_pixel": np.float64(scored.bits_per_pixel)})
+        self._scored[key] = scored
+        return scored
+
+    def _cache_key(self, model_name: str, dataset: ImageDataset, indices: np.ndarray, compression: Compression) -> dict[str, Any]:
+        loaded = self.model(model_name)
+        return {
+            "version": __version__,
+            "model": loaded.spec.name,
+            "weights": loaded.weights_hash(),
+            "preprocess": loaded.preprocess_id,
+            "device_type": self.device.split(":")[0],
+            "precision": self.settings.precision,
+            "dataset": dataset.name,
+            "dataset_files": dataset.fingerprint,
+            "indices": _digest(indices.astype(np.int64).tobytes()),
+            "compression": compression.id,
+            "classes": list(dataset.classes),
+            "templates": list(self.templates_for(dataset)),
+        }
+
+    def _compute(self, model_name: str, dataset: ImageDataset, indices: np.ndarray, compression: Compression) -> _Scored:
+        import torch
+
+        loaded = self.model(model_name)
+        classifier = self.classifier(model_name, dataset)
+        logits = np.empty((len(indices), len(dataset.classes)), dtype=np.float32)
+        total_bits = 0.0
+        done = 0
+        started = time.perf_counter()
+        label = f"{loaded.spec.label} {dataset.name} {compression.id}"
+        with torch.inference_mode(), self._autocast():
+            for batch, bits in self.prepared_batches(loaded, dataset, indices, compression):
+                batch = batch.to(self.device, non_blocking=True)
+                logits[done : done + len(batch)] = classifier(batch).float().cpu().numpy()
+                total_bits += bits
+                done += len(batch)
+                if self.progress:
+                    self.progress(label, done, len(indices), time.perf_counter() - started)
+        return _Scored(logits, total_bits / len(indices) if not compression.is_identity else 24.0)
+
+    def _autocast(self) -> Any:
+        import torch
+
+        if self.settings.precision == "fp32" or not self.device.startswith("cuda"):
+            return torch.autocast("cpu", enabled=False)
+        return torch.autocast("cuda", dtype=torch.float16 if self.settings.precision == "fp16" else torch.bfloat16)
+
+    def prepared_batches(
+        self, loaded: LoadedModel, dataset: ImageDataset, indices: np.ndarray, compression: Compression
+    ) -> Iterator[tuple[torch.Tensor, float]]:
+        """Preprocessed batches (in order) and the bits the codec spent on each, made ahead in threads."""
+        import torch
+
+        pin = self.device.startswith("cuda")
+
+        def prepare(chunk: np.ndarray) -> tuple[torch.Tensor, float]:
+            tensors, bits = [], 0.0
+            for index in chunk:
+                image = dataset.image(int(index))
+                compressed, size = compression.apply(image)
+                bits += 8.0 * size / (image.width * image.height)
+                tensors.append(loaded.preprocess(compressed))
+            batch = torch.stack(tensors)
+            return (batch.pin_memory() if pin else batch), bits
+
+        size = self.settings.batch_size
+        chunks = [indices[start : start + size] for start in range(0, len(indices), size)]
+        workers = self.settings.workers
+        if workers == 0:
+            yield from map(prepare, chunks)
+            return
+        # A bounded look-ahead keeps at most workers + 1 batches in memory.
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clipcompress") as pool:
+            pending: deque = deque()
+            chunk_iter = iter(chunks)
+            for chunk in chunk_iter:
+                pending.append(pool.submit(prepare, chunk))
+                if len(pending) > workers:
+                    break
+            while pending:
+                yield pending.popleft().result()
+                next_chunk = next(chunk_iter, None)
+                if next_chunk is not None:
+                    pending.append(pool.submit(prepare, next_chunk))
+
+
+def _digest(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()[:16]

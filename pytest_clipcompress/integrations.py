@@ -1,0 +1,68 @@
+"""Plugin classes registered by ``pytest_configure``: the results file and terminal summary (always),
+pytest-html (only when it is active) and pytest-xdist (only when it is installed).
+
+Only the controller (or a run without xdist) writes files; workers send JSON-able data with their
+test reports.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from .results import ResultsCollector
+
+
+def is_controller(config: pytest.Config) -> bool:
+    return not hasattr(config, "workerinput")
+
+
+class ResultsPlugin:
+    """Collects evaluation records from test reports; writes the results file and the terminal table."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        from .plugin import SETTINGS
+
+        self.config = config
+        self.settings = config.stash[SETTINGS]
+        self.collector = ResultsCollector()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        data = getattr(report, "clipcompress", None)
+        if not data or not is_controller(self.config):
+            return
+        self.collector.add(report.nodeid, data)
+        if self.settings.results:
+            # Written after every test, so an interrupted run keeps what it evaluated.
+            self.collector.write(self.settings.results)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.collector:
+            return
+        from .reporting import terminal_table
+
+        terminalreporter.section("clipcompress: zero-shot accuracy under compression")
+        for line in terminal_table(self.collector.sorted_records()):
+            terminalreporter.write_line(line)
+        if self.settings.results:
+            terminalreporter.write_line(f"results: {self.settings.results}")
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.collector and self.settings.results and is_controller(self.config):
+            self.collector.write(self.settings.results)
+
+
+class HtmlReportPlugin:
+    """pytest-html integration: attribution extras on failing rows and a summary section."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+
+class XdistPlugin:
+    """pytest-xdist integration."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config

@@ -1,0 +1,210 @@
+"""CLIP models through open_clip: resolving names, tags and checkpoints, loading, zero-shot heads."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from .errors import ConfigError, ModelError
+
+if TYPE_CHECKING:
+    import torch
+
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+LOGIT_SCALE = 100.0  # zero-shot logits are 100 x cosine similarity, as in CLIP's evaluation code
+REQUIRED_CONFIG_KEYS = ("embed_dim", "vision_cfg", "text_cfg")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to load: an open_clip model name and its weights (a tag, a checkpoint path, or None for random)."""
+
+    name: str
+    pretrained: str | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}/{self.pretrained_label}"
+
+    @property
+    def pretrained_label(self) -> str:
+        if self.pretrained is None:
+            return "random-init" if not self.name.startswith("hf-hub:") else "hf-hub"
+        return Path(self.pretrained).name if is_checkpoint_path(self.pretrained) else self.pretrained
+
+
+@dataclass
+class LoadedModel:
+    """A loaded CLIP model with its own preprocessing and tokenizer."""
+
+    spec: ModelSpec
+    model: Any
+    preprocess: Callable
+    tokenizer: Callable
+    device: str
+    precision: str
+
+    @property
+    def preprocess_id(self) -> str:
+        return repr(self.preprocess)
+
+    def weights_hash(self) -> str:
+        """A digest of every parameter and buffer, so a changed checkpoint never reuses stale results."""
+        import torch
+
+        digest = hashlib.blake2b(digest_size=16)
+        for name, tensor in sorted(self.model.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()
+
+
+def is_checkpoint_path(value: str) -> bool:
+    return Path(value).suffix in {".pt", ".pth", ".bin", ".safetensors", ".ckpt"} or "/" in value or "\\" in value
+
+
+def register_model_configs(paths: list[str]) -> list[str]:
+    """Register JSON model configs (files or folders of them) with open_clip; returns the model names."""
+    import open_clip
+
+    names = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if not path.exists():
+            raise ModelError(f"--clip-model-config: {path} does not exist; give a JSON model config or a folder of them")
+        files = sorted(path.glob("*.json")) if path.is_dir() else [path]
+        if not files:
+            raise ModelError(f"--clip-model-config: {path} holds no .json model configs")
+        for file in files:
+            validate_model_config(file)
+            names.append(file.stem)
+        open_clip.add_model_config(path)
+    return names
+
+
+def validate_model_config(path: Path) -> None:
+    example = '{"embed_dim": 512, "vision_cfg": {...}, "text_cfg": {...}}'
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelError(f"--clip-model-config: {path} is not valid JSON ({error}); an open_clip config looks like {example}") from None
+    missing = [key for key in REQUIRED_CONFIG_KEYS if not isinstance(config, dict) or key not in config]
+    if missing:
+        raise ModelError(f"--clip-model-config: {path} lacks {', '.join(missing)}; an open_clip config looks like {example}")
+
+
+def resolve_model_spec(name: str, pretrained: str | None) -> ModelSpec:
+    """Check the model name and choose its weights without loading anything.
+
+    ``pretrained`` None means the default: ``openai`` where open_clip has it, else the first tag
+    open_clip lists for the model. ``none`` means random initialisation.
+    """
+    import open_clip
+
+    if name.startswith(("hf-hub:", "local-dir:")):
+        return ModelSpec(name, None)
+    known = open_clip.list_models()
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}?" if close else "see open_clip.list_models() for the names"
+        raise ModelError(f"unknown model {name!r}: {hint} (a private architecture needs --clip-model-config)")
+    tags = open_clip.list_pretrained_tags_by_model(name)
+    if pretrained is None:
+        if not tags:
+            raise ModelError(f"open_clip has no pretrained weights for {name!r}; pass --clip-pretrained with a checkpoint file, or none for random weights")
+        return ModelSpec(name, "openai" if "openai" in tags else tags[0])
+    if pretrained.lower() == "none":
+        return ModelSpec(name, None)
+    if pretrained in tags:
+        return ModelSpec(name, pretrained)
+    path = Path(pretrained).expanduser()
+    if path.is_file():
+        return ModelSpec(name, str(path))
+    if path.exists() or is_checkpoint_path(pretrained):
+        raise ModelError(f"checkpoint file {path} does not exist; give the path to a .pt/.safetensors file")
+    valid = ", ".join(tags) if tags else "none (this model has no published weights)"
+    raise ModelError(f"unknown pretrained tag {pretrained!r} for {name}; valid tags: {valid}; or give a checkpoint file, or none")
+
+
+def resolve_device(option: str, worker_index: int | None) -> str:
+    """``auto``: CUDA when present (xdist worker i on GPU i mod count), else CPU."""
+    import torch
+
+    if option == "auto":
+        if torch.cuda.is_available():
+            return f"cuda:{(worker_index or 0) % torch.cuda.device_count()}"
+        return "cpu"
+    if option.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--clip-device {option}: CUDA is not available here (torch {torch.__version__}); use --clip-device cpu or auto")
+    if option.startswith("cuda:") and int(option[5:]) >= torch.cuda.device_count():
+        raise ConfigError(f"--clip-device {option}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    if option == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--clip-device mps: Apple's MPS backend is not available here; use --clip-device cpu or auto")
+    return option
+
+
+def load_model(spec: ModelSpec, device: str, precision: str = "fp32", offline: bool = False) -> LoadedModel:
+    """Load through ``open_clip.create_model_and_transforms`` with the model's own preprocessing and tokenizer."""
+    import open_clip
+    import torch
+
+    try:
+        # Random initialisation is seeded so that every process (xdist workers too) builds the same model.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                spec.name, pretrained=spec.pretrained, device=device, pretrained_text=False
+            )
+        tokenizer = open_clip.get_tokenizer(spec.name)
+    except Exception as error:  # open_clip raises many types for bad files and failed downloads
+        raise ModelError(_load_failure_message(spec, error, offline)) from None
+    model.eval()
+    return LoadedModel(spec, model, preprocess, tokenizer, device, precision)
+
+
+def _load_failure_message(spec: ModelSpec, error: Exception, offline: bool) -> str:
+    detail = f"{type(error).__name__}: {error}".strip()[:400]
+    if spec.pretrained and Path(spec.pretrained).is_file():
+        return f"cannot load checkpoint {spec.pretrained} into {spec.name} ({detail}); the file is corrupt or belongs to another architecture"
+    if offline:
+        return (
+            f"weights for {spec.label} are not in the local cache and --clip-offline forbids downloading them ({detail}); "
+            "run once with network access to fill the cache, or pass --clip-pretrained PATH to a checkpoint file"
+        )
+    return f"cannot load {spec.label} ({detail}); check the network, or pass --clip-pretrained PATH to a local checkpoint"
+
+
+def class_text_features(loaded: LoadedModel, classes: tuple[str, ...], templates: tuple[str, ...]) -> torch.Tensor:
+    """Per-class text embedding: the mean of L2-normalised template embeddings, renormalised. Shape (C, D)."""
+    import torch
+
+    model = loaded.model
+    features = []
+    with torch.no_grad():
+        for name in classes:
+            tokens = loaded.tokenizer([template.format(name) for template in templates]).to(loaded.device)
+            embedded = torch.nn.functional.normalize(model.encode_text(tokens).float(), dim=-1)
+            features.append(torch.nn.functional.normalize(embedded.mean(dim=0), dim=-1))
+    return torch.stack(features)
+
+
+def zero_shot_classifier(loaded: LoadedModel, text_features: torch.Tensor) -> torch.nn.Module:
+    """A module mapping preprocessed image batches to zero-shot logits (used for evaluation and IG)."""
+    import torch
+
+    class ZeroShotClassifier(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.clip = loaded.model
+            self.register_buffer("text_features", text_features)
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            image_features = torch.nn.functional.normalize(self.clip.encode_image(images).float(), dim=-1)
+            return LOGIT_SCALE * image_features @ self.text_features.T
+
+    return ZeroShotClassifier().eval()

@@ -1,0 +1,318 @@
+"""pytest hooks, options and fixtures. The work itself lives in the modules beside this one."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .errors import ClipCompressError, ConfigError, DatasetMissingError
+from .settings import OPTIONS, Option, Settings, build_settings
+
+if TYPE_CHECKING:
+    from .compression import Compression
+    from .datasets import ImageDataset
+    from .evaluation import EvalResult, Evaluator
+    from .models import LoadedModel
+
+SETTINGS = pytest.StashKey["Settings"]()
+EVALUATOR = pytest.StashKey["Evaluator"]()
+ITEM_RESULTS = pytest.StashKey["list[EvalResult]"]()
+
+CLIP_FIXTURES = ("clip_eval", "clip_dataset", "compression", "clip_model")
+MARKERS = (
+    "compression(codec, **params): evaluate under a codec; list-valued params expand into one case per value "
+    "(cartesian product, stable order). Codecs: jpeg(quality 1-100, subsampling '4:4:4'|'4:2:2'|'4:2:0'), "
+    "webp(quality, method), avif(quality, speed), jpeg2000(rate), none.",
+    "clip_dataset(*names): datasets to evaluate on: cifar10, stl10, demo, imagefolder:PATH; one case per name.",
+)
+
+
+# --- options and configuration ------------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("clipcompress", "CLIP robustness to image compression (pytest-clipcompress)")
+    for option in OPTIONS:
+        if option.kind == "flag":
+            group.addoption(option.flag, action="store_true", default=None, dest=option.dest, help=option.help)
+            parser.addini(option.ini, option.help, type="bool", default=False)
+        elif option.kind == "list":
+            group.addoption(option.flag, action="append", default=None, dest=option.dest, metavar=option.metavar, help=option.help)
+            parser.addini(option.ini, option.help, type="args", default=[])
+        else:
+            group.addoption(option.flag, default=None, dest=option.dest, metavar=option.metavar, help=option.help)
+            parser.addini(option.ini, option.help, type="string", default="")
+
+
+def _lookup(config: pytest.Config) -> Callable[[Option], Any]:
+    """Command line first, then the ini file."""
+
+    def lookup(option: Option) -> Any:
+        value = config.getoption(option.dest)
+        return value if value is not None else config.getini(option.ini)
+
+    return lookup
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
+    try:
+        config.stash[SETTINGS] = build_settings(_lookup(config))
+    except ClipCompressError as error:
+        raise pytest.UsageError(str(error)) from None
+    from .integrations import HtmlReportPlugin, ResultsPlugin, XdistPlugin
+
+    config.pluginmanager.register(ResultsPlugin(config), "clipcompress-results")
+    if config.pluginmanager.hasplugin("html"):
+        config.pluginmanager.register(HtmlReportPlugin(config), "clipcompress-html")
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(XdistPlugin(config), "clipcompress-xdist")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    settings = config.stash[SETTINGS]
+    if settings.uses_demo_model:
+        model = "bundled demo model; pass --clip-model for a real one"
+    else:
+        model = ", ".join(settings.models) + f" (pretrained: {settings.pretrained or 'default'})"
+    return [f"clipcompress: {model}; device {settings.device}; samples {settings.samples or 'all'}; seed {settings.seed}"]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Check models, configs and device before any test runs, so a typo is one clear usage error."""
+    config = session.config
+    settings = config.stash[SETTINGS]
+    try:
+        _register_model_configs(settings)
+        if not settings.uses_demo_model:
+            for name in settings.models:
+                settings.model_spec(name)
+        if settings.device != "auto" and settings.device != "cpu":
+            from .models import resolve_device
+
+            resolve_device(settings.device, None)
+    except ClipCompressError as error:
+        raise pytest.UsageError(str(error)) from None
+    if settings.cache_clear and _is_controller(config) and not settings.no_cache:
+        from .cache import LogitsCache
+
+        LogitsCache(settings.cache_dir).clear()
+
+
+def _register_model_configs(settings: Settings) -> None:
+    from .demo import DEMO_MODEL_CONFIG
+    from .models import register_model_configs
+
+    register_model_configs([str(DEMO_MODEL_CONFIG), *settings.model_configs])
+
+
+def _is_controller(config: pytest.Config) -> bool:
+    return not hasattr(config, "workerinput")
+
+
+def _worker_index(config: pytest.Config) -> int | None:
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    return int(worker[2:]) if worker else None
+
+
+def _evaluator(config: pytest.Config) -> Evaluator:
+    if EVALUATOR not in config.stash:
+        from .evaluation import Evaluator
+
+        config.stash[EVALUATOR] = Evaluator(config.stash[SETTINGS], _worker_index(config), _progress_printer(config))
+    return config.stash[EVALUATOR]
+
+
+def _progress_printer(config: pytest.Config) -> Callable[[str, int, int, float], None] | None:
+    """Progress lines for evaluations that take a while, shown even under output capture."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None or not _is_controller(config):
+        return None
+    last_shown = {"at": 0.0}
+
+    def show(label: str, done: int, total: int, elapsed: float) -> None:
+        if elapsed < 3.0 or (done < total and elapsed - last_shown["at"] < 3.0):
+            return
+        last_shown["at"] = elapsed
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"clipcompress: {label}: {done}/{total} images, {done / elapsed:.1f} images/s")
+
+    return show
+
+
+# --- parametrization ----------------------------------------------------------------------------
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if not any(name in metafunc.fixturenames for name in CLIP_FIXTURES):
+        return
+    settings = metafunc.config.stash[SETTINGS]
+    try:
+        datasets = _marked_datasets(metafunc)
+        compressions = _marked_compressions(metafunc)
+    except ClipCompressError as error:
+        pytest.fail(f"{metafunc.definition.nodeid}: {error}", pytrace=False)
+    if len(settings.models) > 1 and "clip_model" in metafunc.fixturenames:
+        metafunc.parametrize("clip_model", settings.models, indirect=True, ids=list(settings.models), scope="session")
+    if datasets and compressions:
+        cases = [(d, c) for d in datasets for c in compressions]
+        ids = [f"{_dataset_id(d)}-{c.id}" for d, c in cases]
+        metafunc.parametrize(("clip_dataset", "compression"), cases, indirect=True, ids=ids)
+    elif datasets:
+        metafunc.parametrize("clip_dataset", datasets, indirect=True, ids=[_dataset_id(d) for d in datasets])
+    elif compressions:
+        metafunc.parametrize("compression", compressions, indirect=True, ids=[c.id for c in compressions])
+
+
+def _in_written_order(metafunc: pytest.Metafunc, name: str) -> list[pytest.Mark]:
+    # Stacked decorators are stored innermost first; reverse to read them top to bottom.
+    return list(reversed(list(metafunc.definition.iter_markers(name))))
+
+
+def _marked_datasets(metafunc: pytest.Metafunc) -> list[str]:
+    from .datasets import validate_dataset_name
+
+    names: list[str] = []
+    for mark in _in_written_order(metafunc, "clip_dataset"):
+        if mark.kwargs or not mark.args:
+            raise ConfigError("clip_dataset takes dataset names, e.g. @pytest.mark.clip_dataset('cifar10', 'stl10')")
+        for name in mark.args:
+            if validate_dataset_name(name) not in names:
+                names.append(name)
+    return names
+
+
+def _marked_compressions(metafunc: pytest.Metafunc) -> list[Compression]:
+    from .compression import expand
+
+    cases: list[Compression] = []
+    for mark in _in_written_order(metafunc, "compression"):
+        if len(mark.args) != 1:
+            raise ConfigError("compression takes one codec name and its parameters, e.g. @pytest.mark.compression('jpeg', quality=[75, 50])")
+        for case in expand(mark.args[0], mark.kwargs):
+            if case not in cases:
+                cases.append(case)
+    return cases
+
+
+def _dataset_id(name: str) -> str:
+    from pathlib import Path
+
+    from .datasets import IMAGEFOLDER_PREFIX
+
+    if name.startswith(IMAGEFOLDER_PREFIX):
+        return "imagefolder-" + Path(name[len(IMAGEFOLDER_PREFIX):].rstrip("/\\")).name
+    return name
+
+
+# --- fixtures -----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the plugin's errors into a skip (data not there) or a short failure, never a traceback."""
+    __tracebackhide__ = True
+    try:
+        yield
+        return
+    except ClipCompressError as caught:
+        error = caught
+    # Raised outside the except block so pytest shows the message alone, not a chained traceback.
+    if isinstance(error, DatasetMissingError):
+        pytest.skip(str(error))
+    pytest.fail(str(error), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def clip_evaluator(pytestconfig: pytest.Config) -> Evaluator:
+    """The run-wide evaluator: models, datasets and results, each loaded or computed once."""
+    return _evaluator(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def clip_model(request: pytest.FixtureRequest, clip_evaluator: Evaluator) -> LoadedModel:
+    """The CLIP model under test (one per ``--clip-model`` value), with its preprocessing and tokenizer."""
+    name = getattr(request, "param", None) or request.config.stash[SETTINGS].models[0]
+    with user_errors():
+        return clip_evaluator.model(name)
+
+
+@pytest.fixture
+def clip_dataset(request: pytest.FixtureRequest, clip_evaluator: Evaluator) -> ImageDataset | None:
+    """The dataset of this test case (from ``@pytest.mark.clip_dataset``), or None when unmarked."""
+    spec = getattr(request, "param", None)
+    if spec is None:
+        return None
+    with user_errors():
+        return clip_evaluator.dataset(spec)
+
+
+@pytest.fixture
+def compression(request: pytest.FixtureRequest) -> Compression | None:
+    """The compression of this test case (from ``@pytest.mark.compression``), or None when unmarked."""
+    return getattr(request, "param", None)
+
+
+@pytest.fixture
+def clip_eval(
+    request: pytest.FixtureRequest, clip_evaluator: Evaluator, clip_model: LoadedModel, clip_dataset: ImageDataset | None, compression: Compression | None
+) -> Callable[..., EvalResult]:
+    """``clip_eval(dataset=None, compression=None)`` evaluates zero-shot accuracy; defaults come from the markers."""
+    from .compression import Compression
+
+    results = request.node.stash.setdefault(ITEM_RESULTS, [])
+
+    def evaluate(dataset: str | ImageDataset | None = None, compression: Compression | str | None = None) -> EvalResult:
+        __tracebackhide__ = True
+        with user_errors():
+            chosen_dataset = dataset if dataset is not None else clip_dataset
+            if chosen_dataset is None:
+                raise ConfigError("clip_eval() needs a dataset: add @pytest.mark.clip_dataset('cifar10') or call clip_eval(dataset='cifar10')")
+            chosen = compression if compression is not None else compression_param
+            if chosen is None or isinstance(chosen, str):
+                chosen = Compression(chosen or "none")
+            if not isinstance(chosen, Compression):
+                raise ConfigError(f"clip_eval(compression=...) takes a Compression or a codec name, not {type(chosen).__name__}")
+            result = clip_evaluator.evaluate(clip_model.spec.name, chosen_dataset, chosen)
+        results.append(result)
+        return result
+
+    compression_param = compression
+    return evaluate
+
+
+@pytest.fixture(scope="session")
+def cifar10(clip_evaluator: Evaluator) -> ImageDataset:
+    """The CIFAR-10 test split (skips with instructions when it is missing under --clip-offline)."""
+    with user_errors():
+        return clip_evaluator.dataset("cifar10")
+
+
+@pytest.fixture(scope="session")
+def stl10(clip_evaluator: Evaluator) -> ImageDataset:
+    """The STL-10 test split (skips with instructions when it is missing under --clip-offline)."""
+    with user_errors():
+        return clip_evaluator.dataset("stl10")
+
+
+# --- reporting ----------------------------------------------------------------------------------
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[pytest.TestReport]:
+    report = yield
+    results = item.stash.get(ITEM_RESULTS, [])
+    if report.when == "call" and results:
+        from .reporting import report_payload
+
+        report.clipcompress = report_payload(results, _evaluator(item.config), failed=report.failed or (report.skipped and hasattr(report, "wasxfail")))
+        for result in results:
+            prefix = f"clip[{result.dataset}-{result.compression.id}]"
+            report.user_properties += [(f"{prefix}.accuracy", f"{result.accuracy:.6f}"), (f"{prefix}.drop", f"{result.drop:.6f}"), (f"{prefix}.n", str(result.n))]
+    return report

@@ -1,0 +1,54 @@
+"""What a test report carries about its evaluations, and the terminal summary table.
+
+Everything here is JSON-able, so pytest-xdist workers send it to the controller with the report.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .evaluation import EvalResult, Evaluator
+
+
+def report_payload(results: list[EvalResult], evaluator: Evaluator, failed: bool) -> dict[str, Any]:
+    """Records of the evaluations a test used, the floors it checked and, on failure, attributions."""
+    payload: dict[str, Any] = {
+        "evaluations": [result.to_record() for result in results],
+        "checks": [
+            {"model": r.model, "pretrained": r.pretrained, "dataset": r.dataset, "compression_id": r.compression.id, **check}
+            for r in results
+            for check in r.checks
+        ],
+    }
+    if failed and evaluator.settings.ig_samples > 0:
+        from .explain import explain_failures
+
+        payload["attributions"] = explain_failures(results, evaluator)
+    return payload
+
+
+def group_records(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str, str, str], list[dict[str, Any]]]:
+    """Records by (model, pretrained, dataset, codec), each group ordered from mild to harsh compression."""
+    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        groups[(record["model"], record["pretrained"], record["dataset"], record["compression"]["codec"])].append(record)
+    return {key: sorted(rows, key=lambda r: -r["bits_per_pixel"]) for key, rows in sorted(groups.items())}
+
+
+def terminal_table(records: Iterable[dict[str, Any]]) -> list[str]:
+    """A compact accuracy table per model x dataset x codec."""
+    lines: list[str] = []
+    for (model, pretrained, dataset, codec), rows in group_records(records).items():
+        first = rows[0]
+        lines.append(f"{model}/{pretrained} on {dataset} ({codec}, n={first['n']}; uncompressed {first['baseline_accuracy']:.2%})")
+        lines.append(f"  {'compression':<18} {'accuracy':>9} {'95% CI':>17} {'drop':>7} {'bits/px':>8} {'flipped':>8}")
+        for row in rows:
+            low, high = row["ci95"]
+            lines.append(
+                f"  {row['compression_id']:<18} {row['accuracy']:>9.2%} {f'{low:.1%}-{high:.1%}':>17} "
+                f"{row['drop'] * 100:>7.2f} {row['bits_per_pixel']:>8.2f} {row['flipped']:>8}"
+            )
+    return lines

@@ -1,0 +1,64 @@
+"""The results file: one record per evaluation, written atomically and in a stable order."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside ``path``, then rename: readers see the old or the new file, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def record_key(record: dict[str, Any]) -> tuple:
+    compression = json.dumps(record["compression"], sort_keys=True)
+    return (record["model"], record["pretrained"], record["dataset"], record["compression"]["codec"], compression, record["n"], record["seed"], record["templates"])
+
+
+class ResultsCollector:
+    """Evaluation records and floor checks gathered from test reports (serial runs and xdist alike)."""
+
+    def __init__(self) -> None:
+        self.records: dict[tuple, dict[str, Any]] = {}
+        self.checks: list[dict[str, Any]] = []
+
+    def add(self, nodeid: str, data: dict[str, Any]) -> None:
+        for record in data.get("evaluations", []):
+            self.records.setdefault(record_key(record), record)
+        for check in data.get("checks", []):
+            self.checks.append({"test": nodeid, **check})
+
+    def __bool__(self) -> bool:
+        return bool(self.records)
+
+    def sorted_records(self) -> list[dict[str, Any]]:
+        return [self.records[key] for key in sorted(self.records)]
+
+    def to_json(self) -> str:
+        checks = sorted(self.checks, key=lambda c: (c["test"], json.dumps(c, sort_keys=True)))
+        payload = {"plugin": "pytest-clipcompress", "version": __version__, "evaluations": self.sorted_records(), "checks": checks}
+        return json.dumps(payload, indent=2, sort_keys=True) + "\n"
+
+    def write(self, path: Path) -> None:
+        atomic_write_text(path, self.to_json())

@@ -1,0 +1,194 @@
+"""Every ``--clip-*`` option (also an ini key) and the validated :class:`Settings` built from them.
+
+Pytest-free: the plugin registers :data:`OPTIONS` and passes a lookup function to
+:func:`build_settings`, so the same parsing is testable on its own and documented from one table.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .models import DEVICE_PATTERN, ModelSpec, resolve_model_spec
+
+IG_BASELINES = ("uncompressed", "black", "blur")
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: ``--clip-<name>`` on the command line and ``clip_<name>`` in the ini file."""
+
+    name: str
+    help: str
+    metavar: str | None = None
+    kind: str = "string"  # string | flag | list
+
+    @property
+    def flag(self) -> str:
+        return f"--clip-{self.name}"
+
+    @property
+    def ini(self) -> str:
+        return f"clip_{self.name.replace('-', '_')}"
+
+    @property
+    def dest(self) -> str:
+        return self.ini
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("model", "open_clip model name or hf-hub:org/repo; repeat for several models (default: the bundled demo model)", "NAME", "list"),
+    Option("pretrained", "open_clip pretrained tag, a checkpoint file, or none for random weights (default: openai where available, else the first tag)", "TAG|PATH|none"),
+    Option("model-config", "JSON model config (or folder of them) registered with open_clip before loading; repeatable", "PATH", "list"),
+    Option("device", "auto (CUDA when present, xdist worker i on GPU i mod count), cpu, cuda, cuda:N or mps (default: auto)", "DEVICE"),
+    Option("batch-size", "images per forward pass (default: 64)", "N"),
+    Option("workers", "threads that decode, compress and preprocess images ahead of the model; 0 runs them inline (default: up to 4)", "N"),
+    Option("precision", "fp32, or fp16/bf16 autocast on CUDA (default: fp32)", "PRECISION"),
+    Option("data-root", "folder holding the datasets (default: $CLIPCOMPRESS_DATA, else a per-user cache folder)", "DIR"),
+    Option("offline", "never touch the network: missing datasets skip with a message saying where to put them", kind="flag"),
+    Option("samples", "evaluate a class-stratified, seeded subset of N test images per dataset (default: all)", "N"),
+    Option("seed", "seed of the subset (default: 0)", "N"),
+    Option("templates", "prompts: clip (CLIP's ensemble for the dataset), paper (the seed paper's single prompt) or a JSON file (default: clip)", "clip|paper|FILE"),
+    Option("results", "write a JSON file with one record per evaluation", "PATH"),
+    Option("min-accuracy", "default floor for assert_accuracy(min_accuracy=...), in [0, 1]", "FLOAT"),
+    Option("max-drop", "default floor for assert_accuracy(max_drop=...), in [0, 1]", "FLOAT"),
+    Option("ig-samples", "Integrated Gradients for up to K flipped images of each failing test; 0 disables (default: 4)", "K"),
+    Option("ig-steps", "integration steps for IG, or auto for the fewest steps meeting the completeness tolerance (default: 50)", "N|auto"),
+    Option("ig-baseline", "IG baseline: uncompressed (the paper's), black or blur (default: uncompressed)", "|".join(IG_BASELINES)),
+    Option("report", "write charts, attribution images and index.html to DIR (works without pytest-html)", "DIR"),
+    Option("cache-dir", "folder of the per-image logits cache (default: a per-user cache folder)", "DIR"),
+    Option("no-cache", "neither read nor write the logits cache", kind="flag"),
+    Option("cache-clear", "empty the logits cache at the start of the run", kind="flag"),
+)
+
+DEMO_MODEL = "clipcompress-demo"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated run settings; plain values only, so they are the same on every xdist worker."""
+
+    models: tuple[str, ...]
+    pretrained: str | None
+    model_configs: tuple[str, ...]
+    device: str
+    batch_size: int
+    workers: int
+    precision: str
+    data_root: Path
+    offline: bool
+    samples: int | None
+    seed: int
+    templates: str
+    results: Path | None
+    min_accuracy: float | None
+    max_drop: float | None
+    ig_samples: int
+    ig_steps: int | str
+    ig_baseline: str
+    report: Path | None
+    cache_dir: Path
+    no_cache: bool
+    cache_clear: bool
+
+    @property
+    def uses_demo_model(self) -> bool:
+        return self.models == (DEMO_MODEL,)
+
+    def model_spec(self, name: str) -> ModelSpec:
+        """The weights to load for ``name``; the demo model always loads its bundled checkpoint."""
+        if name == DEMO_MODEL:
+            from .demo import DEMO_WEIGHTS
+
+            return ModelSpec(DEMO_MODEL, str(DEMO_WEIGHTS))
+        return resolve_model_spec(name, self.pretrained)
+
+
+def default_cache_dir() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "pytest-clipcompress" / "logits"
+
+
+def default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def build_settings(lookup: Callable[[Option], Any]) -> Settings:
+    """Build settings from ``lookup(option)``, which returns the CLI value, else the ini value, else None."""
+    from .datasets import default_data_root
+
+    values = {option.name: lookup(option) for option in OPTIONS}
+    text = {name: (value.strip() if isinstance(value, str) else value) for name, value in values.items()}
+
+    device = text["device"] or "auto"
+    if not DEVICE_PATTERN.match(device):
+        raise ConfigError(f"--clip-device {device!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
+    precision = text["precision"] or "fp32"
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--clip-precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    ig_steps_text = text["ig-steps"] or "50"
+    ig_steps: int | str = "auto" if ig_steps_text == "auto" else _integer("ig-steps", ig_steps_text, minimum=2)
+    ig_baseline = text["ig-baseline"] or "uncompressed"
+    if ig_baseline not in IG_BASELINES:
+        raise ConfigError(f"--clip-ig-baseline {ig_baseline!r}: choose one of {', '.join(IG_BASELINES)}")
+    templates = text["templates"] or "clip"
+    if templates not in ("clip", "paper"):
+        from .templates import load_template_file
+
+        load_template_file(Path(templates))  # fail now, not in the middle of the run
+    samples_text = text["samples"]
+    return Settings(
+        models=tuple(values["model"] or ()) or (DEMO_MODEL,),
+        pretrained=text["pretrained"] or None,
+        model_configs=tuple(values["model-config"] or ()),
+        device=device,
+        batch_size=_integer("batch-size", text["batch-size"] or "64", minimum=1),
+        workers=_integer("workers", text["workers"], minimum=0) if text["workers"] else default_workers(),
+        precision=precision,
+        data_root=Path(text["data-root"]).expanduser() if text["data-root"] else default_data_root(),
+        offline=bool(values["offline"]),
+        samples=_integer("samples", samples_text, minimum=1) if samples_text and samples_text != "all" else None,
+        seed=_integer("seed", text["seed"] or "0", minimum=0),
+        templates=templates,
+        results=Path(text["results"]) if text["results"] else None,
+        min_accuracy=_fraction("min-accuracy", text["min-accuracy"]),
+        max_drop=_fraction("max-drop", text["max-drop"]),
+        ig_samples=_integer("ig-samples", text["ig-samples"] or "4", minimum=0),
+        ig_steps=ig_steps,
+        ig_baseline=ig_baseline,
+        report=Path(text["report"]) if text["report"] else None,
+        cache_dir=Path(text["cache-dir"]).expanduser() if text["cache-dir"] else default_cache_dir(),
+        no_cache=bool(values["no-cache"]),
+        cache_clear=bool(values["cache-clear"]),
+    )
+
+
+def _integer(name: str, value: str, minimum: int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--clip-{name} {value!r} is not a whole number") from None
+    if number < minimum:
+        raise ConfigError(f"--clip-{name} {number} is too small; it must be at least {minimum}")
+    return number
+
+
+def _fraction(name: str, value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"--clip-{name} {value!r} is not a number") from None
+    check_fraction(name.replace("-", "_"), number)
+    return number
+
+
+def check_fraction(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name}={value} is outside [0, 1]; floors are fractions (0.8 means 80%)")
