@@ -220,13 +220,10 @@ def user_errors() -> Iterator[None]:
     __tracebackhide__ = True
     try:
         yield
-        return
-    except ClipCompressError as caught:
-        error = caught
-    # Raised outside the except block so pytest shows the message alone, not a chained traceback.
-    if isinstance(error, DatasetMissingError):
-        pytest.skip(str(error))
-    pytest.fail(str(error), pytrace=False)
+    except DatasetMissingError as error:
+        raise pytest.skip.Exception(str(error)) from None
+    except ClipCompressError as error:
+        raise pytest.fail.Exception(str(error), pytrace=False) from None
 
 
 @pytest.fixture(scope="session")

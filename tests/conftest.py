@@ -1,0 +1,52 @@
+"""Shared test fixtures: a tiny open_clip architecture, its saved checkpoint, and the real samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ASSETS = Path(__file__).parent / "assets"
+TINY_CONFIG = ASSETS / "tiny-clip.json"
+TINY_MODEL = "tiny-clip"
+SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+CIFAR_SAMPLE = SHARED_DATASETS / "cifar10-test-sample"
+IMAGE_FOLDER_SAMPLE = SHARED_DATASETS / "cifar10-test-jpeg-q75-folder"
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} is absent (the real samples live in ../shared/datasets beside the project checkout)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def cifar_sample_root() -> Path:
+    """Folder holding the 200-image lossless CIFAR-10 sample in the official python layout."""
+    return _require(CIFAR_SAMPLE)
+
+
+@pytest.fixture(scope="session")
+def image_folder_sample() -> Path:
+    return _require(IMAGE_FOLDER_SAMPLE)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A seeded random tiny-clip checkpoint, saved the way users save theirs."""
+    import open_clip
+    import torch
+
+    open_clip.add_model_config(TINY_CONFIG)
+    torch.manual_seed(1234)
+    model = open_clip.create_model(TINY_MODEL, pretrained=None)
+    path = tmp_path_factory.mktemp("weights") / "tiny-clip.pt"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_args(tiny_checkpoint: Path) -> list[str]:
+    """Command-line options that select the tiny model from its checkpoint."""
+    # "--option=value" keeps paths out of pytest's rootdir guess, so pytester's own ini files are used.
+    return [f"--clip-model={TINY_MODEL}", f"--clip-model-config={TINY_CONFIG}", f"--clip-pretrained={tiny_checkpoint}", "--clip-no-cache"]
