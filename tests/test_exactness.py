@@ -1,0 +1,98 @@
+"""The plugin's accuracies equal a straightforward computation written independently of it.
+
+The reference below uses only Pillow, open_clip and torch: unpickle the official file, JPEG round
+trip with ``Image.save``/``Image.open``, the model's own preprocess, ``encode_image`` /
+``encode_text``, 100 x cosine similarity, argmax.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pytest_clipcompress.templates import CIFAR10_TEMPLATES
+
+from .conftest import TINY_CONFIG, TINY_MODEL
+
+QUALITIES = [100, 75, 50, 25]
+
+SUITE = """
+import json
+import numpy as np
+import pytest
+from pytest_clipcompress import assert_accuracy
+
+@pytest.mark.clip_dataset("cifar10")
+@pytest.mark.compression("none")
+@pytest.mark.compression("jpeg", quality=[100, 75, 50, 25])
+def test_zero_shot_under_jpeg(clip_eval, compression, request):
+    result = clip_eval()
+    np.save(f"predictions-{compression.id}.npy", result.predictions)
+    np.save(f"baseline-{compression.id}.npy", result.baseline_predictions)
+    assert_accuracy(result, min_accuracy=0.0, max_drop=1.0)
+"""
+
+
+def reference_predictions(checkpoint: Path, root: Path, quality: int | None) -> tuple[np.ndarray, np.ndarray]:
+    import open_clip
+    import torch
+
+    open_clip.add_model_config(TINY_CONFIG)
+    model, _, preprocess = open_clip.create_model_and_transforms(TINY_MODEL, pretrained=str(checkpoint))
+    model.eval()
+    tokenizer = open_clip.get_tokenizer(TINY_MODEL)
+    with open(root / "cifar-10-batches-py" / "test_batch", "rb") as handle:
+        batch = pickle.load(handle, encoding="bytes")
+    with open(root / "cifar-10-batches-py" / "batches.meta", "rb") as handle:
+        classes = pickle.load(handle, encoding="bytes")["label_names"]
+    images = batch[b"data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    tensors = []
+    for array in images:
+        image = Image.fromarray(array)
+        if quality is not None:
+            buffer = io.BytesIO()
+            image.save(buffer, "JPEG", quality=quality)
+            image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+        tensors.append(preprocess(image))
+    with torch.no_grad():
+        text = []
+        for name in classes:
+            features = model.encode_text(tokenizer([t.format(name) for t in CIFAR10_TEMPLATES]))
+            features = features / features.norm(dim=-1, keepdim=True)
+            mean = features.mean(dim=0)
+            text.append(mean / mean.norm())
+        image_features = model.encode_image(torch.stack(tensors))
+        image_features = image_features / image_features.norm(dim=-1, keepdim=True)
+        logits = 100.0 * image_features @ torch.stack(text).T
+    return logits.argmax(dim=1).numpy(), np.asarray(batch[b"labels"])
+
+
+def test_results_equal_an_independent_computation(pytester: pytest.Pytester, tiny_args: list[str], tiny_checkpoint: Path, cifar_sample_root: Path) -> None:
+    pytester.makepyfile(SUITE)
+    results_path = pytester.path / "results.json"
+    outcome = pytester.runpytest(
+        *tiny_args, f"--clip-data-root={cifar_sample_root}", "--clip-offline", "--clip-batch-size=200", f"--clip-results={results_path}", "-p", "no:cacheprovider"
+    )
+    outcome.assert_outcomes(passed=5)
+    records = {r["compression_id"]: r for r in json.loads(results_path.read_text())["evaluations"]}
+
+    baseline, labels = reference_predictions(tiny_checkpoint, cifar_sample_root, None)
+    baseline_accuracy = float(np.mean(baseline == labels))
+    distinct_outcomes = set()
+    for quality in QUALITIES:
+        predictions, _ = reference_predictions(tiny_checkpoint, cifar_sample_root, quality)
+        record = records[f"jpeg-q{quality}"]
+        assert np.array_equal(np.load(pytester.path / f"predictions-jpeg-q{quality}.npy"), predictions)
+        assert record["accuracy"] == float(np.mean(predictions == labels))  # exactly, not approximately
+        assert record["baseline_accuracy"] == baseline_accuracy
+        distinct_outcomes.add(tuple(predictions))
+    assert np.array_equal(np.load(pytester.path / "predictions-none.npy"), baseline)
+    assert records["none"]["accuracy"] == baseline_accuracy
+    # The comparison has teeth: compression changes some predictions of this model.
+    assert len(distinct_outcomes) > 1 and any(not np.array_equal(np.array(o), baseline) for o in distinct_outcomes)
