@@ -1,0 +1,162 @@
+"""Find the mildest compression at which a model's accuracy breaks a floor, by bisection.
+
+Each evaluation of a CLIP model over a dataset is expensive, so instead of sweeping every
+quality we assume the metric is monotone in the parameter and bisect: ``ceil(log2(n + 1))``
+evaluations for ``n`` candidate values (7 for JPEG quality 1..100). This module knows nothing
+about pytest; ``evaluate`` is any callable mapping a :class:`Compression` to a result with
+``accuracy``, ``drop`` and ``bits_per_pixel`` (an :class:`~.evaluation.EvalResult` in practice).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, Protocol
+
+from .compression import CODECS, Compression
+from .errors import ConfigError
+
+__all__ = ["BreakingPoint", "MetricResult", "find_breaking_point", "max_evaluations", "mildness_order"]
+
+Metric = Literal["accuracy", "drop"]
+
+# For each searchable parameter: True when a higher value is milder compression.
+_MILD_IS_HIGH: dict[tuple[str, str], bool] = {
+    ("jpeg", "quality"): True,
+    ("webp", "quality"): True,
+    ("avif", "quality"): True,
+    ("jpeg2000", "rate"): False,  # compression ratio: 10:1 is milder than 100:1
+}
+
+
+class MetricResult(Protocol):
+    """What :func:`find_breaking_point` reads from an evaluation."""
+
+    @property
+    def accuracy(self) -> float: ...
+
+    @property
+    def drop(self) -> float: ...
+
+    @property
+    def bits_per_pixel(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class BreakingPoint:
+    """Outcome of a search: where the metric crosses ``floor``, and every setting probed on the way.
+
+    ``breaking_value`` is the mildest value that fails (``None`` if even the harshest passes);
+    ``last_passing_value`` is the next milder value, which passes (``None`` if the mildest fails).
+    ``frontier`` lists the probes from mild to harsh.
+    """
+
+    codec: str
+    param: str
+    floor: float
+    metric: Metric
+    breaking_value: float | None
+    last_passing_value: float | None
+    frontier: list[dict[str, Any]]
+    evaluations: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def mildness_order(codec: str, param: str, low: float | None = None, high: float | None = None) -> range:
+    """The whole-number values of ``codec``'s ``param`` from ``low`` to ``high``, mildest first.
+
+    ``low``/``high`` are numeric bounds (``low <= high``) and default to the parameter's range in
+    :data:`~.compression.CODECS`.
+    """
+    key = (codec.lower(), param)
+    if key not in _MILD_IS_HIGH:
+        searchable = ", ".join(f"{c}.{p}" for c, p in _MILD_IS_HIGH)
+        raise ConfigError(f"cannot search {codec}.{param}; searchable parameters: {searchable}")
+    spec = CODECS[key[0]].params[param]
+    low = spec.low if low is None else low
+    high = spec.high if high is None else high
+    for name, bound in (("low", low), ("high", high)):
+        spec.check(key[0], param, bound)
+        if bound != int(bound):
+            raise ConfigError(f"{codec} {param} {name}={bound!r} must be a whole number: the search steps by 1")
+    if low > high:
+        raise ConfigError(f"{codec} {param}: low={low:g} is above high={high:g}")
+    low, high = int(low), int(high)
+    return range(high, low - 1, -1) if _MILD_IS_HIGH[key] else range(low, high + 1)
+
+
+def find_breaking_point(
+    evaluate: Callable[[Compression], MetricResult],
+    codec: str,
+    param: str,
+    *,
+    floor: float,
+    metric: Metric = "accuracy",
+    low: float | None = None,
+    high: float | None = None,
+    fixed: Mapping[str, Any] | None = None,
+) -> BreakingPoint:
+    """Bisect ``param`` for the mildest setting at which ``metric`` crosses ``floor``.
+
+    A setting fails when ``accuracy < floor`` (``metric="accuracy"``) or ``drop > floor``
+    (``metric="drop"``). The metric is assumed monotone in the parameter: once a setting fails,
+    every harsher one fails too. ``fixed`` holds the codec's other parameters (e.g.
+    ``{"subsampling": "4:4:4"}``). Each probed setting is evaluated exactly once.
+    """
+    if metric not in ("accuracy", "drop"):
+        raise ConfigError(f"metric={metric!r} is not supported; choose 'accuracy' or 'drop'")
+    codec = codec.lower()
+    fixed = dict(fixed or {})
+    if param in fixed:
+        raise ConfigError(f"{param} is the searched parameter; remove it from fixed={fixed!r}")
+    order = mildness_order(codec, param, low, high)
+    probes: dict[int, tuple[Compression, MetricResult, bool]] = {}
+
+    def passes(index: int) -> bool:
+        if index not in probes:
+            compression = Compression(codec, {**fixed, param: order[index]})
+            result = evaluate(compression)
+            ok = result.accuracy >= floor if metric == "accuracy" else result.drop <= floor
+            probes[index] = (compression, result, ok)
+        return probes[index][2]
+
+    # Invariant: every index <= passing passes, every index >= failing fails. The sentinels -1 and
+    # len(order) are never evaluated, so "all pass" and "mildest fails" cost no extra probes.
+    passing, failing = -1, len(order)
+    while failing - passing > 1:
+        middle = (passing + failing) // 2
+        if passes(middle):
+            passing = middle
+        else:
+            failing = middle
+
+    frontier = [
+        {
+            "setting": compression.id,
+            "value": compression.param(param),
+            "accuracy": result.accuracy,
+            "drop": result.drop,
+            "bits_per_pixel": result.bits_per_pixel,
+            "passes": ok,
+        }
+        for _, (compression, result, ok) in sorted(probes.items())
+    ]
+    return BreakingPoint(
+        codec=codec,
+        param=param,
+        floor=floor,
+        metric=metric,
+        # A bound that moved off its sentinel was probed.
+        breaking_value=probes[failing][0].param(param) if failing in probes else None,
+        last_passing_value=probes[passing][0].param(param) if passing in probes else None,
+        frontier=frontier,
+        evaluations=len(probes),
+    )
+
+
+def max_evaluations(codec: str, param: str, low: float | None = None, high: float | None = None) -> int:
+    """Upper bound on the evaluations :func:`find_breaking_point` makes over this range."""
+    return math.ceil(math.log2(len(mildness_order(codec, param, low, high)) + 1))
