@@ -107,8 +107,8 @@ class Compression:
     params: tuple[tuple[str, Any], ...] = ()
 
     def __init__(self, codec: str, params: Mapping[str, Any] | Iterable[tuple[str, Any]] = (), **kwargs: Any):
-        merged = dict(params)
-        merged.update(kwargs)
+        # A parameter given as None means the codec's default, exactly as if it were left out.
+        merged = {name: value for name, value in {**dict(params), **kwargs}.items() if value is not None}
         codec, checked = _validate(codec, merged)
         object.__setattr__(self, "codec", codec)
         object.__setattr__(self, "params", tuple(sorted(checked.items())))
@@ -134,6 +134,11 @@ class Compression:
 
     def __str__(self) -> str:
         return self.id
+
+    def __repr__(self) -> str:
+        # Hypothesis prints falsifying examples with repr: make it read like the code that builds it.
+        arguments = "".join(f", {name}={value!r}" for name, value in self.params)
+        return f"Compression({self.codec!r}{arguments})"
 
     def encode(self, image: Image.Image) -> bytes:
         """Encode an RGB image to this codec's bytes (empty for ``none``)."""

@@ -156,6 +156,10 @@ def load_dataset(spec: str, data_root: Path, offline: bool) -> ImageDataset:
 CIFAR10_TEST_SIZE = 10000
 
 
+class _ForbiddenGlobal(pickle.UnpicklingError):
+    """The pickle asks for something other than a numpy array: a tampered file."""
+
+
 class _ArrayOnlyUnpickler(pickle.Unpickler):
     """Loads the CIFAR-10 pickles without running code: only what rebuilds a numpy array is allowed."""
 
@@ -169,7 +173,7 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle API
         if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+            raise _ForbiddenGlobal(f"refusing to load {module}.{name}")
         return super().find_class(module, name)
 
 
@@ -177,9 +181,9 @@ def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as handle:
             data = _ArrayOnlyUnpickler(handle, encoding="bytes").load()
-    except pickle.UnpicklingError as error:
+    except _ForbiddenGlobal as error:
         raise DatasetError(f"{path} is not a CIFAR-10 data file ({error}); it may be tampered with: delete it and download the dataset again") from None
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as error:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as error:
         raise DatasetError(f"{path} is truncated or corrupt ({type(error).__name__}); delete it and download the dataset again") from None
     if not isinstance(data, dict):
         raise DatasetError(f"{path} does not hold a CIFAR-10 dictionary; delete it and download the dataset again")

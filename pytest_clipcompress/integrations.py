@@ -40,10 +40,10 @@ class ResultsPlugin:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.collector:
             return
-        from .reporting import terminal_table
+        from .reporting import breaking_point_lines, terminal_table
 
         terminalreporter.section("clipcompress: zero-shot accuracy under compression")
-        for line in terminal_table(self.collector.sorted_records()):
+        for line in terminal_table(self.collector.sorted_records()) + breaking_point_lines(self.collector.breaking_points):
             terminalreporter.write_line(line)
         if self.settings.results:
             terminalreporter.write_line(f"results: {self.settings.results}")
@@ -59,6 +59,35 @@ class HtmlReportPlugin:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+
+
+class HypothesisPlugin:
+    """Hypothesis integration for tests that take ``clip_eval`` or ``clip_breaking_point``.
+
+    Those fixtures only memoize pure evaluations, so sharing them between examples is safe: the
+    function-scoped-fixture health check is a false alarm there and is suppressed for these tests
+    alone. Their example database lives in pytest's cache, so past failures replay first.
+    """
+
+    FIXTURES = ("clip_eval", "clip_breaking_point")
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        from hypothesis import HealthCheck, settings
+        from hypothesis.database import DirectoryBasedExampleDatabase
+
+        cache = getattr(self.config, "cache", None)
+        for item in items:
+            function = getattr(getattr(item, "obj", None), "__func__", getattr(item, "obj", None))
+            if not getattr(function, "is_hypothesis_test", False) or not set(self.FIXTURES) & set(getattr(item, "fixturenames", ())):
+                continue
+            current = getattr(function, "_hypothesis_internal_use_settings", settings.default)
+            changes: dict[str, Any] = {"suppress_health_check": [*current.suppress_health_check, HealthCheck.function_scoped_fixture]}
+            if cache is not None:
+                changes["database"] = DirectoryBasedExampleDatabase(str(cache.mkdir("clipcompress-hypothesis")))
+            function._hypothesis_internal_use_settings = settings(current, **changes)
 
 
 class XdistPlugin:

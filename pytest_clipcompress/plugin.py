@@ -12,6 +12,7 @@ from .errors import ClipCompressError, ConfigError, DatasetMissingError
 from .settings import OPTIONS, Option, Settings, build_settings
 
 if TYPE_CHECKING:
+    from .breaking_point import BreakingPoint
     from .compression import Compression
     from .datasets import ImageDataset
     from .evaluation import EvalResult, Evaluator
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 SETTINGS = pytest.StashKey["Settings"]()
 EVALUATOR = pytest.StashKey["Evaluator"]()
 ITEM_RESULTS = pytest.StashKey["list[EvalResult]"]()
+ITEM_BREAKING_POINTS = pytest.StashKey["list[dict[str, Any]]"]()
 
 CLIP_FIXTURES = ("clip_eval", "clip_dataset", "compression", "clip_model")
 MARKERS = (
@@ -64,11 +66,13 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[SETTINGS] = build_settings(_lookup(config))
     except ClipCompressError as error:
         raise pytest.UsageError(str(error)) from None
-    from .integrations import HtmlReportPlugin, ResultsPlugin, XdistPlugin
+    from .integrations import HtmlReportPlugin, HypothesisPlugin, ResultsPlugin, XdistPlugin
 
     config.pluginmanager.register(ResultsPlugin(config), "clipcompress-results")
     if config.pluginmanager.hasplugin("html"):
         config.pluginmanager.register(HtmlReportPlugin(config), "clipcompress-html")
+    if config.pluginmanager.hasplugin("hypothesispytest"):
+        config.pluginmanager.register(HypothesisPlugin(config), "clipcompress-hypothesis")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistPlugin(config), "clipcompress-xdist")
 
@@ -284,6 +288,35 @@ def clip_eval(
     return evaluate
 
 
+@pytest.fixture
+def clip_breaking_point(request: pytest.FixtureRequest, clip_evaluator: Evaluator, clip_model: LoadedModel) -> Callable[..., BreakingPoint]:
+    """``clip_breaking_point(dataset, codec, param, floor, metric="accuracy")``: the mildest setting that breaks the floor.
+
+    Bisects over the parameter (each probe is an ordinary, cached evaluation) and reports the frontier
+    in the results file, the terminal summary and the HTML summary.
+    """
+    from .breaking_point import find_breaking_point
+
+    results = request.node.stash.setdefault(ITEM_RESULTS, [])
+    found = request.node.stash.setdefault(ITEM_BREAKING_POINTS, [])
+
+    def search(dataset: str | ImageDataset, codec: str = "jpeg", param: str = "quality", *, floor: float, metric: str = "accuracy", **options: Any) -> BreakingPoint:
+        __tracebackhide__ = True
+
+        def evaluate(compression: Compression) -> EvalResult:
+            result = clip_evaluator.evaluate(clip_model.spec.name, dataset, compression)
+            results.append(result)
+            return result
+
+        with user_errors():
+            point = find_breaking_point(evaluate, codec, param, floor=floor, metric=metric, **options)
+        name = dataset if isinstance(dataset, str) else dataset.name
+        found.append({"model": clip_model.spec.name, "pretrained": clip_model.spec.pretrained_label, "dataset": name, **point.to_dict()})
+        return point
+
+    return search
+
+
 @pytest.fixture(scope="session")
 def cifar10(clip_evaluator: Evaluator) -> ImageDataset:
     """The CIFAR-10 test split (skips with instructions when it is missing under --clip-offline)."""
@@ -308,7 +341,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     if report.when == "call" and results:
         from .reporting import report_payload
 
-        report.clipcompress = report_payload(results, _evaluator(item.config), failed=report.failed or (report.skipped and hasattr(report, "wasxfail")))
+        failed = report.failed or (report.skipped and hasattr(report, "wasxfail"))
+        report.clipcompress = report_payload(results, item.stash.get(ITEM_BREAKING_POINTS, []), _evaluator(item.config), failed)
         for result in results:
             prefix = f"clip[{result.dataset}-{result.compression.id}]"
             report.user_properties += [(f"{prefix}.accuracy", f"{result.accuracy:.6f}"), (f"{prefix}.drop", f"{result.drop:.6f}"), (f"{prefix}.n", str(result.n))]

@@ -13,8 +13,8 @@ if TYPE_CHECKING:
     from .evaluation import EvalResult, Evaluator
 
 
-def report_payload(results: list[EvalResult], evaluator: Evaluator, failed: bool) -> dict[str, Any]:
-    """Records of the evaluations a test used, the floors it checked and, on failure, attributions."""
+def report_payload(results: list[EvalResult], breaking_points: list[dict[str, Any]], evaluator: Evaluator, failed: bool) -> dict[str, Any]:
+    """Records of the evaluations a test used, the floors it checked, breaking points and, on failure, attributions."""
     payload: dict[str, Any] = {
         "evaluations": [result.to_record() for result in results],
         "checks": [
@@ -22,6 +22,7 @@ def report_payload(results: list[EvalResult], evaluator: Evaluator, failed: bool
             for r in results
             for check in r.checks
         ],
+        "breaking_points": breaking_points,
     }
     if failed and evaluator.settings.ig_samples > 0:
         from .explain import explain_failures
@@ -50,5 +51,25 @@ def terminal_table(records: Iterable[dict[str, Any]]) -> list[str]:
             lines.append(
                 f"  {row['compression_id']:<18} {row['accuracy']:>9.2%} {f'{low:.1%}-{high:.1%}':>17} "
                 f"{row['drop'] * 100:>7.2f} {row['bits_per_pixel']:>8.2f} {row['flipped']:>8}"
+            )
+    return lines
+
+
+def breaking_point_lines(points: Iterable[dict[str, Any]]) -> list[str]:
+    """One line per breaking-point search, then its frontier from mild to harsh."""
+    lines: list[str] = []
+    for point in points:
+        where = f"{point['model']}/{point['pretrained']} on {point['dataset']}, {point['codec']} {point['param']}"
+        if point["breaking_value"] is None:
+            verdict = f"holds {point['metric']} floor {point['floor']:g} at every setting"
+        else:
+            verdict = f"breaks {point['metric']} floor {point['floor']:g} at {point['param']}={point['breaking_value']:g}"
+            if point["last_passing_value"] is not None:
+                verdict += f" (last passing {point['last_passing_value']:g})"
+        lines.append(f"breaking point: {where} {verdict}")
+        for probe in point["frontier"]:
+            lines.append(
+                f"  {probe['setting']:<18} accuracy {probe['accuracy']:7.2%}  drop {probe['drop'] * 100:6.2f}  "
+                f"bits/px {probe['bits_per_pixel']:6.2f}  {'passes' if probe['passes'] else 'FAILS'}"
             )
     return lines

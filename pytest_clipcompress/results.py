@@ -42,12 +42,15 @@ class ResultsCollector:
     def __init__(self) -> None:
         self.records: dict[tuple, dict[str, Any]] = {}
         self.checks: list[dict[str, Any]] = []
+        self.breaking_points: list[dict[str, Any]] = []
 
     def add(self, nodeid: str, data: dict[str, Any]) -> None:
         for record in data.get("evaluations", []):
             self.records.setdefault(record_key(record), record)
         for check in data.get("checks", []):
             self.checks.append({"test": nodeid, **check})
+        for point in data.get("breaking_points", []):
+            self.breaking_points.append({"test": nodeid, **point})
 
     def __bool__(self) -> bool:
         return bool(self.records)
@@ -56,9 +59,19 @@ class ResultsCollector:
         return [self.records[key] for key in sorted(self.records)]
 
     def to_json(self) -> str:
-        checks = sorted(self.checks, key=lambda c: (c["test"], json.dumps(c, sort_keys=True)))
-        payload = {"plugin": "pytest-clipcompress", "version": __version__, "evaluations": self.sorted_records(), "checks": checks}
+        payload = {
+            "plugin": "pytest-clipcompress",
+            "version": __version__,
+            "evaluations": self.sorted_records(),
+            "checks": _stable(self.checks),
+            "breaking_points": _stable(self.breaking_points),
+        }
         return json.dumps(payload, indent=2, sort_keys=True) + "\n"
 
     def write(self, path: Path) -> None:
         atomic_write_text(path, self.to_json())
+
+
+def _stable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Order rows by test id and content, so serial and xdist runs write the same bytes."""
+    return sorted(rows, key=lambda row: (row["test"], json.dumps(row, sort_keys=True)))

@@ -81,24 +81,21 @@ def jpeg(
     With ``subsampling=None`` (or when the strategy draws ``None``) the parameter is left out, so
     Pillow's default (4:2:0) applies; pass e.g. :func:`subsamplings` to vary it.
     """
-    return st.builds(_jpeg, _default_quality("jpeg", quality), st.none() if subsampling is None else subsampling)
-
-
-def _jpeg(quality: int, subsampling: str | None) -> Compression:
-    params: dict[str, int | str] = {"quality": quality}
-    if subsampling is not None:
-        params["subsampling"] = subsampling
-    return Compression("jpeg", params)
+    # builds(Compression, ...) makes hypothesis print failures as Compression('jpeg', quality=40).
+    quality = _default_quality("jpeg", quality)
+    if subsampling is None:
+        return st.builds(Compression, st.just("jpeg"), quality=quality)
+    return st.builds(Compression, st.just("jpeg"), quality=quality, subsampling=subsampling)
 
 
 def webp(quality: st.SearchStrategy[int] | None = None) -> st.SearchStrategy[Compression]:
     """WebP compressions; ``quality`` defaults to :func:`qualities` over 0..100."""
-    return st.builds(lambda q: Compression("webp", quality=q), _default_quality("webp", quality))
+    return st.builds(Compression, st.just("webp"), quality=_default_quality("webp", quality))
 
 
 def avif(quality: st.SearchStrategy[int] | None = None) -> st.SearchStrategy[Compression]:
     """AVIF compressions; ``quality`` defaults to :func:`qualities` over 0..100."""
-    return st.builds(lambda q: Compression("avif", quality=q), _default_quality("avif", quality))
+    return st.builds(Compression, st.just("avif"), quality=_default_quality("avif", quality))
 
 
 def jpeg2000(rate: st.SearchStrategy[float] | None = None) -> st.SearchStrategy[Compression]:
@@ -106,7 +103,7 @@ def jpeg2000(rate: st.SearchStrategy[float] | None = None) -> st.SearchStrategy[
     _require("jpeg2000")
     spec = CODECS["jpeg2000"].params["rate"]
     rate = rates(int(spec.low), int(spec.high)) if rate is None else rate
-    return st.builds(lambda r: Compression("jpeg2000", rate=r), rate)
+    return st.builds(Compression, st.just("jpeg2000"), rate=rate)
 
 
 # Each codec's default strategy; "none" has no parameters, so it is a single example.

@@ -143,6 +143,26 @@ def test_chart_file_names_stay_unique() -> None:
     assert all(re.fullmatch(r"[a-z0-9._-]+\.png", name) for name in names)
 
 
+def test_failed_floor_is_the_one_broken() -> None:
+    from pytest_clipcompress.report import _floors
+
+    rows = [record("jpeg", 0.8, 1.0, quality=50)]  # drop 10 pp
+    check = {"model": MODEL, "pretrained": "openai", "dataset": "cifar10", "compression_id": "jpeg-q50", "passed": False}
+    floors = _floors(rows, [{**check, "min_accuracy": 0.85, "max_drop": 0.2}])
+    assert [(f["kind"], round(f["value"], 6), f["failed"]) for f in floors] == [("max_drop", 0.7, False), ("min_accuracy", 0.85, True)]
+    floors = _floors(rows, [{**check, "min_accuracy": 0.5, "max_drop": 0.05}])
+    assert [(f["kind"], f["failed"]) for f in floors] == [("max_drop", True), ("min_accuracy", False)]
+    assert _floors(rows, [{**check, "compression_id": "jpeg-q10", "min_accuracy": 0.5, "max_drop": None}]) == []
+
+
+def test_charts_from_threads_match(charts: list[Chart]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: [c.png for c in accuracy_charts(make_records(), make_checks())], range(2)))
+    assert all(result == [c.png for c in charts] for result in results)
+
+
 def test_safe_name() -> None:
     assert safe_name("ViT-B/32") == "vit-b-32"
     assert safe_name("../..") == "x"
@@ -198,7 +218,7 @@ def test_write_report_dir(tmp_path: Path) -> None:
     assert page.count('class="cc-failure') == 2
     assert "&lt;dog&gt;" in page and "<dog>" not in page
     assert '<table class="clip-ig">' in page
-    assert "mean_completeness_gap" in page
+    assert "mean completeness gap" in page
 
     again = write_report_dir(tmp_path / "again", make_records(), make_checks(), make_failures(), demo_note="demo <model>")
     for name in files:
