@@ -164,6 +164,7 @@ class Evaluator:
         self._specs: dict[str, ModelSpec] = {}
         self._models: dict[str, LoadedModel] = {}
         self._datasets: dict[str, ImageDataset | ClipCompressError] = {}
+        self._datasets_by_name: dict[str, ImageDataset] = {}
         self._classifiers: dict[tuple, torch.nn.Module] = {}
         self._scored: dict[tuple, _Scored] = {}
         self._results: dict[tuple, EvalResult] = {}
@@ -199,8 +200,15 @@ class Evaluator:
             raise loaded
         return loaded
 
+    def dataset_named(self, name: str) -> ImageDataset:
+        """A dataset this run evaluated, by its result name (``imagefolder:`` paths are resolved ones)."""
+        return self._datasets_by_name.get(name) or self.dataset(name)
+
     def templates_for(self, dataset: ImageDataset) -> tuple[str, ...]:
         return resolve_templates(self.settings.templates, dataset.templates)
+
+    def classifier_for(self, result: EvalResult) -> torch.nn.Module:
+        return self.classifier(result.model, self.dataset_named(result.dataset))
 
     def classifier(self, model_name: str, dataset: ImageDataset) -> torch.nn.Module:
         """The zero-shot head for the dataset's classes; text prompts are encoded once per run."""
@@ -217,6 +225,7 @@ class Evaluator:
         """Accuracy under ``compression`` and on the same images uncompressed (computed once, shared)."""
         if isinstance(dataset, str):
             dataset = self.dataset(dataset)
+        self._datasets_by_name[dataset.name] = dataset
         indices = dataset.subset(self.settings.samples, self.settings.seed)
         spec = self.model_spec(model_name)
         key = (model_name, dataset.name, dataset.fingerprint, compression.id)

@@ -13,6 +13,8 @@ import pytest
 
 from .results import ResultsCollector
 
+DEMO_NOTE = "bundled demo model; pass --clip-model for a real one"
+
 
 def is_controller(config: pytest.Config) -> bool:
     return not hasattr(config, "workerinput")
@@ -27,12 +29,20 @@ class ResultsPlugin:
         self.config = config
         self.settings = config.stash[SETTINGS]
         self.collector = ResultsCollector()
+        self.failures: list[dict[str, Any]] = []
+
+    @property
+    def demo_note(self) -> str | None:
+        return DEMO_NOTE if self.settings.uses_demo_model else None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = getattr(report, "clipcompress", None)
         if not data or not is_controller(self.config):
             return
         self.collector.add(report.nodeid, data)
+        if data.get("attributions"):
+            outcome = "xfailed" if hasattr(report, "wasxfail") else "failed"
+            self.failures.append({"test": report.nodeid, "outcome": outcome, "attributions": data["attributions"]})
         if self.settings.results:
             # Written after every test, so an interrupted run keeps what it evaluated.
             self.collector.write(self.settings.results)
@@ -43,22 +53,66 @@ class ResultsPlugin:
         from .reporting import breaking_point_lines, terminal_table
 
         terminalreporter.section("clipcompress: zero-shot accuracy under compression")
+        if self.demo_note:
+            terminalreporter.write_line(f"model: {self.demo_note}")
         for line in terminal_table(self.collector.sorted_records()) + breaking_point_lines(self.collector.breaking_points):
             terminalreporter.write_line(line)
+        if self.failures:
+            images = sum(len(f["attributions"]["items"]) for f in self.failures)
+            tests = sum(1 for f in self.failures if f["attributions"]["items"])
+            seconds = sum(f["attributions"]["seconds"] for f in self.failures)
+            terminalreporter.write_line(f"attributions: {images} flipped images of {tests} failing tests explained with Integrated Gradients in {seconds:.1f} s")
         if self.settings.results:
             terminalreporter.write_line(f"results: {self.settings.results}")
+        if self.settings.report:
+            terminalreporter.write_line(f"report: {self.settings.report / 'index.html'}")
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.collector and self.settings.results and is_controller(self.config):
+        if not self.collector or not is_controller(self.config):
+            return
+        if self.settings.results:
             self.collector.write(self.settings.results)
+        if self.settings.report:
+            from .report import write_report_dir
+
+            records = self.collector.sorted_records()
+            write_report_dir(self.settings.report, records, self.collector.checks, self.failures, demo_note=self.demo_note)
 
 
 class HtmlReportPlugin:
-    """pytest-html integration: attribution extras on failing rows and a summary section."""
+    """pytest-html integration: attribution extras on failing rows and a summary section.
 
-    def __init__(self, config: pytest.Config) -> None:
+    Extras are added on the controller from the JSON payload the report carries, before
+    pytest-html reads ``report.extras``, so serial and xdist runs produce the same report.
+    """
+
+    def __init__(self, config: pytest.Config, results: ResultsPlugin) -> None:
         self.config = config
+        self.results = results
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        attributions = (getattr(report, "clipcompress", None) or {}).get("attributions")
+        if not attributions or not attributions["items"] or not is_controller(self.config):
+            return
+        from pytest_html import extras
+
+        added = [extras.html(f'<div class="clipcompress-attributions">{attributions["table_html"]}</div>')]
+        for item, image in zip(attributions["items"], attributions["images"]):
+            name = f"{item['compression_id']} image {item['index']}: {item['true_name']} -> {item['pred_compressed_name']}"
+            added.append(extras.png(image, name=name))
+        report.extras = [*getattr(report, "extras", []), *added]
+
+    def pytest_html_results_summary(self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session) -> None:
+        collector = self.results.collector
+        if not collector:
+            return
+        from .report import accuracy_charts, summary_html
+
+        records = collector.sorted_records()
+        charts = accuracy_charts(records, collector.checks)
+        postfix.append(summary_html(records, collector.checks, charts, demo_note=self.results.demo_note))
 
 
 class HypothesisPlugin:

@@ -68,9 +68,10 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(error)) from None
     from .integrations import HtmlReportPlugin, HypothesisPlugin, ResultsPlugin, XdistPlugin
 
-    config.pluginmanager.register(ResultsPlugin(config), "clipcompress-results")
+    results = ResultsPlugin(config)
+    config.pluginmanager.register(results, "clipcompress-results")
     if config.pluginmanager.hasplugin("html"):
-        config.pluginmanager.register(HtmlReportPlugin(config), "clipcompress-html")
+        config.pluginmanager.register(HtmlReportPlugin(config, results), "clipcompress-html")
     if config.pluginmanager.hasplugin("hypothesispytest"):
         config.pluginmanager.register(HypothesisPlugin(config), "clipcompress-hypothesis")
     if config.pluginmanager.hasplugin("xdist"):
@@ -80,7 +81,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     settings = config.stash[SETTINGS]
     if settings.uses_demo_model:
-        model = "bundled demo model; pass --clip-model for a real one"
+        from .integrations import DEMO_NOTE
+
+        model = DEMO_NOTE
     else:
         model = ", ".join(settings.models) + f" (pretrained: {settings.pretrained or 'default'})"
     return [f"clipcompress: {model}; device {settings.device}; samples {settings.samples or 'all'}; seed {settings.seed}"]
@@ -343,6 +346,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 
         failed = report.failed or (report.skipped and hasattr(report, "wasxfail"))
         report.clipcompress = report_payload(results, item.stash.get(ITEM_BREAKING_POINTS, []), _evaluator(item.config), failed)
+        attributions = report.clipcompress.get("attributions")
+        if attributions and attributions["items"]:
+            from .explain import attribution_text
+
+            # A "Captured stdout" section shows under the failure and reaches JUnit's system-out.
+            report.sections.append(("Captured stdout clipcompress attributions", attribution_text(attributions)))
         for result in results:
             prefix = f"clip[{result.dataset}-{result.compression.id}]"
             report.user_properties += [(f"{prefix}.accuracy", f"{result.accuracy:.6f}"), (f"{prefix}.drop", f"{result.drop:.6f}"), (f"{prefix}.n", str(result.n))]
