@@ -30,6 +30,7 @@ class ResultsPlugin:
         self.settings = config.stash[SETTINGS]
         self.collector = ResultsCollector()
         self.failures: list[dict[str, Any]] = []
+        self.running: pytest.Item | None = None
 
     @property
     def demo_note(self) -> str | None:
@@ -45,6 +46,24 @@ class ResultsPlugin:
             self.failures.append({"test": report.nodeid, "outcome": outcome, "attributions": data["attributions"]})
         if self.settings.results:
             # Written after every test, so an interrupted run keeps what it evaluated.
+            self.collector.write(self.settings.results)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Any:
+        self.running = item
+        outcome = yield  # an interrupt raises here and leaves `running` set for pytest_keyboard_interrupt
+        self.running = None
+        return outcome
+
+    def pytest_keyboard_interrupt(self) -> None:
+        """Ctrl-C: keep the evaluations the interrupted test had already finished."""
+        from .plugin import ITEM_RESULTS
+
+        item = self.running
+        if item is None or not is_controller(self.config) or not item.stash.get(ITEM_RESULTS, []):
+            return
+        self.collector.add(item.nodeid, {"evaluations": [result.to_record() for result in item.stash[ITEM_RESULTS]]})
+        if self.settings.results:
             self.collector.write(self.settings.results)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:

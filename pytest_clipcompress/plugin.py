@@ -350,9 +350,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
         if attributions and attributions["items"]:
             from .explain import attribution_text
 
-            # A "Captured stdout" section shows under the failure and reaches JUnit's system-out.
-            report.sections.append(("Captured stdout clipcompress attributions", attribution_text(attributions)))
+            # A "Captured stdout" section shows under the failure; the item's copy reaches JUnit's system-out.
+            text = attribution_text(attributions)
+            report.sections.append(("Captured stdout clipcompress attributions", text))
+            item.add_report_section("call", "stdout clipcompress attributions", text)
         for result in results:
             prefix = f"clip[{result.dataset}-{result.compression.id}]"
-            report.user_properties += [(f"{prefix}.accuracy", f"{result.accuracy:.6f}"), (f"{prefix}.drop", f"{result.drop:.6f}"), (f"{prefix}.n", str(result.n))]
+            # On the item, like record_property: JUnit XML reads them from the teardown report.
+            item.user_properties += [(f"{prefix}.accuracy", f"{result.accuracy:.6f}"), (f"{prefix}.drop", f"{result.drop:.6f}"), (f"{prefix}.n", str(result.n))]
     return report
