@@ -23,6 +23,7 @@ EVALUATOR = pytest.StashKey["Evaluator"]()
 ITEM_RESULTS = pytest.StashKey["list[EvalResult]"]()
 ITEM_BREAKING_POINTS = pytest.StashKey["list[dict[str, Any]]"]()
 
+PROGRESS_AFTER_SECONDS = 3.0  # quick evaluations print nothing; slower ones a line every 3 s
 CLIP_FIXTURES = ("clip_eval", "clip_dataset", "compression", "clip_model")
 MARKERS = (
     "compression(codec, **params): evaluate under a codec; list-valued params expand into one case per value "
@@ -144,7 +145,7 @@ def _progress_printer(config: pytest.Config) -> Callable[[str, int, int, float],
     last_shown = {"at": 0.0}
 
     def show(label: str, done: int, total: int, elapsed: float) -> None:
-        if elapsed < 3.0 or (done < total and elapsed - last_shown["at"] < 3.0):
+        if elapsed < PROGRESS_AFTER_SECONDS or (done < total and elapsed - last_shown["at"] < PROGRESS_AFTER_SECONDS):
             return
         last_shown["at"] = elapsed
         with capture.global_and_fixture_disabled():

@@ -248,3 +248,30 @@ def test_clip_eval_without_a_dataset_says_how_to_give_one(pytester: pytest.Pytes
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*clip_eval() needs a dataset: add @pytest.mark.clip_dataset('cifar10') or call clip_eval(dataset='cifar10')"])
     assert "Traceback" not in result.stdout.str()
+
+
+PROGRESS_SUITE = """
+import pytest
+
+@pytest.mark.clip_dataset("cifar10")
+@pytest.mark.compression("jpeg", quality=50)
+def test_quiet(clip_eval):
+    print("captured output stays captured")
+    clip_eval()
+"""
+
+
+def test_progress_shows_through_capture_only_for_slow_evaluations(
+    pytester: pytest.Pytester, tiny_args: list[str], cifar_sample_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(PROGRESS_SUITE)
+    args = [*tiny_args, *data_args(cifar_sample_root), "--clip-batch-size=50"]
+    quick = pytester.runpytest(*args)
+    quick.assert_outcomes(passed=1)
+    assert "images/s" not in quick.stdout.str()
+
+    monkeypatch.setattr("pytest_clipcompress.plugin.PROGRESS_AFTER_SECONDS", 0.0)  # as if every batch were slow
+    slow = pytester.runpytest(*args)
+    slow.assert_outcomes(passed=1)
+    slow.stdout.fnmatch_lines(["clipcompress: tiny-clip/tiny-clip.pt cifar10 none: 50/200 images, * images/s", "clipcompress: tiny-clip/tiny-clip.pt cifar10 jpeg-q50: 200/200 images, * images/s"])
+    assert "captured output stays captured" not in slow.stdout.str()
