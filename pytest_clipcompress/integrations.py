@@ -1,5 +1,5 @@
 """Plugin classes registered by ``pytest_configure``: the results file and terminal summary (always),
-pytest-html (only when it is active) and pytest-xdist (only when it is installed).
+pytest-html and hypothesis (each only when that plugin is active).
 
 Only the controller (or a run without xdist) writes files; workers send JSON-able data with their
 test reports.
@@ -96,7 +96,9 @@ class ResultsPlugin:
             from .report import write_report_dir
 
             records = self.collector.sorted_records()
-            write_report_dir(self.settings.report, records, self.collector.checks, self.failures, demo_note=self.demo_note)
+            write_report_dir(
+                self.settings.report, records, self.collector.checks, self.failures, demo_note=self.demo_note, breaking_points=self.collector.breaking_points
+            )
 
 
 class HtmlReportPlugin:
@@ -130,7 +132,7 @@ class HtmlReportPlugin:
         from .report import accuracy_charts, summary_html
 
         records = collector.sorted_records()
-        charts = accuracy_charts(records, collector.checks)
+        charts = accuracy_charts(records, collector.checks, collector.breaking_points)
         postfix.append(summary_html(records, collector.checks, charts, demo_note=self.results.demo_note))
 
 
@@ -161,10 +163,3 @@ class HypothesisPlugin:
             if cache is not None:
                 changes["database"] = DirectoryBasedExampleDatabase(str(cache.mkdir("clipcompress-hypothesis")))
             function._hypothesis_internal_use_settings = settings(current, **changes)
-
-
-class XdistPlugin:
-    """pytest-xdist integration."""
-
-    def __init__(self, config: pytest.Config) -> None:
-        self.config = config

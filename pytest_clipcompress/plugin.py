@@ -67,7 +67,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[SETTINGS] = build_settings(_lookup(config))
     except ClipCompressError as error:
         raise pytest.UsageError(str(error)) from None
-    from .integrations import HtmlReportPlugin, HypothesisPlugin, ResultsPlugin, XdistPlugin
+    from .integrations import HtmlReportPlugin, HypothesisPlugin, ResultsPlugin
 
     results = ResultsPlugin(config)
     config.pluginmanager.register(results, "clipcompress-results")
@@ -75,8 +75,6 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(HtmlReportPlugin(config, results), "clipcompress-html")
     if config.pluginmanager.hasplugin("hypothesispytest"):
         config.pluginmanager.register(HypothesisPlugin(config), "clipcompress-hypothesis")
-    if config.pluginmanager.hasplugin("xdist"):
-        config.pluginmanager.register(XdistPlugin(config), "clipcompress-xdist")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

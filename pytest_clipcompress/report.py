@@ -295,7 +295,9 @@ def _failed_ids(rows: Sequence[dict[str, Any]], checks: Iterable[dict[str, Any]]
     }
 
 
-def _render_chart(key: tuple[str, str, str, str], rows: list[dict[str, Any]], checks: Sequence[dict[str, Any]], title: str) -> bytes:
+def _render_chart(
+    key: tuple[str, str, str, str], rows: list[dict[str, Any]], checks: Sequence[dict[str, Any]], title: str, breaking_points: Sequence[dict[str, Any]] = ()
+) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, PercentFormatter
@@ -366,6 +368,12 @@ def _render_chart(key: tuple[str, str, str, str], rows: list[dict[str, Any]], ch
         handles.setdefault(label, line)
         y_values.append(floor["value"])
 
+    for point in breaking_points:
+        if point.get("breaking_value") is None or point.get("param") != primary:
+            continue
+        label = f"breaking point {_point_label(primary, point['breaking_value'])} ({point['metric']} floor {point['floor']:g})"
+        handles.setdefault(label, ax_param.axvline(float(point["breaking_value"]), color=_FLOOR_FAILED, linestyle="--", linewidth=1.2, label=label))
+
     # Axes: both read "harsher to the right".
     x_params = sorted({x_param(r) for r in rows})
     if primary is None:
@@ -422,7 +430,9 @@ def _chart_title(key: tuple[str, str, str, str], rows: Sequence[dict[str, Any]])
     return f"{model}/{pretrained} \u00b7 {dataset} \u00b7 {codec} (n={sizes})"
 
 
-def accuracy_charts(records: Iterable[dict[str, Any]], checks: Iterable[dict[str, Any]] = ()) -> list[Chart]:
+def accuracy_charts(
+    records: Iterable[dict[str, Any]], checks: Iterable[dict[str, Any]] = (), breaking_points: Iterable[dict[str, Any]] = ()
+) -> list[Chart]:
     """One chart per model x pretrained x dataset x compressing codec, in a stable order.
 
     Each chart has two panels: accuracy against the codec's parameter (quality, drawn from high to
@@ -431,9 +441,11 @@ def accuracy_charts(records: Iterable[dict[str, Any]], checks: Iterable[dict[str
     uncompressed accuracy and the floors the tests checked are drawn as horizontal lines, in red
     where a check failed (the failing points are ringed in red too). Records that differ in other
     parameters (e.g. JPEG subsampling) become separate, labelled series. ``none`` records (the
-    uncompressed reference) get no chart of their own: they are each chart's dashed line.
+    uncompressed reference) get no chart of their own: they are each chart's dashed line. A
+    breaking point found by ``clip_breaking_point`` is a dashed vertical line at its setting.
     """
     checks = list(checks)
+    breaking_points = list(breaking_points)
     charts: list[Chart] = []
     used: set[str] = set()
     for key, rows in group_records(records).items():
@@ -441,7 +453,8 @@ def accuracy_charts(records: Iterable[dict[str, Any]], checks: Iterable[dict[str
             continue
         title = _chart_title(key, rows)
         filename = _unique("_".join(safe_name(part, max_length=40) for part in key) + ".png", key, used)
-        charts.append(Chart(title=title, filename=filename, png=_render_chart(key, rows, checks, title)))
+        points = [p for p in breaking_points if (p.get("model"), p.get("pretrained"), p.get("dataset"), p.get("codec")) == key]
+        charts.append(Chart(title=title, filename=filename, png=_render_chart(key, rows, checks, title, points)))
     return charts
 
 
@@ -667,6 +680,7 @@ def write_report_dir(
     *,
     demo_note: str | None = None,
     title: str = "pytest-clipcompress report",
+    breaking_points: Iterable[dict[str, Any]] = (),
 ) -> Path:
     """Write a standalone report: ``index.html``, ``charts/*.png`` and ``attributions/*.png``.
 
@@ -683,7 +697,7 @@ def write_report_dir(
         (f for f in failures if str(f.get("outcome", "failed")) in ("failed", "xfailed", "error")),
         key=lambda f: (str(f.get("test", "")), str(f.get("outcome", ""))),
     )
-    charts = accuracy_charts(records, checks)
+    charts = accuracy_charts(records, checks, breaking_points)
     for chart in charts:
         atomic_write_bytes(directory / "charts" / chart.filename, chart.png)
 

@@ -1,0 +1,23 @@
+"""Beyond fixed qualities: let hypothesis search JPEG settings, and find the breaking point.
+
+Hypothesis shrinks a failure to the mildest compression that still breaks the floor; the
+breaking-point search bisects the quality (each probe a cached evaluation) and reports the frontier
+in the results file, the terminal summary and the HTML report.
+"""
+
+import pytest
+from hypothesis import given, settings
+
+from pytest_clipcompress import assert_accuracy
+from pytest_clipcompress import strategies as cs
+
+
+@settings(max_examples=10, deadline=None)
+@given(compression=cs.jpeg(quality=cs.qualities(60, 100)))
+def test_floor_holds_for_any_mild_jpeg(clip_eval, compression):
+    assert_accuracy(clip_eval(dataset="demo", compression=compression), min_accuracy=0.85)
+
+
+def test_breaking_point_is_below_quality_60(clip_breaking_point):
+    point = clip_breaking_point("demo", "jpeg", "quality", floor=0.85)
+    assert point.breaking_value is not None and point.breaking_value < 60, point.frontier
