@@ -53,9 +53,13 @@ def failure_message(result: EvalResult, min_accuracy: float | None, max_drop: fl
         f"  drop          {result.drop * 100:6.2f} points"
         + (f"   floor max_drop={max_drop * 100:.2f} points: {verdict(drop_ok)}" if max_drop is not None else ""),
         "  worst classes " + ", ".join(f"{name} {acc:.1%}" for name, acc in result.worst_classes()),
-        f"  flipped       {len(result.flipped)} images correct uncompressed and wrong compressed",
+        f"  flipped       {_images(len(result.flipped))} correct uncompressed and wrong compressed",
     ]
     if min_accuracy is not None and result.ci_low <= min_accuracy <= result.ci_high:
         lines.append("  note: the floor lies inside the 95% interval, so this may be sampling noise; raise --clip-samples")
     lines.append("If this compression is expected to hurt, lower the floor or mark the case xfail; otherwise the model regressed.")
     return "\n".join(lines)
+
+
+def _images(count: int) -> str:
+    return f"{count} image" + ("" if count == 1 else "s")

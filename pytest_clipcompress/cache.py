@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -51,5 +50,9 @@ class LogitsCache:
             raise
 
     def clear(self) -> None:
-        if self.directory.exists():
-            shutil.rmtree(self.directory)
+        """Delete this cache's entries only, so a cache folder shared with other files is safe to clear."""
+        for entry in [*self.directory.glob("??/*.npz"), *self.directory.glob("??/.tmp-*")]:
+            entry.unlink(missing_ok=True)
+        for folder in self.directory.glob("??"):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()

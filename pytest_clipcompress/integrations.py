@@ -76,8 +76,8 @@ class ResultsPlugin:
             terminalreporter.write_line(f"model: {self.demo_note}")
         for line in terminal_table(self.collector.sorted_records()) + breaking_point_lines(self.collector.breaking_points):
             terminalreporter.write_line(line)
-        if self.failures:
-            images = sum(len(f["attributions"]["items"]) for f in self.failures)
+        images = sum(len(f["attributions"]["items"]) for f in self.failures)
+        if images:
             tests = sum(1 for f in self.failures if f["attributions"]["items"])
             seconds = sum(f["attributions"]["seconds"] for f in self.failures)
             terminalreporter.write_line(f"attributions: {images} flipped images of {tests} failing tests explained with Integrated Gradients in {seconds:.1f} s")

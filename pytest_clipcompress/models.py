@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, ModelError
 
@@ -34,7 +37,8 @@ class ModelSpec:
     @property
     def pretrained_label(self) -> str:
         if self.pretrained is None:
-            return "random-init" if not self.name.startswith("hf-hub:") else "hf-hub"
+            schema = self.name.split(":", 1)[0]
+            return schema if schema in ("hf-hub", "local-dir") else "random-init"
         return Path(self.pretrained).name if is_checkpoint_path(self.pretrained) else self.pretrained
 
 
@@ -155,7 +159,7 @@ def load_model(spec: ModelSpec, device: str, precision: str = "fp32", offline: b
 
     try:
         # Random initialisation is seeded so that every process (xdist workers too) builds the same model.
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), _hub_offline(offline):
             torch.manual_seed(0)
             model, _, preprocess = open_clip.create_model_and_transforms(
                 spec.name, pretrained=spec.pretrained, device=device, pretrained_text=False
@@ -165,6 +169,26 @@ def load_model(spec: ModelSpec, device: str, precision: str = "fp32", offline: b
         raise ModelError(_load_failure_message(spec, error, offline)) from None
     model.eval()
     return LoadedModel(spec, model, preprocess, tokenizer, device, precision)
+
+
+@contextlib.contextmanager
+def _hub_offline(offline: bool) -> Iterator[None]:
+    """Under --clip-offline, weights come from the local Hugging Face cache or not at all."""
+    if not offline:
+        yield
+        return
+    import huggingface_hub.constants as hub
+
+    saved = (os.environ.get("HF_HUB_OFFLINE"), hub.HF_HUB_OFFLINE)
+    os.environ["HF_HUB_OFFLINE"], hub.HF_HUB_OFFLINE = "1", True
+    try:
+        yield
+    finally:
+        hub.HF_HUB_OFFLINE = saved[1]
+        if saved[0] is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = saved[0]
 
 
 def _load_failure_message(spec: ModelSpec, error: Exception, offline: bool) -> str:

@@ -163,7 +163,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         datasets = _marked_datasets(metafunc)
         compressions = _marked_compressions(metafunc)
     except ClipCompressError as error:
-        pytest.fail(f"{metafunc.definition.nodeid}: {error}", pytrace=False)
+        raise pytest.fail.Exception(f"{metafunc.definition.nodeid}: {error}", pytrace=False) from None
     if len(settings.models) > 1 and "clip_model" in metafunc.fixturenames:
         metafunc.parametrize("clip_model", settings.models, indirect=True, ids=list(settings.models), scope="session")
     if datasets and compressions:

@@ -115,7 +115,8 @@ def test_marker_errors_are_collection_errors_naming_the_test(pytester: pytest.Py
     assert result.ret == pytest.ExitCode.INTERRUPTED  # collection errors stop the run
     text = result.stdout.str()
     assert "test_bad" in text and message in text
-    assert "Traceback" not in text and "def pytest_generate_tests" not in text
+    assert "Traceback" not in text and "def pytest_generate_tests" not in text and "During handling" not in text
+    assert text.count(message) == 1
 
 
 @pytest.mark.parametrize(

@@ -18,11 +18,8 @@ from pytest_clipcompress import assert_accuracy
 @pytest.mark.compression("jpeg", quality=[75, 25])
 def test_floor(clip_eval, compression):
     result = clip_eval()
-    # Fails at q25 only: 0.0 is the floor everywhere except where the test demands no flips at all.
-    if compression.param("quality") == 25:
-        assert_accuracy(result, max_drop=0.0 if len(result.flipped) else -1)
-    else:
-        assert_accuracy(result, min_accuracy=0.0)
+    # This tiny model loses accuracy at q25 only, so that case fails and the q75 case passes.
+    assert_accuracy(result, max_drop=0.0 if compression.param("quality") == 25 else 1.0)
 """
 
 

@@ -1,0 +1,103 @@
+"""Model names, pretrained tags, checkpoints and configs, resolved and loaded through open_clip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_clipcompress.errors import ModelError
+from pytest_clipcompress.models import ModelSpec, load_model, register_model_configs, resolve_model_spec
+
+from .conftest import TINY_CONFIG, TINY_MODEL
+
+
+def test_default_weights_are_openai_where_available_else_the_first_tag() -> None:
+    import open_clip
+
+    assert resolve_model_spec("ViT-B-32", None) == ModelSpec("ViT-B-32", "openai")
+    without_openai = next(m for m in open_clip.list_models() if open_clip.list_pretrained_tags_by_model(m) and "openai" not in open_clip.list_pretrained_tags_by_model(m))
+    assert resolve_model_spec(without_openai, None).pretrained == open_clip.list_pretrained_tags_by_model(without_openai)[0]
+
+
+def test_none_tag_and_checkpoint_resolve(tiny_checkpoint: Path) -> None:
+    register_model_configs([str(TINY_CONFIG)])
+    assert resolve_model_spec(TINY_MODEL, "none") == ModelSpec(TINY_MODEL, None)
+    assert resolve_model_spec("ViT-B-32", "laion2b_s34b_b79k").label == "ViT-B-32/laion2b_s34b_b79k"
+    spec = resolve_model_spec(TINY_MODEL, str(tiny_checkpoint))
+    assert spec.pretrained == str(tiny_checkpoint) and spec.label == "tiny-clip/tiny-clip.pt"
+    assert resolve_model_spec("hf-hub:org/repo", "openai") == ModelSpec("hf-hub:org/repo", None)
+    assert ModelSpec("local-dir:/models/mine", None).label == "local-dir:/models/mine/local-dir"
+
+
+def test_a_model_without_published_weights_needs_an_explicit_choice() -> None:
+    register_model_configs([str(TINY_CONFIG)])
+    with pytest.raises(ModelError, match="open_clip has no pretrained weights for 'tiny-clip'; pass --clip-pretrained"):
+        resolve_model_spec(TINY_MODEL, None)
+
+
+def test_checkpoint_round_trip_gives_the_saved_weights(tiny_checkpoint: Path) -> None:
+    import torch
+
+    register_model_configs([str(TINY_CONFIG)])
+    loaded = load_model(ModelSpec(TINY_MODEL, str(tiny_checkpoint)), "cpu")
+    saved = torch.load(tiny_checkpoint, weights_only=True)
+    assert all(torch.equal(loaded.model.state_dict()[name], tensor) for name, tensor in saved.items())
+    assert loaded.weights_hash() == load_model(ModelSpec(TINY_MODEL, str(tiny_checkpoint)), "cpu").weights_hash()
+
+
+def test_random_initialisation_is_the_same_in_every_process() -> None:
+    register_model_configs([str(TINY_CONFIG)])
+    first = load_model(ModelSpec(TINY_MODEL, None), "cpu").weights_hash()
+    assert load_model(ModelSpec(TINY_MODEL, None), "cpu").weights_hash() == first
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    register_model_configs([str(TINY_CONFIG)])
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"PK\x03\x04 this is not a checkpoint")
+    with pytest.raises(ModelError, match=r"cannot load checkpoint .*broken.pt into tiny-clip .*corrupt or belongs to another architecture"):
+        load_model(ModelSpec(TINY_MODEL, str(broken)), "cpu")
+
+
+def test_checkpoint_of_another_architecture_is_a_clear_error(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    import json
+
+    other = tmp_path / "wider-clip.json"
+    config = json.loads(TINY_CONFIG.read_text())
+    config["embed_dim"] = 48
+    other.write_text(json.dumps(config))
+    register_model_configs([str(other)])
+    with pytest.raises(ModelError, match="cannot load checkpoint .*tiny-clip.pt into wider-clip"):
+        load_model(ModelSpec("wider-clip", str(tiny_checkpoint)), "cpu")
+
+
+def test_offline_tag_without_cached_weights_says_what_to_do(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-cache"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-hf-cache" / "hub"))
+    with pytest.raises(ModelError, match="weights for RN50/openai are not in the local cache and --clip-offline forbids downloading them"):
+        load_model(ModelSpec("RN50", "openai"), "cpu", offline=True)
+    import huggingface_hub.constants as hub
+
+    assert hub.HF_HUB_OFFLINE is False  # the process-wide switch is restored
+
+
+def test_failed_weights_download_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import open_clip.factory
+
+    def interrupted(*args: object, **kwargs: object) -> str:
+        raise ConnectionError("connection reset by peer")
+
+    monkeypatch.setattr(open_clip.factory, "download_pretrained", interrupted)
+    with pytest.raises(ModelError, match=r"cannot load RN50/openai .*connection reset by peer.*check the network, or pass --clip-pretrained PATH"):
+        load_model(ModelSpec("RN50", "openai"), "cpu")
+
+
+def test_invalid_configs_are_clear_errors(tmp_path: Path) -> None:
+    missing_keys = tmp_path / "partial.json"
+    missing_keys.write_text('{"embed_dim": 8}')
+    with pytest.raises(ModelError, match="partial.json lacks vision_cfg, text_cfg"):
+        register_model_configs([str(missing_keys)])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="holds no .json model configs"):
+        register_model_configs([str(tmp_path / "empty")])
