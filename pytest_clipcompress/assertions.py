@@ -12,14 +12,15 @@ from .settings import check_fraction
 def assert_accuracy(result: EvalResult, min_accuracy: float | None = None, max_drop: float | None = None) -> None:
     """Fail when accuracy is below ``min_accuracy`` or fell by more than ``max_drop`` under compression.
 
-    Floors left as None come from the ``clip_min_accuracy`` / ``clip_max_drop`` ini keys (or
-    ``--clip-min-accuracy`` / ``--clip-max-drop``). Both are fractions: 0.8 means 80%.
+    Called without floors, it uses the ``clip_min_accuracy`` / ``clip_max_drop`` ini keys (or
+    ``--clip-min-accuracy`` / ``--clip-max-drop``); floors given in the call replace both. Floors
+    are fractions: 0.8 means 80%.
     """
     __tracebackhide__ = True
     if not isinstance(result, EvalResult):
         pytest.fail(f"assert_accuracy needs the result of clip_eval(), got {type(result).__name__}", pytrace=False)
-    min_accuracy = result.min_accuracy_default if min_accuracy is None else min_accuracy
-    max_drop = result.max_drop_default if max_drop is None else max_drop
+    if min_accuracy is None and max_drop is None:
+        min_accuracy, max_drop = result.min_accuracy_default, result.max_drop_default
     if min_accuracy is None and max_drop is None:
         pytest.fail(
             "assert_accuracy has no floor: pass min_accuracy= or max_drop=, or set clip_min_accuracy / "

@@ -156,9 +156,12 @@ class _Scored:
 class Evaluator:
     """Run-wide state: loaded models, datasets, text features and evaluations, each made once."""
 
-    def __init__(self, settings: Settings, worker_index: int | None = None, progress: ProgressCallback | None = None):
+    def __init__(
+        self, settings: Settings, worker_index: int | None = None, progress: ProgressCallback | None = None, cpu_threads: int | None = None
+    ):
         self.settings = settings
         self.worker_index = worker_index
+        self.cpu_threads = cpu_threads
         self.progress = progress
         self.cache = None if settings.no_cache else LogitsCache(settings.cache_dir)
         self._specs: dict[str, ModelSpec] = {}
@@ -185,6 +188,12 @@ class Evaluator:
 
     def model(self, name: str) -> LoadedModel:
         if name not in self._models:
+            if self.cpu_threads and self.device == "cpu":
+                import torch
+
+                # Several processes sharing the cores (pytest-xdist) must not each spin up a thread
+                # per core: oversubscribed OpenMP barriers make small models many times slower.
+                torch.set_num_threads(self.cpu_threads)
             self._models[name] = load_model(self.model_spec(name), self.device, self.settings.precision, self.settings.offline)
         return self._models[name]
 

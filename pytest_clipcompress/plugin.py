@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -126,11 +127,17 @@ def _worker_index(config: pytest.Config) -> int | None:
     return int(worker[2:]) if worker else None
 
 
+def _cpu_threads(config: pytest.Config) -> int | None:
+    """Under xdist, each worker's share of the CPU cores; None leaves torch's default."""
+    workers = getattr(config, "workerinput", {}).get("workercount")
+    return max(1, (os.cpu_count() or 1) // int(workers)) if workers else None
+
+
 def _evaluator(config: pytest.Config) -> Evaluator:
     if EVALUATOR not in config.stash:
         from .evaluation import Evaluator
 
-        config.stash[EVALUATOR] = Evaluator(config.stash[SETTINGS], _worker_index(config), _progress_printer(config))
+        config.stash[EVALUATOR] = Evaluator(config.stash[SETTINGS], _worker_index(config), _progress_printer(config), _cpu_threads(config))
     return config.stash[EVALUATOR]
 
 
