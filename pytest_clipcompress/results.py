@@ -55,7 +55,9 @@ class ResultsCollector:
         for record in data.get("evaluations", []):
             self.records.setdefault(record_key(record), record)
         for check in data.get("checks", []):
-            self.checks.append({"test": nodeid, **check})
+            row = {"test": nodeid, **check}
+            if row not in self.checks:  # hypothesis replays the same check many times while shrinking
+                self.checks.append(row)
         for point in data.get("breaking_points", []):
             self.breaking_points.append({"test": nodeid, **point})
 

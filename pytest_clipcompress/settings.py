@@ -50,7 +50,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("workers", "threads that decode, compress and preprocess images ahead of the model; 0 runs them inline (default: up to 4)", "N"),
     Option("precision", "fp32, or fp16/bf16 autocast on CUDA (default: fp32)", "PRECISION"),
     Option("data-root", "folder holding the datasets (default: $CLIPCOMPRESS_DATA, else a per-user cache folder)", "DIR"),
-    Option("offline", "never touch the network: missing datasets skip with a message saying where to put them", kind="flag"),
+    Option("offline", "never touch the network: weights only from the local cache; missing datasets skip with a message saying where to put them", kind="flag"),
     Option("samples", "evaluate a class-stratified, seeded subset of N test images per dataset (default: all)", "N"),
     Option("seed", "seed of the subset (default: 0)", "N"),
     Option("templates", "prompts: clip (CLIP's ensemble for the dataset), paper (the seed paper's single prompt) or a JSON file (default: clip)", "clip|paper|FILE"),
