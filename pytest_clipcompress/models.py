@@ -199,7 +199,8 @@ def _hub_offline(offline: bool) -> Iterator[None]:
 
 
 def _load_failure_message(spec: ModelSpec, error: Exception, offline: bool) -> str:
-    detail = f"{type(error).__name__}: {error}".strip()[:400]
+    first_line = next((line for line in str(error).splitlines() if line.strip()), "")
+    detail = f"{type(error).__name__}: {first_line.strip()}"[:300]  # the gist; library errors run to pages
     if spec.pretrained and Path(spec.pretrained).is_file():
         return f"cannot load checkpoint {spec.pretrained} into {spec.name} ({detail}); the file is corrupt or belongs to another architecture"
     if offline:

@@ -115,3 +115,25 @@ def test_interrupted_run_keeps_what_it_evaluated(pytester: pytest.Pytester, run_
     data = json.loads(results.read_text())
     assert [r["compression_id"] for r in data["evaluations"]] == ["jpeg-q60", "jpeg-q90"]
     assert not list(pytester.path.glob(".results.json.*"))  # no temporary file left behind
+
+
+def test_crashed_worker_keeps_what_the_others_evaluated(pytester: pytest.Pytester, run_args: list[str]) -> None:
+    pytester.makepyfile(
+        """
+        import os
+        import pytest
+
+        @pytest.mark.clip_dataset("cifar10")
+        @pytest.mark.compression("jpeg", quality=[90, 60])
+        def test_evaluate(clip_eval):
+            clip_eval()
+
+        def test_crash():
+            os._exit(3)  # a worker dying mid-run, e.g. killed for memory
+        """
+    )
+    results = pytester.path / "results.json"
+    outcome = pytester.runpytest_subprocess(*run_args, "-n", "2", f"--clip-results={results}")
+    outcome.assert_outcomes(passed=2, failed=1)
+    outcome.stdout.fnmatch_lines(["*worker*crashed while running*test_crash*"])
+    assert [r["compression_id"] for r in json.loads(results.read_text())["evaluations"]] == ["jpeg-q60", "jpeg-q90"]
