@@ -277,14 +277,15 @@ def clip_eval(
     from .compression import Compression
 
     results = request.node.stash.setdefault(ITEM_RESULTS, [])
+    marked_dataset, marked_compression = clip_dataset, compression
 
     def evaluate(dataset: str | ImageDataset | None = None, compression: Compression | str | None = None) -> EvalResult:
         __tracebackhide__ = True
         with user_errors():
-            chosen_dataset = dataset if dataset is not None else clip_dataset
+            chosen_dataset = dataset if dataset is not None else marked_dataset
             if chosen_dataset is None:
                 raise ConfigError("clip_eval() needs a dataset: add @pytest.mark.clip_dataset('cifar10') or call clip_eval(dataset='cifar10')")
-            chosen = compression if compression is not None else compression_param
+            chosen = compression if compression is not None else marked_compression
             if chosen is None or isinstance(chosen, str):
                 chosen = Compression(chosen or "none")
             if not isinstance(chosen, Compression):
@@ -293,7 +294,6 @@ def clip_eval(
         results.append(result)
         return result
 
-    compression_param = compression
     return evaluate
 
 
@@ -360,7 +360,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
             text = attribution_text(attributions)
             report.sections.append(("Captured stdout clipcompress attributions", text))
             item.add_report_section("call", "stdout clipcompress attributions", text)
-        for result in results:
+        for result in {result.key: result for result in results}.values():  # hypothesis repeats evaluations
             prefix = f"clip[{result.dataset}-{result.compression.id}]"
             # On the item, like record_property: JUnit XML reads them from the teardown report.
             item.user_properties += [(f"{prefix}.accuracy", f"{result.accuracy:.6f}"), (f"{prefix}.drop", f"{result.drop:.6f}"), (f"{prefix}.n", str(result.n))]

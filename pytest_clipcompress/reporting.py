@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 def report_payload(results: list[EvalResult], breaking_points: list[dict[str, Any]], evaluator: Evaluator, failed: bool) -> dict[str, Any]:
     """Records of the evaluations a test used, the floors it checked, breaking points and, on failure, attributions."""
     payload: dict[str, Any] = {
-        "evaluations": [result.to_record() for result in results],
+        "evaluations": [result.to_record() for result in {r.key: r for r in results}.values()],
         "checks": [
             {"model": r.model, "pretrained": r.pretrained, "dataset": r.dataset, "compression_id": r.compression.id, **check}
             for r in results
