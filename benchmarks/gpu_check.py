@@ -132,7 +132,7 @@ def main() -> None:
     compressed, _ = Compression("jpeg", quality=25).apply(original)
     inputs, baseline = loaded.preprocess(compressed).to(loaded.device), loaded.preprocess(original).to(loaded.device)
     label = int(dataset.labels[0])
-    for repeat in range(2):  # the first of each is a warm-up
+    for _ in range(2):  # the first of each is a warm-up
         synchronize()
         started = time.perf_counter()
         attributions, f_input, f_baseline = integrated_gradients(classifier, inputs, baseline, label, steps=50)
