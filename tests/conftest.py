@@ -49,4 +49,5 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_args(tiny_checkpoint: Path) -> list[str]:
     """Command-line options that select the tiny model from its checkpoint."""
     # "--option=value" keeps paths out of pytest's rootdir guess, so pytester's own ini files are used.
-    return [f"--clip-model={TINY_MODEL}", f"--clip-model-config={TINY_CONFIG}", f"--clip-pretrained={tiny_checkpoint}", "--clip-no-cache"]
+    # The CPU keeps the runs comparable with the CPU reference computations (also on GPU machines).
+    return [f"--clip-model={TINY_MODEL}", f"--clip-model-config={TINY_CONFIG}", f"--clip-pretrained={tiny_checkpoint}", "--clip-no-cache", "--clip-device=cpu"]

@@ -48,7 +48,7 @@ def test_shrunk_failure_is_the_breaking_point_on_the_cifar_sample(pytester: pyte
 
 def test_shrunk_failure_matches_bisection_on_the_demo(pytester: pytest.Pytester) -> None:
     """The demo model loses accuracy as JPEG quality falls, so the breaking point is inside the range."""
-    outcome, shrunk, point = run_suite(pytester, ["--clip-no-cache"], "demo", floor=0.8)
+    outcome, shrunk, point = run_suite(pytester, ["--clip-no-cache", "--clip-device=cpu"], "demo", floor=0.8)
     outcome.assert_outcomes(failed=1, passed=1)
     assert 10 < point["breaking_value"] < 100
     assert abs(shrunk - point["breaking_value"]) <= 1
