@@ -23,7 +23,7 @@ from .compression import Compression
 from .datasets import ImageDataset, load_dataset
 from .errors import ClipCompressError
 from .models import LoadedModel, ModelSpec, class_text_features, load_model, resolve_device, zero_shot_classifier
-from .settings import Settings
+from .settings import Settings, register_model_configs
 from .templates import resolve_templates
 
 if TYPE_CHECKING:
@@ -183,6 +183,8 @@ class Evaluator:
 
     def model_spec(self, name: str) -> ModelSpec:
         if name not in self._specs:
+            if not self._specs:
+                register_model_configs(self.settings)  # once, before the first model is resolved
             self._specs[name] = self.settings.model_spec(name)
         return self._specs[name]
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .errors import ClipCompressError, ConfigError, DatasetMissingError
-from .settings import OPTIONS, Option, Settings, build_settings
+from .settings import OPTIONS, Option, Settings, build_settings, register_model_configs
 
 if TYPE_CHECKING:
     from .breaking_point import BreakingPoint
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .evaluation import EvalResult, Evaluator
     from .models import LoadedModel
 
-SETTINGS = pytest.StashKey["Settings"]()
+SETTINGS = pytest.StashKey[Settings]()
 EVALUATOR = pytest.StashKey["Evaluator"]()
 ITEM_RESULTS = pytest.StashKey["list[EvalResult]"]()
 ITEM_BREAKING_POINTS = pytest.StashKey["list[dict[str, Any]]"]()
@@ -95,8 +95,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     settings = config.stash[SETTINGS]
     try:
-        _register_model_configs(settings)
-        if not settings.uses_demo_model:
+        # Only when the user named models or configs: a plain run must not pay open_clip's import.
+        if settings.model_configs or not settings.uses_demo_model:
+            register_model_configs(settings)
             for name in settings.models:
                 settings.model_spec(name)
         if settings.device != "auto" and settings.device != "cpu":
@@ -109,13 +110,6 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         from .cache import LogitsCache
 
         LogitsCache(settings.cache_dir).clear()
-
-
-def _register_model_configs(settings: Settings) -> None:
-    from .demo import DEMO_MODEL_CONFIG
-    from .models import register_model_configs
-
-    register_model_configs([str(DEMO_MODEL_CONFIG), *settings.model_configs])
 
 
 def _is_controller(config: pytest.Config) -> bool:

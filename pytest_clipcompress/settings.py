@@ -109,6 +109,14 @@ class Settings:
         return resolve_model_spec(name, self.pretrained)
 
 
+def register_model_configs(settings: Settings) -> None:
+    """Register the bundled demo config and the user's ``--clip-model-config`` files with open_clip."""
+    from .demo import DEMO_MODEL_CONFIG
+    from .models import register_model_configs as register
+
+    register([str(DEMO_MODEL_CONFIG), *settings.model_configs])
+
+
 def default_cache_dir() -> Path:
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "pytest-clipcompress" / "logits"
