@@ -132,4 +132,14 @@ def attribution_text(data: dict[str, Any]) -> str:
             f"{item['delta_f']:>13.4f} {item['sum_attributions']:>9.4f} {item['completeness_gap']:>9.2e} {item['positive_mass']:>8.3f} "
             f"{item['negative_mass']:>8.3f} {item['boundary_share']:>5.0%} of |IG| on {item['boundary_area_share']:.0%} of pixels"
         )
+    lines.append(aggregate_text(data["summary"]))
     return "\n".join(lines)
+
+
+def aggregate_text(summary: dict[str, Any]) -> str:
+    """One line of per-test totals: how faithful the attributions are and where their mass sits."""
+    return (
+        f"all {summary['count']}: mean completeness gap {summary['mean_completeness_gap']:.2e} against mean |F(in)-F(base)| "
+        f"{summary['mean_abs_delta_f']:.3f}; +mass {summary['total_positive_mass']:.3f}, -mass {summary['total_negative_mass']:.3f}; "
+        f"{summary['mean_boundary_share']:.0%} of |IG| on JPEG 8x8 block edges, which are {summary['mean_boundary_area_share']:.0%} of pixels"
+    )

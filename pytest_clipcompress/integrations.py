@@ -119,7 +119,12 @@ class HtmlReportPlugin:
             return
         from pytest_html import extras
 
-        added = [extras.html(f'<div class="clipcompress-attributions">{attributions["table_html"]}</div>')]
+        from html import escape
+
+        from .explain import aggregate_text
+
+        summary = f"<p>{escape(aggregate_text(attributions['summary']))}</p>"
+        added = [extras.html(f'<div class="clipcompress-attributions">{attributions["table_html"]}{summary}</div>')]
         for item, image in zip(attributions["items"], attributions["images"]):
             name = f"{item['compression_id']} image {item['index']}: {item['true_name']} -> {item['pred_compressed_name']}"
             added.append(extras.png(image, name=name))

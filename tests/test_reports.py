@@ -55,7 +55,8 @@ def test_html_report_carries_attributions_on_failing_rows_only(pytester: pytest.
     text = report.read_text()
     assert "CLIP accuracy under compression" in text and "data:image/png;base64," in text  # summary chart
     assert "completeness" in text and "boundary share" in text  # the IG table on the failing row
-    result.stdout.fnmatch_lines(["*Captured stdout clipcompress attributions*", "Integrated Gradients (2 flipped images, *", "attributions: 2 flipped images of 1 failing tests explained with Integrated Gradients in * s"])
+    assert "all 2: mean completeness gap" in text  # and the per-test totals
+    result.stdout.fnmatch_lines(["*Captured stdout clipcompress attributions*", "Integrated Gradients (2 flipped images, *", "all 2: mean completeness gap * of pixels", "attributions: 2 flipped images of 1 failing tests explained with Integrated Gradients in * s"])
 
 
 def test_report_folder_without_pytest_html(pytester: pytest.Pytester, run_args: list[str]) -> None:
