@@ -101,8 +101,8 @@ class Settings:
         return self.models == (DEMO_MODEL,)
 
     def model_spec(self, name: str) -> ModelSpec:
-        """The weights to load for ``name``; the demo model always loads its bundled checkpoint."""
-        if name == DEMO_MODEL:
+        """The weights to load for ``name``; the demo model defaults to its bundled checkpoint."""
+        if name == DEMO_MODEL and self.pretrained is None:
             from .demo import DEMO_WEIGHTS
 
             return ModelSpec(DEMO_MODEL, str(DEMO_WEIGHTS))

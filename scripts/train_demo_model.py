@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 import open_clip
 import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -37,12 +36,11 @@ from pytest_clipcompress.demo import (  # noqa: E402
     DEMO_CLASSES,
     DEMO_MODEL_CONFIG,
     DEMO_MODEL_NAME,
-    DEMO_SEED,
     DEMO_TEMPLATES,
-    DEMO_TEST_PER_CLASS,
     DEMO_WEIGHTS,
     generate_demo_images,
 )
+from pytest_clipcompress.results import atomic_write_bytes  # noqa: E402
 
 QUALITIES = (None, 100, 75, 50, 25)
 
@@ -65,34 +63,19 @@ def to_tensor(images: np.ndarray, mean: torch.Tensor, std: torch.Tensor) -> torc
     return (x - mean) / std
 
 
-def zero_shot_accuracy(
-    model: torch.nn.Module,
-    preprocess: object,
-    tokenizer: object,
-    images: np.ndarray,
-    labels: np.ndarray,
-    quality: int | None,
-) -> float:
-    """Zero-shot accuracy through open_clip's own PIL preprocessing, after an optional JPEG round trip."""
-    batch = []
-    for array in images:
-        img = Image.fromarray(array)
-        if quality is not None:
-            buf = io.BytesIO()
-            img.save(buf, "JPEG", quality=quality)
-            img = Image.open(buf).convert("RGB")
-        batch.append(preprocess(img))
-    with torch.no_grad():
-        image_feats = torch.nn.functional.normalize(model.encode_image(torch.stack(batch)), dim=-1)
-        text_feats = torch.stack([
-            torch.nn.functional.normalize(
-                model.encode_text(tokenizer([t.format(name) for t in DEMO_TEMPLATES])), dim=-1
-            ).mean(0)
-            for name in DEMO_CLASSES
-        ])
-        text_feats = torch.nn.functional.normalize(text_feats, dim=-1)
-    predictions = (image_feats @ text_feats.T).argmax(-1).numpy()
-    return float((predictions == labels).mean())
+def zero_shot_accuracies(weights: Path) -> dict[str, float]:
+    """Accuracy of the saved weights on the demo test split, through the plugin's own evaluation."""
+    from pytest_clipcompress.compression import Compression
+    from pytest_clipcompress.evaluation import Evaluator
+    from pytest_clipcompress.settings import build_settings
+
+    values = {"pretrained": str(weights), "device": "cpu", "no-cache": True}
+    evaluator = Evaluator(build_settings(lambda option: values.get(option.name)))
+    results = {}
+    for quality in QUALITIES:
+        compression = Compression("none") if quality is None else Compression("jpeg", quality=quality)
+        results["none" if quality is None else f"jpeg{quality}"] = evaluator.evaluate(DEMO_MODEL_NAME, "demo", compression).accuracy
+    return results
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -152,17 +135,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
               f"{time.perf_counter() - start:6.1f}s", flush=True)
 
     model.eval()
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), args.output)
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    atomic_write_bytes(args.output, buffer.getvalue())  # an interrupted save never leaves half a file
     print(f"saved {args.output} ({args.output.stat().st_size / 1e6:.2f} MB) "
           f"after {time.perf_counter() - start:.1f}s")
 
-    test_images, test_labels = generate_demo_images("test", DEMO_TEST_PER_CLASS, seed=DEMO_SEED)
-    results = {}
-    for quality in QUALITIES:
-        name = "none" if quality is None else f"jpeg{quality}"
-        results[name] = zero_shot_accuracy(model, preprocess, tokenizer, test_images, test_labels, quality)
-        print(f"zero-shot accuracy {name:>7}: {results[name]:.3f}")
+    results = zero_shot_accuracies(args.output)
+    for name, accuracy in results.items():
+        print(f"zero-shot accuracy {name:>7}: {accuracy:.3f}")
     return results
 
 

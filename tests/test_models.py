@@ -101,3 +101,14 @@ def test_invalid_configs_are_clear_errors(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelError, match="holds no .json model configs"):
         register_model_configs([str(tmp_path / "empty")])
+
+
+def test_demo_model_defaults_to_its_bundled_weights_and_takes_a_given_checkpoint(tiny_checkpoint: Path) -> None:
+    from pytest_clipcompress.demo import DEMO_MODEL_NAME, DEMO_WEIGHTS
+    from pytest_clipcompress.settings import build_settings, register_model_configs
+
+    default = build_settings(lambda option: None)
+    register_model_configs(default)
+    assert default.model_spec(DEMO_MODEL_NAME) == ModelSpec(DEMO_MODEL_NAME, str(DEMO_WEIGHTS))
+    retrained = build_settings(lambda option: str(tiny_checkpoint) if option.name == "pretrained" else None)
+    assert retrained.model_spec(DEMO_MODEL_NAME) == ModelSpec(DEMO_MODEL_NAME, str(tiny_checkpoint))
