@@ -50,7 +50,8 @@ def reference_predictions(checkpoint: Path, root: Path, quality: int | None) -> 
     with open(root / "cifar-10-batches-py" / "test_batch", "rb") as handle:
         batch = pickle.load(handle, encoding="bytes")
     with open(root / "cifar-10-batches-py" / "batches.meta", "rb") as handle:
-        classes = pickle.load(handle, encoding="bytes")["label_names"]
+        # The official files are Python 2 pickles: keys and class names come back as bytes.
+        classes = [name.decode("ascii") for name in pickle.load(handle, encoding="bytes")[b"label_names"]]
     images = batch[b"data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     tensors = []
     for array in images:
