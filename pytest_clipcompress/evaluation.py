@@ -23,6 +23,7 @@ from .compression import Compression
 from .datasets import ImageDataset, load_dataset
 from .errors import ClipCompressError
 from .models import LoadedModel, ModelSpec, class_text_features, load_model, resolve_device, zero_shot_classifier
+from .preprocess import BatchPreprocess, batch_preprocess, check_fast_supported
 from .settings import Settings, register_model_configs
 from .templates import resolve_templates
 
@@ -171,6 +172,7 @@ class Evaluator:
         self._classifiers: dict[tuple, torch.nn.Module] = {}
         self._scored: dict[tuple, _Scored] = {}
         self._results: dict[tuple, EvalResult] = {}
+        self._plans: dict[str, BatchPreprocess | None] = {}
         self._device: str | None = None
 
     # --- loading ----------------------------------------------------------------------------
@@ -279,7 +281,7 @@ class Evaluator:
 
     def _cache_key(self, model_name: str, dataset: ImageDataset, indices: np.ndarray, compression: Compression) -> dict[str, Any]:
         loaded = self.model(model_name)
-        return {
+        key = {
             "version": __version__,
             "model": loaded.spec.name,
             "weights": loaded.weights_hash(),
@@ -293,6 +295,9 @@ class Evaluator:
             "classes": list(dataset.classes),
             "templates": list(self.templates_for(dataset)),
         }
+        if self.settings.preprocess != "exact":  # exact tensors equal the per-image pipeline's: same entries
+            key["preprocess_path"] = self.settings.preprocess
+        return key
 
     def _compute(self, model_name: str, dataset: ImageDataset, indices: np.ndarray, compression: Compression) -> _Scored:
         import torch
@@ -324,26 +329,45 @@ class Evaluator:
     def prepared_batches(
         self, loaded: LoadedModel, dataset: ImageDataset, indices: np.ndarray, compression: Compression
     ) -> Iterator[tuple[torch.Tensor, float]]:
-        """Preprocessed batches (in order) and the bits the codec spent on each, made ahead in threads."""
+        """Preprocessed batches (in order) and the bits the codec spent on each.
+
+        The Pillow work (decode, codec round trip, the model's resize and crop) runs per image, ahead
+        in threads where they pay; the conversion to normalised tensors runs once per batch in this
+        thread (see preprocess.py), so no torch call runs in the worker threads.
+        """
         import torch
 
+        plan = self._batch_plan(loaded)
+        fast = self.settings.preprocess == "fast"
         pin = self.device.startswith("cuda")
 
-        def prepare(chunk: np.ndarray) -> tuple[torch.Tensor, float]:
-            tensors, bits = [], 0.0
+        def prepare(chunk: np.ndarray) -> tuple[Any, float]:
+            images, bits = [], 0.0
             for index in chunk:
                 image = dataset.image(int(index))
                 compressed, size = compression.apply(image)
                 bits += 8.0 * size / (image.width * image.height)
-                tensors.append(loaded.preprocess(compressed))
-            batch = torch.stack(tensors)
+                if fast:
+                    images.append(np.asarray(compressed))
+                elif plan is not None:
+                    images.append(plan.pil_array(compressed))
+                else:  # a pipeline this module cannot split: the model's own transform, image by image
+                    images.append(loaded.preprocess(compressed))
+            return (images if fast else np.stack(images) if plan is not None else torch.stack(images)), bits
+
+        def finish(prepared: tuple[Any, float]) -> tuple[torch.Tensor, float]:
+            images, bits = prepared
+            if fast:
+                return plan.fast(images, self.device), bits
+            batch = plan.normalise(torch.from_numpy(images).permute(0, 3, 1, 2)) if plan is not None else images
             return (batch.pin_memory() if pin else batch), bits
 
         size = self.settings.batch_size
         chunks = [indices[start : start + size] for start in range(0, len(indices), size)]
-        workers = self.settings.workers
+        workers = self._prepare_workers()
         if workers == 0:
-            yield from map(prepare, chunks)
+            for chunk in chunks:
+                yield finish(prepare(chunk))
             return
         # A bounded look-ahead keeps at most workers + 1 batches in memory.
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clipcompress") as pool:
@@ -354,10 +378,24 @@ class Evaluator:
                 if len(pending) > workers:
                     break
             while pending:
-                yield pending.popleft().result()
+                prepared = pending.popleft().result()
                 next_chunk = next(chunk_iter, None)
                 if next_chunk is not None:
                     pending.append(pool.submit(prepare, next_chunk))
+                yield finish(prepared)
+
+    def _batch_plan(self, loaded: LoadedModel) -> BatchPreprocess | None:
+        """The model's preprocessing split for batching (once per model); fast mode checks it is supported."""
+        key = loaded.spec.name
+        if key not in self._plans:
+            plan = batch_preprocess(loaded.preprocess)
+            if self.settings.preprocess == "fast":
+                check_fast_supported(plan, loaded.spec.label)
+            self._plans[key] = plan
+        return self._plans[key]
+
+    def _prepare_workers(self) -> int:
+        return self.settings.workers
 
 
 def _digest(data: bytes) -> str:
