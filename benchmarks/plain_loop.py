@@ -25,7 +25,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from pytest_clipcompress.templates import CIFAR10_TEMPLATES  # noqa: E402 - the prompts are data
+from pytest_clipcompress.templates import CIFAR10_TEMPLATES
 
 QUALITIES = (100, 75, 50, 25)
 

@@ -72,7 +72,7 @@ class BatchPreprocess:
         if len(shapes) == 1:
             resized = tensor_steps(torch.from_numpy(np.stack(arrays)))
         else:  # an image folder with mixed sizes: each image on its own, still on tensors
-            resized = torch.cat([tensor_steps(torch.from_numpy(array[None])) for array in arrays])
+            resized = torch.cat([tensor_steps(torch.from_numpy(np.stack([array]))) for array in arrays])
         return self.normalise(resized)
 
 
