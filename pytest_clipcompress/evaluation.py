@@ -331,9 +331,9 @@ class Evaluator:
     ) -> Iterator[tuple[torch.Tensor, float]]:
         """Preprocessed batches (in order) and the bits the codec spent on each.
 
-        The Pillow work (decode, codec round trip, the model's resize and crop) runs per image, ahead
-        in threads where they pay; the conversion to normalised tensors runs once per batch in this
-        thread (see preprocess.py), so no torch call runs in the worker threads.
+        The Pillow work (decode, codec round trip, the model's resize and crop) runs per image and the
+        conversion to normalised floats once per batch as a table look-up (see preprocess.py), ahead
+        in threads; no torch call runs there, so the threads never start OpenMP teams of their own.
         """
         import torch
 
@@ -353,13 +353,15 @@ class Evaluator:
                     images.append(plan.pil_array(compressed))
                 else:  # a pipeline this module cannot split: the model's own transform, image by image
                     images.append(loaded.preprocess(compressed))
-            return (images if fast else np.stack(images) if plan is not None else torch.stack(images)), bits
+            if fast:
+                return images, bits
+            return (plan.tabulated(images) if plan is not None else torch.stack(images)), bits
 
         def finish(prepared: tuple[Any, float]) -> tuple[torch.Tensor, float]:
             images, bits = prepared
             if fast:
                 return plan.fast(images, self.device), bits
-            batch = plan.normalise(torch.from_numpy(images).permute(0, 3, 1, 2)) if plan is not None else images
+            batch = torch.from_numpy(images) if plan is not None else images
             return (batch.pin_memory() if pin else batch), bits
 
         size = self.settings.batch_size

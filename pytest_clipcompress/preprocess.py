@@ -6,9 +6,11 @@ each an OpenMP parallel region: on a few shared cores they cost more than the co
 small model, more than the forward pass.
 
 - ``exact`` (the default): every step before the tensor conversion is the model's own transform
-  object applied to the Pillow image, as in the reference loop; the conversion to float and the
-  normalisation then run once per batch with the same torch operations (``to(float32).div(255)``,
-  ``sub_(mean).div_(std)``), so the tensors are bit-identical to the per-image pipeline's.
+  object applied to the Pillow image, as in the reference loop. The conversion and normalisation
+  map each (channel, uint8 value) to one float on their own, so they are tabulated once, by running
+  the model's own ToTensor and Normalize objects on an image holding all 256 values, and applied
+  per batch as a numpy table look-up: bit-identical to the per-image pipeline by construction, with
+  no torch call (and no OpenMP parallel region) outside the model.
 - ``fast`` (opt-in): the decoded images stay uint8 arrays at their native size; resize and crop run
   batched on tensors (torchvision's tensor ``resize`` with antialiasing, in the model's own size and
   interpolation), on the model's device. The pixels differ slightly from Pillow's resize, so
@@ -39,6 +41,7 @@ class BatchPreprocess:
     pil_steps: tuple[Callable[[Image.Image], Image.Image], ...]
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    table: np.ndarray  # (3, 256) float32: the model's ToTensor + Normalize of each channel's values
 
     def pil_array(self, image: Image.Image) -> np.ndarray:
         """The model's Pillow steps (resize, crop, mode), as an (H, W, 3) uint8 array."""
@@ -47,6 +50,14 @@ class BatchPreprocess:
         if image.mode != "RGB":  # the datasets and the codecs hand over RGB; anything else is converted
             image = image.convert("RGB")
         return np.asarray(image)
+
+    def tabulated(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
+        """Equal-sized (H, W, 3) uint8 arrays -> the (B, 3, H, W) float32 batch the model's transform makes."""
+        batch = np.stack(arrays)
+        out = np.empty((len(batch), 3, *batch.shape[1:3]), dtype=np.float32)
+        for channel in range(3):
+            out[:, channel] = self.table[channel][batch[..., channel]]
+        return out
 
     def normalise(self, batch: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) uint8 -> contiguous float32, with torchvision's ToTensor and Normalize arithmetic."""
@@ -83,11 +94,13 @@ def batch_preprocess(preprocess: Callable) -> BatchPreprocess | None:
     steps = list(getattr(preprocess, "transforms", ()))
     if len(steps) < 2 or type(steps[-2]) not in (transforms.ToTensor, _maybe_to_tensor()) or not isinstance(steps[-1], transforms.Normalize):
         return None
-    normalize = steps[-1]
+    to_tensor, normalize = steps[-2], steps[-1]
     mean, std = tuple(float(v) for v in normalize.mean), tuple(float(v) for v in normalize.std)
     if len(mean) != 3 or len(std) != 3:
         return None
-    return BatchPreprocess(tuple(steps[:-2]), mean, std)
+    values = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)  # one row: 0..255 in every channel
+    table = normalize(to_tensor(Image.fromarray(values, "RGB"))).numpy()[:, 0, :]
+    return BatchPreprocess(tuple(steps[:-2]), mean, std, np.ascontiguousarray(table, dtype=np.float32))
 
 
 def check_fast_supported(plan: BatchPreprocess | None, model_label: str) -> None:
