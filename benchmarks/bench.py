@@ -633,7 +633,7 @@ def report(info: dict[str, Any], runs: list[dict[str, Any]], markdown: bool) -> 
     sections = []
     summary: list[list[str]] = []
     for run in runs:
-        label = f"{run['model']} (random init)"
+        label = f"{run['model']} ({'bundled weights' if run['key'] == 'demo' else 'random init'})"
         rows: list[list[str]] = []
         if "a" in run:
             a: EvalFigures = run["a"]
