@@ -388,7 +388,7 @@ class Evaluator:
 
     def _batch_plan(self, loaded: LoadedModel) -> BatchPreprocess | None:
         """The model's preprocessing split for batching (once per model); fast mode checks it is supported."""
-        key = loaded.spec.name
+        key = loaded.preprocess_id  # the transform's repr: size, interpolation, mean and std
         if key not in self._plans:
             plan = batch_preprocess(loaded.preprocess)
             if self.settings.preprocess == "fast":
