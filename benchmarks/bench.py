@@ -591,7 +591,7 @@ def run_model(key: str, args: argparse.Namespace, base: ArrayDataset) -> dict[st
     loaded = Evaluator(settings).model(model_name)
     load_s = now() - started
     dataset = tiled_array_dataset(base, n)
-    heavy = key != "tiny"
+    heavy = key == "vit-b-32"
     out: dict[str, Any] = {"key": key, "model": model_name, "n": n, "load_s": load_s, "tiled": n > len(base)}
     if "a" in args.only:
         out["a"] = bench_evaluation(model_name, loaded, dataset, args, repeats=args.repeats or (1 if args.quick or heavy else 3))

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import open_clip
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,13 +54,11 @@ def main() -> None:
     images = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     predictions: dict[str, list[int]] = {}
     with torch.no_grad():
-        text = []
-        for name in classes:
-            features = model.encode_text(tokenizer([t.format(name) for t in CIFAR10_TEMPLATES]))
-            features = features / features.norm(dim=-1, keepdim=True)
-            mean = features.mean(dim=0)
-            text.append(mean / mean.norm())
-        text_features = torch.stack(text)
+        # Per class: the mean of the L2-normalised template embeddings, renormalised.
+        text_features = torch.stack([
+            F.normalize(F.normalize(model.encode_text(tokenizer([t.format(name) for t in CIFAR10_TEMPLATES])), dim=-1).mean(dim=0), dim=0)
+            for name in classes
+        ])
         for quality in (None, *QUALITIES):
             out = []
             for start in range(0, len(images), args.batch_size):
@@ -71,8 +70,7 @@ def main() -> None:
                         image.save(buffer, "JPEG", quality=quality)
                         image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
                     tensors.append(preprocess(image))
-                features = model.encode_image(torch.stack(tensors))
-                features = features / features.norm(dim=-1, keepdim=True)
+                features = F.normalize(model.encode_image(torch.stack(tensors)), dim=-1)
                 out.append((100.0 * features @ text_features.T).argmax(dim=1).numpy())
             predictions["none" if quality is None else f"jpeg-q{quality}"] = np.concatenate(out).tolist()
     seconds = time.perf_counter() - started
