@@ -6,6 +6,7 @@ import pytest
 
 from .errors import ConfigError
 from .evaluation import EvalResult
+from .metrics import ACCURACY, DROP
 from .settings import check_fraction
 
 
@@ -27,16 +28,16 @@ def assert_accuracy(result: EvalResult, min_accuracy: float | None = None, max_d
             "clip_max_drop in the ini file",
             pytrace=False,
         )
+    floors = ((ACCURACY, min_accuracy), (DROP, max_drop))
     try:
-        for name, value in (("min_accuracy", min_accuracy), ("max_drop", max_drop)):
+        for metric, value in floors:
             if value is not None:
-                check_fraction(name, float(value))
+                check_fraction(metric.floor, float(value))
     except ConfigError as error:
         pytest.fail(str(error), pytrace=False)
 
-    accuracy_ok = min_accuracy is None or result.accuracy >= min_accuracy
-    drop_ok = max_drop is None or result.drop <= max_drop
-    result.checks.append({"min_accuracy": min_accuracy, "max_drop": max_drop, "passed": accuracy_ok and drop_ok})
+    accuracy_ok, drop_ok = (floor is None or metric.passes(metric.value(result), floor) for metric, floor in floors)
+    result.checks.append({metric.floor: floor for metric, floor in floors} | {"passed": accuracy_ok and drop_ok})
     if not (accuracy_ok and drop_ok):
         raise AssertionError(failure_message(result, min_accuracy, max_drop, accuracy_ok, drop_ok))
 
@@ -48,11 +49,11 @@ def failure_message(result: EvalResult, min_accuracy: float | None, max_drop: fl
     lines = [
         f"zero-shot accuracy of {result.model}/{result.pretrained} on {result.dataset} under {result.compression.id} "
         f"is below its floor (n={result.n})",
-        f"  accuracy      {result.accuracy:7.2%}  (95% CI {result.ci_low:.1%} to {result.ci_high:.1%})"
-        + (f"   floor min_accuracy={min_accuracy:.2%}: {verdict(accuracy_ok)}" if min_accuracy is not None else ""),
-        f"  uncompressed  {result.baseline_accuracy:7.2%}  (same {result.n} images)",
-        f"  drop          {result.drop * 100:6.2f} points"
-        + (f"   floor max_drop={max_drop * 100:.2f} points: {verdict(drop_ok)}" if max_drop is not None else ""),
+        f"  {ACCURACY.name:<13} {ACCURACY.format(result.accuracy):>7}  (95% CI {result.ci_low:.1%} to {result.ci_high:.1%})"
+        + (f"   floor {ACCURACY.floor}={ACCURACY.format(min_accuracy)}: {verdict(accuracy_ok)}" if min_accuracy is not None else ""),
+        f"  uncompressed  {ACCURACY.format(result.baseline_accuracy):>7}  (same {result.n} images)",
+        f"  {DROP.name:<13} {DROP.format(result.drop):>13}"
+        + (f"   floor {DROP.floor}={DROP.format(max_drop)}: {verdict(drop_ok)}" if max_drop is not None else ""),
         "  worst classes " + ", ".join(f"{name} {acc:.1%}" for name, acc in result.worst_classes()),
         f"  flipped       {_images(len(result.flipped))} correct uncompressed and wrong compressed",
     ]

@@ -22,8 +22,8 @@ from .cache import LogitsCache
 from .compression import Compression
 from .datasets import ImageDataset, load_dataset
 from .errors import ClipCompressError
-from .models import LoadedModel, ModelSpec, class_text_features, load_model, resolve_device, zero_shot_classifier
-from .settings import Settings, register_model_configs
+from .models import LoadedModel, ModelSpec, class_text_features, load_model, register_model_configs, resolve_device, zero_shot_classifier
+from .settings import Settings
 from .templates import resolve_templates
 
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ class EvalResult:
     def flipped(self) -> np.ndarray:
         """Positions (into ``labels``) correct uncompressed and wrong compressed, most confident flips first."""
         positions = np.flatnonzero((self.baseline_predictions == self.labels) & (self.predictions != self.labels))
-        confidence = _softmax(self.logits[positions]).max(axis=1) if len(positions) else np.empty(0)
+        confidence = softmax(self.logits[positions]).max(axis=1) if len(positions) else np.empty(0)
         return positions[np.lexsort((positions, -confidence))]
 
     @property
@@ -142,9 +142,10 @@ class EvalResult:
         }
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities along the last axis (one image's logits, or a batch of them)."""
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 @dataclass
@@ -184,7 +185,7 @@ class Evaluator:
     def model_spec(self, name: str) -> ModelSpec:
         if name not in self._specs:
             if not self._specs:
-                register_model_configs(self.settings)  # once, before the first model is resolved
+                register_model_configs(self.settings.model_config_paths)  # before the first model is resolved
             self._specs[name] = self.settings.model_spec(name)
         return self._specs[name]
 
