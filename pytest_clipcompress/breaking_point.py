@@ -66,8 +66,8 @@ def mildness_order(codec: str, param: str, low: float | None = None, high: float
         searchable = ", ".join(f"{c}.{p}" for c, p in searchable_params())
         raise ConfigError(f"cannot search {codec}.{param}; searchable parameters: {searchable}")
     spec = CODECS[key[0]].params[param]
-    low = spec.low if low is None else low
-    high = spec.high if high is None else high
+    low = spec.bounds[0] if low is None else low
+    high = spec.bounds[1] if high is None else high
     for name, bound in (("low", low), ("high", high)):
         spec.check(key[0], param, bound)
         if bound != int(bound):

@@ -42,6 +42,16 @@ class ParamSpec:
     pillow: str | None = None
     to_pillow: Callable[[Any], Any] | None = None
 
+    def __post_init__(self) -> None:
+        if not self.choices and (self.low is None or self.high is None or self.low > self.high):
+            raise ConfigError(f"parameter {self.short!r} needs choices, or a range low <= high")
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """``(low, high)`` of a numeric parameter."""
+        assert self.low is not None and self.high is not None  # __post_init__ ensures it for numeric parameters
+        return self.low, self.high
+
     @property
     def searchable(self) -> bool:
         """A numeric parameter with a milder direction: bisection and mild-first strategies apply."""
@@ -55,19 +65,21 @@ class ParamSpec:
                     f"{', '.join(repr(c) for c in self.choices)}"
                 )
             return value
+        low, high = self.bounds
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{codec} {name}={value!r} must be a number from {self.low:g} to {self.high:g}")
+            raise ConfigError(f"{codec} {name}={value!r} must be a number from {low:g} to {high:g}")
         if self.kind is int and value != int(value):
-            raise ConfigError(f"{codec} {name}={value!r} must be a whole number from {self.low:g} to {self.high:g}")
-        if not self.low <= value <= self.high:
-            raise ConfigError(f"{codec} {name}={value!r} is out of range; use {self.low:g} to {self.high:g}")
+            raise ConfigError(f"{codec} {name}={value!r} must be a whole number from {low:g} to {high:g}")
+        if not low <= value <= high:
+            raise ConfigError(f"{codec} {name}={value!r} is out of range; use {low:g} to {high:g}")
         return self.kind(value)
 
     def describe(self) -> str:
         """``1-100`` or ``'4:4:4'|'4:2:0'``, for help texts."""
         if self.choices:
             return "|".join(repr(choice) for choice in self.choices)
-        return f"{self.low:g}-{self.high:g}"
+        low, high = self.bounds
+        return f"{low:g}-{high:g}"
 
 
 @dataclass(frozen=True)
@@ -190,7 +202,7 @@ def searchable_params() -> list[tuple[str, str]]:
 def milder_when_higher(codec: str, param: str | None) -> bool:
     """Whether a higher ``param`` of ``codec`` is milder (quality): charts invert such axes, harsher to the right."""
     spec = CODECS.get(codec)
-    return spec is not None and param in spec.params and spec.params[param].milder == "higher"
+    return spec is not None and param is not None and param in spec.params and spec.params[param].milder == "higher"
 
 
 def marker_help() -> str:
@@ -216,7 +228,7 @@ class Compression:
     codec: str
     params: tuple[tuple[str, Any], ...] = ()
 
-    def __init__(self, codec: str, params: Mapping[str, Any] | Iterable[tuple[str, Any]] = (), **kwargs: Any):
+    def __init__(self, codec: str, params: Mapping[str, Any] | Iterable[tuple[str, Any]] = (), **kwargs: Any) -> None:
         # A parameter given as None means the codec's default, exactly as if it were left out.
         merged = {name: value for name, value in {**dict(params), **kwargs}.items() if value is not None}
         codec, checked = _validate(codec, merged)
@@ -309,4 +321,4 @@ def expand(codec: str, params: Mapping[str, Any]) -> list[Compression]:
         if not values:
             raise ConfigError(f"{codec} {name}=[] is empty; give at least one value")
         value_lists.append(values)
-    return [Compression(codec, dict(zip(names, combo))) for combo in itertools.product(*value_lists)]
+    return [Compression(codec, dict(zip(names, combo, strict=True))) for combo in itertools.product(*value_lists)]

@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from .errors import ConfigError, DatasetError, DatasetMissingError
 from .templates import CIFAR10_TEMPLATES, GENERIC_TEMPLATES, STL10_TEMPLATES
 
+
 @dataclass(frozen=True)
 class Download:
     """An official archive and what it unpacks to."""

@@ -94,7 +94,7 @@ def parameter(codec_name: str, param: str) -> st.SearchStrategy[Any]:
         raise ConfigError(f"{codec_name} has no parameter {param!r}; parameters: {', '.join(CODECS[codec_name].params) or 'none'}")
     if spec.choices:
         return st.sampled_from(list(spec.choices))  # ordered mildest first
-    return _mild_first(spec.low, spec.high, spec.milder or "lower", spec.kind)
+    return _mild_first(*spec.bounds, spec.milder or "lower", spec.kind)
 
 
 def codec(name: str, **params: st.SearchStrategy[Any] | None) -> st.SearchStrategy[Compression]:
@@ -106,11 +106,11 @@ def codec(name: str, **params: st.SearchStrategy[Any] | None) -> st.SearchStrate
     if unknown:
         raise ConfigError(f"unknown {name} parameter(s) {', '.join(unknown)}; allowed: {', '.join(spec.params) or 'none'}")
     # In the registry's parameter order, so examples are drawn (and shrunk) in a stable order.
-    drawn = {
-        param: params[param] if params.get(param) is not None else parameter(name, param)
-        for param in spec.params
-        if params.get(param) is not None or param in spec.required
-    }
+    drawn: dict[str, st.SearchStrategy[Any]] = {}
+    for param in spec.params:
+        given = params.get(param)
+        if given is not None or param in spec.required:
+            drawn[param] = given if given is not None else parameter(name, param)
     if not drawn:
         return st.just(Compression(name))  # no parameters: a single example
     # builds(Compression, ...) makes hypothesis print failures as Compression('jpeg', quality=40).

@@ -12,6 +12,7 @@ import math
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -26,7 +27,6 @@ def reference_predictions(
     model's own preprocess, ``encode_image``/``encode_text``, 100 x cosine similarity, argmax.
     """
     import open_clip
-    import torch
 
     open_clip.add_model_config(config)
     model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=str(checkpoint))
@@ -38,6 +38,17 @@ def reference_predictions(
         # The official files are Python 2 pickles: keys and class names come back as bytes.
         classes = [name.decode("ascii") for name in pickle.load(handle, encoding="bytes")[b"label_names"]]
     images = batch[b"data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return zero_shot_predictions(model, preprocess, tokenizer, images, classes, templates, quality), np.asarray(batch[b"labels"])
+
+
+def zero_shot_predictions(
+    model: Any, preprocess: Any, tokenizer: Any, images: np.ndarray, classes: Sequence[str], templates: Sequence[str], quality: int | None
+) -> np.ndarray:
+    """CLIP's zero-shot classification as published: optional JPEG round trip through Pillow, the
+    model's preprocess, L2-normalised image embeddings against the renormalised mean of the
+    L2-normalised template embeddings per class, 100 x cosine similarity, argmax."""
+    import torch
+
     tensors = []
     for array in images:
         image = Image.fromarray(array)
@@ -56,7 +67,7 @@ def reference_predictions(
         image_features = model.encode_image(torch.stack(tensors))
         image_features = image_features / image_features.norm(dim=-1, keepdim=True)
         logits = 100.0 * image_features @ torch.stack(text).T
-    return logits.argmax(dim=1).numpy(), np.asarray(batch[b"labels"])
+    return logits.argmax(dim=1).numpy()
 
 
 def softmax(logits: Sequence[float]) -> list[float]:

@@ -23,6 +23,7 @@ from pytest_clipcompress.errors import DatasetError, DatasetMissingError
 
 from .helpers import CIFAR_CLASSES, STL_CLASSES, random_images, write_cifar10, write_stl10
 
+
 def test_cifar10_official_layout_round_trips(tmp_path: Path) -> None:
     images = random_images(12, 32)
     labels = [i % 10 for i in range(12)]

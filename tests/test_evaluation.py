@@ -89,7 +89,7 @@ def test_wilson_interval_equals_scipys(correct: int, n: int) -> None:
 def test_one_softmax_for_an_image_and_a_batch() -> None:
     logits = np.random.default_rng(3).normal(scale=30.0, size=(4, 10)).astype(np.float32)
     batch = evaluation.softmax(logits.astype(np.float64))
-    for row, probabilities in zip(logits, batch):
+    for row, probabilities in zip(logits, batch, strict=True):
         expected = reference.softmax([float(value) for value in row])
         assert probabilities == pytest.approx(expected, rel=1e-12, abs=1e-300)
         assert np.array_equal(evaluation.softmax(row.astype(np.float64)), probabilities)  # one image = its row of the batch

@@ -7,14 +7,11 @@ trip with ``Image.save``/``Image.open``, the model's own preprocess, ``encode_im
 
 from __future__ import annotations
 
-import io
 import json
-import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from pytest_clipcompress.templates import CIFAR10_TEMPLATES
 
@@ -49,11 +46,14 @@ def test_results_equal_an_independent_computation(pytester: pytest.Pytester, tin
     outcome.assert_outcomes(passed=5)
     records = {r["compression_id"]: r for r in json.loads(results_path.read_text())["evaluations"]}
 
-    baseline, labels = reference_predictions(TINY_CONFIG, TINY_MODEL, tiny_checkpoint, cifar_sample_root, None, CIFAR10_TEMPLATES)
+    def reference(quality: int | None) -> tuple[np.ndarray, np.ndarray]:
+        return reference_predictions(TINY_CONFIG, TINY_MODEL, tiny_checkpoint, cifar_sample_root, quality, CIFAR10_TEMPLATES)
+
+    baseline, labels = reference(None)
     baseline_accuracy = float(np.mean(baseline == labels))
     distinct_outcomes = set()
     for quality in QUALITIES:
-        predictions, _ = reference_predictions(TINY_CONFIG, TINY_MODEL, tiny_checkpoint, cifar_sample_root, quality, CIFAR10_TEMPLATES)
+        predictions, _ = reference(quality)
         record = records[f"jpeg-q{quality}"]
         assert np.array_equal(np.load(pytester.path / f"predictions-jpeg-q{quality}.npy"), predictions)
         assert record["accuracy"] == float(np.mean(predictions == labels))  # exactly, not approximately

@@ -121,7 +121,7 @@ def test_a_conftest_registers_a_codec_and_a_dataset_without_editing_the_package(
     assert results["breaking_points"][0]["codec"] == "toyjpeg" and results["breaking_points"][0]["dataset"] == "toy"
 
     # Each xdist worker imports the conftest, so each registers the same codec and dataset.
-    parallel = pytester.runpytest_subprocess(*tiny_args, "-n", "2", "-p", "no:cacheprovider", f"--clip-results={parallel_results}")
+    parallel = pytester.runpytest(*tiny_args, "-n", "2", "-p", "no:cacheprovider", f"--clip-results={parallel_results}")
     parallel.assert_outcomes(passed=3)
     assert parallel_results.read_bytes() == serial_results.read_bytes()
 
@@ -196,5 +196,5 @@ def test_extending_examples_run_as_written(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {"__name__": "extending_example"}
     for block in blocks:
-        exec(compile(block, str(DOCS / "extending.md"), "exec"), namespace)  # noqa: S102 - the docs' own examples
+        exec(compile(block, str(DOCS / "extending.md"), "exec"), namespace)  # the docs' own examples
     assert {"leveljpeg", "patches", "top5_accuracy"} <= set(CODECS) | set(DATASETS) | set(METRICS)
