@@ -189,15 +189,14 @@ def _parse(name: object) -> tuple[DatasetSpec, str | None]:
     raise ConfigError(f"unknown dataset {name!r}; choose one of {plain}" + (f" or {taking}" if taking else ""))
 
 
-def canonical_dataset_name(name: str) -> str:
-    """The one spelling of a ``clip_dataset`` name that results carry (``imagefolder:/x/`` -> ``imagefolder:/x``)."""
-    spec, argument = _parse(name)
-    return spec.name if argument is None else f"{spec.name}:{argument}"
-
-
 def validate_dataset_name(name: str) -> str:
-    """Check a ``clip_dataset`` name without loading anything; returns its canonical spelling."""
-    return canonical_dataset_name(name)
+    """Check a ``clip_dataset`` name without loading anything; returns the one spelling that results
+    carry (``imagefolder:/x/`` -> ``imagefolder:/x``)."""
+    return _canonical(*_parse(name))
+
+
+def _canonical(spec: DatasetSpec, argument: str | None) -> str:
+    return spec.name if argument is None else f"{spec.name}:{argument}"
 
 
 def dataset_id(name: str) -> str:
@@ -217,7 +216,7 @@ def marker_help() -> str:
 def load_dataset(name: str, data_root: Path, offline: bool) -> ImageDataset:
     """Load a dataset by its ``clip_dataset`` name."""
     spec, argument = _parse(name)
-    canonical = spec.name if argument is None else f"{spec.name}:{argument}"
+    canonical = _canonical(spec, argument)
     dataset = spec.load(DatasetSource(canonical, argument, data_root, offline))
     if not isinstance(dataset, ImageDataset) or dataset.name != canonical:
         got = repr(dataset.name) if isinstance(dataset, ImageDataset) else type(dataset).__name__

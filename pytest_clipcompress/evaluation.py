@@ -20,7 +20,7 @@ import numpy as np
 from . import __version__
 from .cache import LogitsCache
 from .compression import Compression
-from .datasets import ImageDataset, load_dataset
+from .datasets import ImageDataset, load_dataset, validate_dataset_name
 from .errors import ClipCompressError
 from .models import LoadedModel, ModelSpec, class_text_features, load_model, register_model_configs, resolve_device, zero_shot_classifier
 from .settings import Settings
@@ -202,6 +202,7 @@ class Evaluator:
 
     def dataset(self, spec: str) -> ImageDataset:
         """Load once; a failure is remembered so every test that needs the dataset reports it at once."""
+        spec = validate_dataset_name(spec)  # one entry per dataset, however its name is spelled
         if spec not in self._datasets:
             try:
                 self._datasets[spec] = load_dataset(spec, self.settings.data_root, self.settings.offline)

@@ -163,6 +163,8 @@ def _progress_printer(config: pytest.Config) -> Callable[[str, int, int, float],
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if not any(name in metafunc.fixturenames for name in CLIP_FIXTURES):
         return
+    from .datasets import dataset_id
+
     settings = metafunc.config.stash[SETTINGS]
     try:
         datasets = _marked_datasets(metafunc)
@@ -173,10 +175,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("clip_model", settings.models, indirect=True, ids=list(settings.models), scope="session")
     if datasets and compressions:
         cases = [(d, c) for d in datasets for c in compressions]
-        ids = [f"{_dataset_id(d)}-{c.id}" for d, c in cases]
+        ids = [f"{dataset_id(d)}-{c.id}" for d, c in cases]
         metafunc.parametrize(("clip_dataset", "compression"), cases, indirect=True, ids=ids)
     elif datasets:
-        metafunc.parametrize("clip_dataset", datasets, indirect=True, ids=[_dataset_id(d) for d in datasets])
+        metafunc.parametrize("clip_dataset", datasets, indirect=True, ids=[dataset_id(d) for d in datasets])
     elif compressions:
         metafunc.parametrize("compression", compressions, indirect=True, ids=[c.id for c in compressions])
 
@@ -211,12 +213,6 @@ def _marked_compressions(metafunc: pytest.Metafunc) -> list[Compression]:
             if case not in cases:
                 cases.append(case)
     return cases
-
-
-def _dataset_id(name: str) -> str:
-    from .datasets import dataset_id
-
-    return dataset_id(name)
 
 
 # --- fixtures -----------------------------------------------------------------------------------
@@ -300,7 +296,7 @@ def clip_breaking_point(request: pytest.FixtureRequest, clip_evaluator: Evaluato
     in the results file, the terminal summary and the HTML summary.
     """
     from .breaking_point import find_breaking_point
-    from .datasets import canonical_dataset_name
+    from .datasets import validate_dataset_name
 
     results = request.node.stash.setdefault(ITEM_RESULTS, [])
     found = request.node.stash.setdefault(ITEM_BREAKING_POINTS, [])
@@ -316,7 +312,7 @@ def clip_breaking_point(request: pytest.FixtureRequest, clip_evaluator: Evaluato
         with user_errors():
             point = find_breaking_point(evaluate, codec, param, floor=floor, metric=metric, **options)
         # The canonical name, as the evaluations carry it, so the chart finds its breaking point.
-        name = canonical_dataset_name(dataset) if isinstance(dataset, str) else dataset.name
+        name = validate_dataset_name(dataset) if isinstance(dataset, str) else dataset.name
         found.append({"model": clip_model.spec.name, "pretrained": clip_model.spec.pretrained_label, "dataset": name, **point.to_dict()})
         return point
 
@@ -364,5 +360,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
         for result in {result.key: result for result in results}.values():  # hypothesis repeats evaluations
             prefix = f"clip[{result.dataset}-{result.compression.id}]"
             # On the item, like record_property: JUnit XML reads them from the teardown report.
-            item.user_properties += [(f"{prefix}.{m.junit_property}", f"{m.value(result):.6f}") for m in METRICS.values()] + [(f"{prefix}.n", str(result.n))]
+            properties = [(f"{prefix}.{metric.junit_property}", f"{metric.value(result):.6f}") for metric in METRICS.values()]
+            item.user_properties += [*properties, (f"{prefix}.n", str(result.n))]
     return report

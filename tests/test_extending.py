@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from pytest_clipcompress.compression import CODECS, CodecSpec, ParamSpec, register_codec
-from pytest_clipcompress.datasets import DATASETS, DatasetSpec, canonical_dataset_name, dataset_id, register_dataset
+from pytest_clipcompress.datasets import DATASETS, DatasetSpec, dataset_id, register_dataset, validate_dataset_name
 from pytest_clipcompress.errors import ConfigError
 from pytest_clipcompress.metrics import METRICS, Metric, register_metric
 
@@ -156,13 +156,13 @@ def test_one_spelling_per_image_folder_keeps_the_breaking_point_on_its_chart(pyt
 
 
 def test_image_folder_spellings_are_one_dataset(tmp_path: Path) -> None:
-    assert canonical_dataset_name(f"imagefolder:{tmp_path}/") == canonical_dataset_name(f"imagefolder:{tmp_path}") == f"imagefolder:{tmp_path}"
-    assert canonical_dataset_name("imagefolder:~/pictures") == f"imagefolder:{Path('~/pictures').expanduser()}"
+    assert validate_dataset_name(f"imagefolder:{tmp_path}/") == validate_dataset_name(f"imagefolder:{tmp_path}") == f"imagefolder:{tmp_path}"
+    assert validate_dataset_name("imagefolder:~/pictures") == f"imagefolder:{Path('~/pictures').expanduser()}"
     assert dataset_id(f"imagefolder:{tmp_path}/") == dataset_id(f"imagefolder:{tmp_path}") == f"imagefolder-{tmp_path.name}"
-    assert canonical_dataset_name("cifar10") == "cifar10" and dataset_id("stl10") == "stl10"
+    assert validate_dataset_name("cifar10") == "cifar10" and dataset_id("stl10") == "stl10"
     for bad in ("imagefolder:", "imagefolder:  ", "imagefolder", "demo:x", "imagenet"):
         with pytest.raises(ConfigError, match="unknown dataset"):
-            canonical_dataset_name(bad)
+            validate_dataset_name(bad)
 
 
 def test_registrations_are_checked() -> None:
