@@ -75,9 +75,7 @@ def _drop(result: Any) -> float:
     return result.drop
 
 
-ACCURACY = register_metric(
-    Metric("accuracy", "share of images classified correctly under compression", _accuracy, higher_is_better=True, floor="min_accuracy")
-)
+ACCURACY = register_metric(Metric("accuracy", "share of images classified correctly under compression", _accuracy, higher_is_better=True, floor="min_accuracy"))
 DROP = register_metric(
     Metric(
         "drop",

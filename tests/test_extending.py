@@ -19,7 +19,7 @@ from pytest_clipcompress.metrics import METRICS, Metric, register_metric
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
-TOY_CONFTEST = '''
+TOY_CONFTEST = """
 import hashlib
 
 import numpy as np
@@ -54,9 +54,9 @@ def load_toy(source):
 
 register_dataset(DatasetSpec("toy", load_toy))
 toy = dataset_fixture("toy")
-'''
+"""
 
-TOY_TESTS = '''
+TOY_TESTS = """
 import io
 
 import numpy as np
@@ -88,7 +88,7 @@ def test_fixture_search_and_strategy(toy, clip_breaking_point):
     assert find(cs.codec("toyjpeg"), lambda c: True, settings=settings(database=None)).param("level") == 1
     point = clip_breaking_point("toy", "toyjpeg", "level", floor=1.01)  # no accuracy reaches 101%: the mildest breaks
     assert point.breaking_value == 1 and point.last_passing_value is None
-'''
+"""
 
 
 @pytest.fixture
@@ -101,9 +101,7 @@ def registries() -> Iterator[None]:
         registry.update(contents)
 
 
-def test_a_conftest_registers_a_codec_and_a_dataset_without_editing_the_package(
-    pytester: pytest.Pytester, tiny_args: list[str], registries: None
-) -> None:
+def test_a_conftest_registers_a_codec_and_a_dataset_without_editing_the_package(pytester: pytest.Pytester, tiny_args: list[str], registries: None) -> None:
     pytester.makeconftest(TOY_CONFTEST)
     pytester.makepyfile(test_toy=TOY_TESTS)
     listed = pytester.runpytest("--markers")
