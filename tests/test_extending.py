@@ -174,7 +174,7 @@ def test_registrations_are_checked() -> None:
     with pytest.raises(ConfigError, match="without ':'"):
         register_dataset(DatasetSpec("a:b", lambda source: None))
     with pytest.raises(ConfigError, match="'accuracy' is built in"):
-        register_metric(Metric("accuracy", "", lambda result: 0.0, higher_is_better=True, floor="min_accuracy"))
+        register_metric(Metric("accuracy", lambda result: 0.0, higher_is_better=True, floor="min_accuracy"))
     assert "broken" not in CODECS and "a:b" not in DATASETS and list(METRICS) == ["accuracy", "drop"]
 
 
