@@ -2,7 +2,8 @@
 
 Picks up to ``--clip-ig-samples`` flipped images (correct uncompressed, wrong compressed; most
 confident flips first), attributes the zero-shot loss from the baseline (by default the same
-image uncompressed, as in the seed paper) to the compressed image, and returns JSON-able numbers,
+image uncompressed; the seed paper's released code uses its quality-100 JPEG, ``jpeg-q100``) to
+the compressed image, and returns JSON-able numbers,
 a table and PNG pictures that travel with the test report (also from pytest-xdist workers).
 """
 
@@ -20,9 +21,18 @@ if TYPE_CHECKING:
 
 
 def baseline_image(kind: str, uncompressed: Image.Image, compressed: Image.Image) -> Image.Image:
-    """The IG baseline in pixel space: the uncompressed image, black, or a blur of the compressed input."""
+    """The IG baseline in pixel space (``--clip-ig-baseline``).
+
+    ``uncompressed``: the image itself; ``jpeg-q100``: its quality-100 JPEG through Pillow with
+    Pillow's other defaults, the baseline of the seed paper's released ``compute_IG.py``;
+    ``black``; ``blur``: a Gaussian blur of the compressed input.
+    """
     if kind == "uncompressed":
         return uncompressed
+    if kind == "jpeg-q100":
+        from .compression import Compression
+
+        return Compression("jpeg", quality=100).apply(uncompressed)[0]
     if kind == "black":
         return Image.new("RGB", uncompressed.size)
     radius = max(1.0, min(compressed.size) / 16)

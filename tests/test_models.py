@@ -15,7 +15,7 @@ from .conftest import TINY_CONFIG, TINY_MODEL
 def test_default_weights_are_openai_where_available_else_the_first_tag() -> None:
     import open_clip
 
-    assert resolve_model_spec("ViT-B-32", None) == ModelSpec("ViT-B-32", "openai")
+    assert resolve_model_spec("ViT-B-32", None) == ModelSpec("ViT-B-32", "openai", quick_gelu=True)  # as OpenAI trained it
     without_openai = next(m for m in open_clip.list_models() if open_clip.list_pretrained_tags_by_model(m) and "openai" not in open_clip.list_pretrained_tags_by_model(m))
     assert resolve_model_spec(without_openai, None).pretrained == open_clip.list_pretrained_tags_by_model(without_openai)[0]
 
