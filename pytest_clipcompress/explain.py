@@ -39,6 +39,16 @@ def baseline_image(kind: str, uncompressed: Image.Image, compressed: Image.Image
     return compressed.filter(ImageFilter.GaussianBlur(radius))
 
 
+def _geometry(preprocess: Any, image: Image.Image, input_hw: Any) -> Any:
+    """Where the model's own preprocessing puts the image's pixels; centre crop if it cannot be measured."""
+    from .geometry import InputGeometry, measured_geometry
+
+    try:
+        return measured_geometry(preprocess, (image.height, image.width))
+    except ValueError:
+        return InputGeometry.centre_crop((image.height, image.width), int(input_hw[-1]))
+
+
 def _softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max())
     return shifted / shifted.sum()
@@ -77,9 +87,10 @@ def explain_failures(results: list[EvalResult], evaluator: Evaluator) -> dict[st
                 steps, method = int(settings.ig_steps), "riemann_trapezoid"
                 attributions, f_input, f_baseline = integrated_gradients(classifier, inputs, baseline, label, steps=steps)
             attributions = attributions.numpy()
-            summary = summarize_attribution(attributions, block_boundary_mask((original.height, original.width), inputs.shape[-1]))
+            geometry = _geometry(loaded.preprocess, original, inputs.shape[-2:])
+            summary = summarize_attribution(attributions, block_boundary_mask((original.height, original.width), geometry))
             info = _image_attribution(result, position, index, label, steps, method, f_input, f_baseline, summary, time.perf_counter() - image_started)
-            png = render_attribution_png(original, compressed, attributions, class_names=result.classes, info=info, compression_label=result.compression.id)
+            png = render_attribution_png(original, compressed, attributions, class_names=result.classes, info=info, compression_label=result.compression.id, geometry=geometry)
             infos.append(info)
             items.append(
                 {
