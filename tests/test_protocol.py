@@ -69,3 +69,37 @@ def test_paper_protocol_explains_from_the_q100_jpeg_with_51_points(tmp_path: Pat
     expected = float(F.cross_entropy(logits, torch.tensor([item["label"]])))
     assert item["f_baseline"] == pytest.approx(expected, rel=1e-5, abs=1e-6)
     assert item["completeness_gap"] < 0.05 * abs(item["delta_f"]) + 1e-3
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "test_paper_protocol.py"
+
+
+def published_in_example() -> dict[tuple[str, str, str], float]:
+    namespace: dict = {}
+    exec(compile(EXAMPLE.read_text(encoding="utf-8"), str(EXAMPLE), "exec"), namespace)  # the example module, without pytest collecting it
+    return namespace["PUBLISHED_ACCURACY"]
+
+
+def test_reference_numbers_in_the_docs_are_the_ones_the_example_checks() -> None:
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "paper-protocol.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `([^`]+)` \| `([^`]+)` \| (0\.\d+) \| (0\.\d+) \|$", text, flags=re.MULTILINE)
+    documented = {}
+    for model, tag, cifar, stl in rows:
+        documented[(model, tag, "cifar10")] = float(cifar)
+        documented[(model, tag, "stl10")] = float(stl)
+    assert documented == published_in_example()
+    assert documented[("ViT-B-32", "openai", "cifar10")] == 0.8983  # open_clip's results table
+
+
+def test_published_accuracy_check_skips_other_models_with_a_reason(pytester: pytest.Pytester, cifar_sample_root: Path) -> None:
+    pytester.makepyfile(test_paper_protocol=EXAMPLE.read_text(encoding="utf-8"))
+    result = pytester.runpytest(
+        "-k", "published", "--clip-offline", f"--clip-data-root={cifar_sample_root}", "--clip-device=cpu", "--clip-no-cache", "-rs", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(skipped=2)
+    result.stdout.fnmatch_lines([
+        "*no published accuracy for clipcompress-demo/clipcompress-demo.pt on cifar10; references exist for RN50/openai, ViT-B-32/openai*",
+        "*stl10 is not in*",
+    ])

@@ -182,3 +182,16 @@ def test_activation_is_in_the_record_and_the_cache_key(tiny_checkpoint: Path, tm
         assert result.to_record()["activation"] == ("QuickGELU" if mode == "on" else "GELU")
     # Same weights and preprocessing, so only the activation keeps the cached logits apart.
     assert not (results["on"].logits == results["off"].logits).all()
+
+
+def test_a_plugin_run_with_openai_weights_offline_builds_quickgelu_without_warnings(pytester: pytest.Pytester, offline_hub: dict) -> None:
+    pytester.makepyfile(
+        """
+        def test_model(clip_model):
+            assert clip_model.spec.label == "RN50/openai (QuickGELU)"
+            assert clip_model.activation == "QuickGELU"
+        """
+    )
+    result = pytester.runpytest("--clip-model=RN50", "--clip-offline", "--clip-device=cpu", "-W", "error::UserWarning", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert "QuickGELU mismatch" not in result.stdout.str()
