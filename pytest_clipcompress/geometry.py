@@ -82,8 +82,8 @@ class InputGeometry:
             new_w, new_h = input_size, int(input_size * height / width)
         else:
             new_h, new_w = input_size, int(input_size * width / height)
-        top = int(round((new_h - input_size) / 2.0))
-        left = int(round((new_w - input_size) / 2.0))
+        top = round((new_h - input_size) / 2.0)
+        left = round((new_w - input_size) / 2.0)
         return cls(AxisMap(height, new_h, top, input_size), AxisMap(width, new_w, left, input_size))
 
     @classmethod
@@ -166,8 +166,8 @@ def _fit_axis(values: np.ndarray, inside: np.ndarray, source: int, output: int, 
     if scale <= 0:
         raise ValueError("the preprocessing flips or scrambles the image; cannot map its pixels back")
     # coordinate = (d + offset + 0.5) * source / resized - 0.5 for a resize to `resized` then a crop at `offset`.
-    resized = max(1, int(round(source / scale)))
-    offset = int(round((intercept + 0.5) * resized / source - 0.5))
+    resized = max(1, int(np.rint(source / scale)))
+    offset = int(np.rint((intercept + 0.5) * resized / source - 0.5))
     axis_map = AxisMap(source, resized, offset, output)
     expected = (np.arange(output) + offset + 0.5) * source / resized - 0.5
     tolerance = 0.75 + 0.25 / step  # what is left of 8-bit rounding, and the last half pixel

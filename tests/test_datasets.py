@@ -7,6 +7,7 @@ import os
 import pickle
 import struct
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -79,7 +80,7 @@ def write_cifar10(root: Path, images: np.ndarray, labels: list[int], python2: bo
     return folder
 
 
-def torchvision_cifar10_test(root: Path):  # noqa: ANN201 - torchvision.datasets.CIFAR10
+def torchvision_cifar10_test(root: Path):
     """torchvision's own CIFAR-10 reader on ``root``; its md5s are those of the files there (a subset is not the official file)."""
     from torchvision.datasets import CIFAR10
 
@@ -89,9 +90,9 @@ def torchvision_cifar10_test(root: Path):  # noqa: ANN201 - torchvision.datasets
         return hashlib.md5((folder / name).read_bytes(), usedforsecurity=False).hexdigest()
 
     class Sample(CIFAR10):
-        train_list: list = []
-        test_list = [["test_batch", md5("test_batch")]]
-        meta = {**CIFAR10.meta, "md5": md5("batches.meta")}
+        train_list: ClassVar[list] = []
+        test_list: ClassVar[list] = [["test_batch", md5("test_batch")]]
+        meta: ClassVar[dict] = {**CIFAR10.meta, "md5": md5("batches.meta")}
 
     return Sample(str(root), train=False, download=False)
 

@@ -14,7 +14,7 @@ from pytest_clipcompress.explain import baseline_image
 from pytest_clipcompress.settings import PAPER_PROTOCOL, build_settings
 
 
-def settings_from(values: dict[str, object]):  # noqa: ANN201 - settings.Settings
+def settings_from(values: dict[str, object]):
     return build_settings(lambda option: values.get(option.name))
 
 
@@ -75,9 +75,13 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "test_paper_protoco
 
 
 def published_in_example() -> dict[tuple[str, str, str], float]:
-    namespace: dict = {}
-    exec(compile(EXAMPLE.read_text(encoding="utf-8"), str(EXAMPLE), "exec"), namespace)  # the example module, without pytest collecting it
-    return namespace["PUBLISHED_ACCURACY"]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("paper_protocol_example", EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.PUBLISHED_ACCURACY
 
 
 def test_reference_numbers_in_the_docs_are_the_ones_the_example_checks() -> None:

@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 
 from pytest_clipcompress.errors import ConfigError
-from pytest_clipcompress.models import LoadedModel, ModelSpec, load_arguments, load_model, register_model_configs, resolve_model_spec
+from pytest_clipcompress.models import (
+    ModelSpec,
+    load_arguments,
+    load_model,
+    register_model_configs,
+    resolve_model_spec,
+)
 
 from .conftest import TINY_CONFIG, TINY_MODEL
 
@@ -107,7 +113,7 @@ def test_gelu_on_purpose_loads_the_tag_file_without_a_mismatch_warning(offline_h
     assert spec == ModelSpec("RN50", "openai") and spec.label == "RN50/openai"
     loaded = load_model(spec, "cpu", offline=True)
     assert loaded.activation == "GELU"
-    images, tokens, _, text_features, reference_preprocess = offline_hub["RN50"]
+    _, tokens, _, text_features, reference_preprocess = offline_hub["RN50"]
     assert repr(loaded.preprocess) == reference_preprocess  # still the tag's preprocessing
     with torch.no_grad():
         # The weights are the published ones; only the activation differs, and with it the output.
@@ -169,7 +175,7 @@ def test_activation_is_in_the_record_and_the_cache_key(tiny_checkpoint: Path, tm
     from pytest_clipcompress.evaluation import Evaluator
     from pytest_clipcompress.settings import build_settings
 
-    def settings(mode: str):  # noqa: ANN202
+    def settings(mode: str):
         values = {"model": [TINY_MODEL], "model-config": [str(TINY_CONFIG)], "pretrained": str(tiny_checkpoint),
                   "quick-gelu": mode, "device": "cpu", "cache-dir": str(tmp_path), "samples": "10", "data-root": str(tmp_path / "data"), "workers": "0"}
         return build_settings(lambda option: values.get(option.name))
