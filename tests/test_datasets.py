@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -24,6 +26,35 @@ from pytest_clipcompress.errors import DatasetError, DatasetMissingError
 from .helpers import CIFAR_CLASSES, STL_CLASSES, random_images, write_cifar10, write_stl10
 
 
+def torchvision_cifar10_test(root: Path):
+    """torchvision's own CIFAR-10 reader on ``root``; its md5s are those of the files there (a subset is not the official file)."""
+    from torchvision.datasets import CIFAR10
+
+    folder = root / CIFAR10.base_folder
+
+    def md5(name: str) -> str:
+        return hashlib.md5((folder / name).read_bytes(), usedforsecurity=False).hexdigest()
+
+    class Sample(CIFAR10):
+        train_list: ClassVar[list] = []
+        test_list: ClassVar[list] = [["test_batch", md5("test_batch")]]
+        meta: ClassVar[dict] = {**CIFAR10.meta, "md5": md5("batches.meta")}
+
+    return Sample(str(root), train=False, download=False)
+
+
+def assert_same_as_torchvision(root: Path) -> None:
+    ours = load_cifar10(root, offline=True)
+    theirs = torchvision_cifar10_test(root)
+    assert ours.classes == tuple(theirs.classes)
+    assert ours.labels.tolist() == list(theirs.targets)
+    assert len(ours) == len(theirs)
+    for index in range(len(theirs)):
+        image, label = theirs[index]
+        assert label == ours.labels[index]
+        assert np.array_equal(np.asarray(ours.image(index)), np.asarray(image)), f"pixels differ at image {index}"
+
+
 def test_cifar10_official_layout_round_trips(tmp_path: Path) -> None:
     images = random_images(12, 32)
     labels = [i % 10 for i in range(12)]
@@ -33,6 +64,28 @@ def test_cifar10_official_layout_round_trips(tmp_path: Path) -> None:
     assert list(dataset.labels) == labels
     assert np.array_equal(np.asarray(dataset.image(5)), images[5])
     assert dataset.image(5).mode == "RGB"
+
+
+@pytest.mark.parametrize("python2", [True, False], ids=["python2-pickles", "python3-resave"])
+def test_cifar10_reads_python2_pickles_and_python3_copies_like_torchvision(tmp_path: Path, python2: bool) -> None:
+    images = random_images(12, 32, seed=4)
+    labels = [(3 * i) % 10 for i in range(12)]
+    folder = write_cifar10(tmp_path, images, labels, python2=python2)
+    with open(folder / "test_batch", "rb") as handle:
+        as_bytes = pickle.load(handle, encoding="bytes")
+    with open(folder / "test_batch", "rb") as handle:
+        as_latin1 = pickle.load(handle, encoding="latin1")
+    # Official files: bytes keys under encoding="bytes", str under torchvision's latin1; a re-save: str in both.
+    assert set(map(type, as_bytes)) == ({bytes} if python2 else {str})
+    assert set(map(type, as_latin1)) == {str}
+    dataset = load_cifar10(tmp_path, offline=True)
+    assert list(dataset.labels) == labels and dataset.classes == tuple(CIFAR_CLASSES)
+    assert all(np.array_equal(np.asarray(dataset.image(i)), images[i]) for i in range(12))
+    assert_same_as_torchvision(tmp_path)
+
+
+def test_real_sample_agrees_with_torchvision_on_every_pixel_and_label(cifar_sample_root: Path) -> None:
+    assert_same_as_torchvision(cifar_sample_root)
 
 
 def test_cifar10_real_sample(cifar_sample_root: Path) -> None:
