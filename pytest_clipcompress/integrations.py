@@ -76,6 +76,13 @@ class ResultsPlugin:
             terminalreporter.write_line(f"model: {self.demo_note}")
         for line in terminal_table(self.collector.sorted_records()) + breaking_point_lines(self.collector.breaking_points):
             terminalreporter.write_line(line)
+        from .gate import comparison_table, roles_side_by_side
+
+        side_by_side = roles_side_by_side(self.collector.sorted_records())
+        if side_by_side:
+            terminalreporter.write_line("models side by side (change = second minus first, same images):")
+            for line in comparison_table(side_by_side, "first", "second"):
+                terminalreporter.write_line("  " + line)
         images = sum(len(f["attributions"]["items"]) for f in self.failures)
         if images:
             tests = sum(1 for f in self.failures if f["attributions"]["items"])
@@ -83,6 +90,8 @@ class ResultsPlugin:
             terminalreporter.write_line(f"attributions: {images} flipped images of {tests} failing tests explained with Integrated Gradients in {seconds:.1f} s")
         if self.settings.results:
             terminalreporter.write_line(f"results: {self.settings.results}")
+        if self.settings.baseline_save:
+            terminalreporter.write_line(f"baseline saved: {self.settings.baseline_save}")
         if self.settings.report:
             terminalreporter.write_line(f"report: {self.settings.report / 'index.html'}")
 
@@ -92,6 +101,8 @@ class ResultsPlugin:
             return
         if self.settings.results:
             self.collector.write(self.settings.results)
+        if self.settings.baseline_save:
+            self.collector.write(self.settings.baseline_save)  # a baseline is a results file
         if self.settings.report:
             from .report import write_report_dir
 

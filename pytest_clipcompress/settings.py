@@ -14,6 +14,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .models import DEVICE_PATTERN, ModelSpec, resolve_model_spec
+from .roles import ModelEntry, parse_model_entries
 
 IG_BASELINES = ("uncompressed", "black", "blur")
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -42,7 +43,13 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("model", "open_clip model name or hf-hub:org/repo; repeat for several models (default: the bundled demo model)", "NAME", "list"),
+    Option(
+        "model",
+        "[ROLE=]NAME[:WEIGHTS]: open_clip model name or hf-hub:org/repo, with an optional role (the id in results and test names) "
+        "and its own weights (tag, checkpoint file or none); repeat for several models (default: the bundled demo model)",
+        "[ROLE=]NAME[:WEIGHTS]",
+        "list",
+    ),
     Option("pretrained", "open_clip pretrained tag, a checkpoint file, or none for random weights (default: openai where available, else the first tag)", "TAG|PATH|none"),
     Option("model-config", "JSON model config (or folder of them) registered with open_clip before loading; repeatable", "PATH", "list"),
     Option("device", "auto (CUDA when present, xdist worker i on GPU i mod count), cpu, cuda, cuda:N or mps (default: auto)", "DEVICE"),
@@ -55,6 +62,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("seed", "seed of the subset (default: 0)", "N"),
     Option("templates", "prompts: clip (CLIP's ensemble for the dataset), paper (the seed paper's single prompt) or a JSON file (default: clip)", "clip|paper|FILE"),
     Option("results", "write a JSON file with one record per evaluation", "PATH"),
+    Option("baseline", "results file of an earlier run (e.g. the last release) that assert_no_regression compares with, image by image", "PATH"),
+    Option("baseline-save", "at the end of the run, write the results file to PATH for later use as --clip-baseline", "PATH"),
     Option("min-accuracy", "default floor for assert_accuracy(min_accuracy=...), in [0, 1]", "FLOAT"),
     Option("max-drop", "default floor for assert_accuracy(max_drop=...), in [0, 1]", "FLOAT"),
     Option("ig-samples", "Integrated Gradients for up to K flipped images of each failing test; 0 disables (default: 4)", "K"),
@@ -86,6 +95,9 @@ class Settings:
     seed: int
     templates: str
     results: Path | None
+    baseline: Path | None
+    baseline_save: Path | None
+    model_entries: tuple[ModelEntry, ...]
     min_accuracy: float | None
     max_drop: float | None
     ig_samples: int
@@ -98,15 +110,23 @@ class Settings:
 
     @property
     def uses_demo_model(self) -> bool:
-        return self.models == (DEMO_MODEL,)
+        return self.models == (DEMO_MODEL,) and self.model_entries[0].weights is None
 
-    def model_spec(self, name: str) -> ModelSpec:
-        """The weights to load for ``name``; the demo model defaults to its bundled checkpoint."""
-        if name == DEMO_MODEL and self.pretrained is None:
+    def model_entry(self, model_id: str) -> ModelEntry:
+        for entry in self.model_entries:
+            if entry.id == model_id:
+                return entry
+        raise ConfigError(f"no --clip-model has the id {model_id!r}; this run's models: {', '.join(self.models)}")
+
+    def model_spec(self, model_id: str) -> ModelSpec:
+        """The weights to load for a model id (role or name); the demo model defaults to its bundled checkpoint."""
+        entry = self.model_entry(model_id)
+        pretrained = entry.weights if entry.weights is not None else self.pretrained
+        if entry.name == DEMO_MODEL and pretrained is None:
             from .demo import DEMO_WEIGHTS
 
             return ModelSpec(DEMO_MODEL, str(DEMO_WEIGHTS))
-        return resolve_model_spec(name, self.pretrained)
+        return resolve_model_spec(entry.name, pretrained)
 
 
 def register_model_configs(settings: Settings) -> None:
@@ -150,8 +170,14 @@ def build_settings(lookup: Callable[[Option], Any]) -> Settings:
 
         load_template_file(Path(templates))  # fail now, not in the middle of the run
     samples_text = text["samples"]
+    model_entries = parse_model_entries(tuple(values["model"] or ()) or (DEMO_MODEL,))
+    baseline = Path(text["baseline"]).expanduser() if text["baseline"] else None
+    if baseline is not None:
+        from .gate import BaselineFile
+
+        BaselineFile.load(baseline)  # a missing or foreign file is a usage error now, not a failure per test
     return Settings(
-        models=tuple(values["model"] or ()) or (DEMO_MODEL,),
+        models=tuple(entry.id for entry in model_entries),
         pretrained=text["pretrained"] or None,
         model_configs=tuple(values["model-config"] or ()),
         device=device,
@@ -164,6 +190,9 @@ def build_settings(lookup: Callable[[Option], Any]) -> Settings:
         seed=_integer("seed", text["seed"] or "0", minimum=0),
         templates=templates,
         results=Path(text["results"]) if text["results"] else None,
+        baseline=baseline,
+        baseline_save=Path(text["baseline-save"]).expanduser() if text["baseline-save"] else None,
+        model_entries=model_entries,
         min_accuracy=_fraction("min-accuracy", text["min-accuracy"]),
         max_drop=_fraction("max-drop", text["max-drop"]),
         ig_samples=_integer("ig-samples", text["ig-samples"] or "4", minimum=0),
