@@ -122,7 +122,7 @@ class EvalResult:
 
     @property
     def key(self) -> tuple:
-        return (self.model, self.pretrained, self.dataset, self.compression.id, self.n, self.seed, self.templates)
+        return (self.model, self.pretrained, self.dataset, self.compression.id, self.n, self.seed, self.templates, self.role)
 
     def worst_classes(self, count: int = 3) -> list[tuple[str, float]]:
         return sorted(self.per_class.items(), key=lambda item: (item[1], item[0]))[:count]

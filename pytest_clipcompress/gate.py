@@ -10,7 +10,7 @@ difference" (:mod:`.stats`).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -286,9 +286,13 @@ def compare_files(old: list[dict[str, Any]], new: list[dict[str, Any]], old_mode
     return FileComparison(rows, [r for r in old if id(r) not in matched], [r for r in new if id(r) not in paired_new])
 
 
-def roles_side_by_side(records: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any], Comparison | GateError]]:
-    """Within one run: each later model id paired with the first one on the same dataset and compression."""
-    ids = sorted({record_id(r) for r in records}, key=[record_id(r) for r in records].index)
+def roles_side_by_side(
+    records: list[dict[str, Any]], order: Sequence[str] = ()
+) -> list[tuple[dict[str, Any], dict[str, Any], Comparison | GateError]]:
+    """Within one run: each model id paired with the first one (in ``order``, e.g. the --clip-model order)
+    on the same dataset and compression."""
+    present = [record_id(r) for r in records]
+    ids = [model_id for model_id in order if model_id in present] + sorted(set(present) - set(order))
     if len(ids) < 2:
         return []
     first = [r for r in records if record_id(r) == ids[0]]

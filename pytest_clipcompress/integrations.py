@@ -78,7 +78,7 @@ class ResultsPlugin:
             terminalreporter.write_line(line)
         from .gate import comparison_table, roles_side_by_side
 
-        side_by_side = roles_side_by_side(self.collector.sorted_records())
+        side_by_side = roles_side_by_side(self.collector.sorted_records(), self.settings.models)
         if side_by_side:
             terminalreporter.write_line("models side by side (change = second minus first, same images):")
             for line in comparison_table(side_by_side, "first", "second"):

@@ -43,15 +43,18 @@ def paired_difference_interval(both: int, b: int, c: int, neither: int, confiden
 
     The 2x2 table: ``both`` right under 1 and 2, ``b`` right under 1 only, ``c`` right under 2
     only, ``neither`` wrong under both; ``p1 = (both + b) / n``, ``p2 = (both + c) / n``. With
-    Wilson intervals ``[l1, u1]`` for p1 and ``[l2, u2]`` for p2 and the phi coefficient
-    ``phi = (both * neither - b * c) / sqrt(r1 r2 k1 k2)`` of the table's margins (0 when a
-    margin is empty)::
+    Wilson intervals ``[l1, u1]`` for p1 and ``[l2, u2]`` for p2, ``A = both * neither - b * c``
+    and ``M`` the product of the four margins, Newcombe's correlation estimate is
+    ``phi = (A - n/2) / sqrt(M)`` when ``A > n/2``, ``0`` when ``0 <= A <= n/2``, ``A / sqrt(M)``
+    when ``A < 0`` (and 0 when a margin is empty); then::
 
         L = (p1 - p2) - sqrt((p1 - l1)^2 - 2 phi (p1 - l1)(u2 - p2) + (u2 - p2)^2)
         U = (p1 - p2) + sqrt((p2 - l2)^2 - 2 phi (p2 - l2)(u1 - p1) + (u1 - p1)^2)
 
     Newcombe RG (1998), "Improved confidence intervals for the difference between binomial
-    proportions based on paired data", Statistics in Medicine 17:2635-2650, method 10.
+    proportions based on paired data", Statistics in Medicine 17:2635-2650, method 10; as given
+    in Fagerland, Lydersen and Laake (2017), Statistical Analysis of Contingency Tables, ch. 8
+    ("Newcombe square-and-add").
     """
     n = both + b + c + neither
     if n == 0:
@@ -60,7 +63,13 @@ def paired_difference_interval(both: int, b: int, c: int, neither: int, confiden
     l1, u1 = wilson_interval(both + b, n, confidence)
     l2, u2 = wilson_interval(both + c, n, confidence)
     margins = (both + b) * (c + neither) * (both + c) * (b + neither)
-    phi = (both * neither - b * c) / math.sqrt(margins) if margins else 0.0
+    association = both * neither - b * c
+    if margins == 0 or 0 <= association <= n / 2:
+        phi = 0.0
+    elif association > n / 2:
+        phi = (association - n / 2) / math.sqrt(margins)
+    else:
+        phi = association / math.sqrt(margins)
     difference = p1 - p2
     lower = difference - math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
     upper = difference + math.sqrt(max(0.0, (p2 - l2) ** 2 - 2 * phi * (p2 - l2) * (u1 - p1) + (u1 - p1) ** 2))
