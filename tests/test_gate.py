@@ -312,6 +312,9 @@ DEMO_ARGS = ["--clip-samples=100", "--clip-no-cache", "--clip-device=cpu", "--cl
 @pytest.fixture(scope="module")
 def degraded_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled demo weights with seeded Gaussian noise (0.2 standard deviations of each tensor)."""
+    # Imported here, in this process, so that pytester's in-process runs (which restore sys.modules
+    # after each run) never import torch's extensions a second time.
+    import open_clip  # noqa: F401
     import torch
 
     from pytest_clipcompress.demo import DEMO_WEIGHTS
