@@ -45,8 +45,8 @@ def assert_accuracy(
         pytest.fail(str(error), pytrace=False)
 
     level = 0.95 if confidence is None else float(confidence)
-    accuracy_low, accuracy_high = result.accuracy_interval(level)
-    drop_low, drop_high = result.paired_drop(level).interval
+    accuracy_high = result.accuracy_interval(level)[1]
+    drop_low = result.paired_drop(level).interval[0]
     if confidence is None:
         accuracy_ok = min_accuracy is None or result.accuracy >= min_accuracy
         drop_ok = max_drop is None or result.drop <= max_drop
@@ -73,15 +73,19 @@ def failure_message(
     paired = result.paired_drop(level)
     drop_low, drop_high = paired.interval
     lines = [
-        f"zero-shot accuracy of {result.model}/{result.pretrained} on {result.dataset} under {result.compression.id} "
-        f"is below its floor (n={result.n})",
+        (
+            f"zero-shot accuracy of {result.model}/{result.pretrained} on {result.dataset} under {result.compression.id} "
+            f"is below its floor (n={result.n})"
+        ),
         f"  accuracy      {result.accuracy:7.2%}  ({level:.0%} CI {low:.1%} to {high:.1%})"
         + (f"   floor min_accuracy={min_accuracy:.2%}{applies}: {verdict(accuracy_ok)}" if min_accuracy is not None else ""),
         f"  uncompressed  {result.baseline_accuracy:7.2%}  (same {result.n} images)",
         f"  drop          {result.drop * 100:6.2f} points"
         + (f"   floor max_drop={max_drop * 100:.2f} points{applies}: {verdict(drop_ok)}" if max_drop is not None else ""),
-        f"  drop {level:.0%} CI   {drop_low * 100:.2f} to {drop_high * 100:.2f} points (paired: b={paired.b} right only uncompressed, "
-        f"c={paired.c} right only compressed; exact McNemar p={paired.p_value:.3g})",
+        (
+            f"  drop {level:.0%} CI   {drop_low * 100:.2f} to {drop_high * 100:.2f} points (paired: b={paired.b} right only uncompressed, "
+            f"c={paired.c} right only compressed; exact McNemar p={paired.p_value:.3g})"
+        ),
         "  worst classes " + ", ".join(f"{name} {acc:.1%}" for name, acc in result.worst_classes()),
         f"  flipped       {_images(len(result.flipped))} correct uncompressed and wrong compressed",
     ]

@@ -138,10 +138,14 @@ class Comparison:
                 headline,
                 f"  {self.reference_name:<12} {self.reference_accuracy:7.2%}",
                 f"  {self.candidate_name:<12} {self.accuracy:7.2%}  (same {self.paired.n} images)",
-                f"  change       {self.change * 100:+7.2f} points  (95% CI {-high * 100:+.2f} to {-low * 100:+.2f})"
-                f"   margin max_regression={max_regression * 100:.2f} points: {'exceeded' if self.regression > max_regression else 'ok'}",
-                f"  discordant   b={self.paired.b} images right in {self.reference_name} and wrong in {self.candidate_name}, "
-                f"c={self.paired.c} the other way round; exact McNemar p={p:.3g} {'<' if significant else '>='} alpha {alpha:g}",
+                (
+                    f"  change       {self.change * 100:+7.2f} points  (95% CI {-high * 100:+.2f} to {-low * 100:+.2f})"
+                    f"   margin max_regression={max_regression * 100:.2f} points: {'exceeded' if self.regression > max_regression else 'ok'}"
+                ),
+                (
+                    f"  discordant   b={self.paired.b} images right in {self.reference_name} and wrong in {self.candidate_name}, "
+                    f"c={self.paired.c} the other way round; exact McNemar p={p:.3g} {'<' if significant else '>='} alpha {alpha:g}"
+                ),
                 f"  classes lost {self.classes_lost_text()}",
             ]
         )

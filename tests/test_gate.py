@@ -103,11 +103,12 @@ def test_paired_difference_counts_from_hits() -> None:
 def make_result(predicted: list[int], predicted_uncompressed: list[int], labels: list[int], **changes: object) -> EvalResult:
     classes = ("a", "b", "c")
     eye = np.eye(len(classes), dtype=np.float32)
-    fields: dict[str, object] = dict(
-        model="m", pretrained="p", dataset="d", compression=Compression("jpeg", quality=50), classes=classes,
-        indices=np.arange(len(labels)) * 3 + 7, labels=np.array(labels), logits=eye[predicted], baseline_logits=eye[predicted_uncompressed],
-        bits_per_pixel=1.0, templates="clip", seed=0, role="m", fingerprint="files-1", templates_digest="prompts-1",
-    )
+    fields: dict[str, object] = {
+        "model": "m", "pretrained": "p", "dataset": "d", "compression": Compression("jpeg", quality=50), "classes": classes,
+        "indices": np.arange(len(labels)) * 3 + 7, "labels": np.array(labels), "logits": eye[predicted],
+        "baseline_logits": eye[predicted_uncompressed], "bits_per_pixel": 1.0, "templates": "clip", "seed": 0,
+        "role": "m", "fingerprint": "files-1", "templates_digest": "prompts-1",
+    }
     fields.update(changes)
     return EvalResult(**fields)  # type: ignore[arg-type]
 
