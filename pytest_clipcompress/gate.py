@@ -313,6 +313,24 @@ def roles_side_by_side(
     return rows
 
 
+def summary_lines(records: list[dict[str, Any]], model_order: Sequence[str], baseline: Path | None) -> list[str]:
+    """Terminal summary: the models of the run side by side, and the run against ``--clip-baseline``."""
+    lines = []
+    side_by_side = roles_side_by_side(records, model_order)
+    if side_by_side:
+        lines.append("models side by side (change = second minus first, same images):")
+        lines += ["  " + line for line in comparison_table(side_by_side, "first", "second")]
+    if baseline is not None:
+        try:
+            rows = compare_files(BaselineFile.load(baseline).records, records).rows
+        except ClipCompressError as error:  # the file changed during the run; the tests said the rest
+            rows, lines = [], [*lines, f"baseline {baseline}: {error}"]
+        if rows:
+            lines.append(f"against the baseline {baseline} (change = this run minus baseline, same images):")
+            lines += ["  " + line for line in comparison_table(rows, "baseline", "now")]
+    return lines
+
+
 def comparison_table(rows: list[tuple[dict[str, Any], dict[str, Any], Comparison | GateError]], old_label: str = "old", new_label: str = "new") -> list[str]:
     """A text table: accuracies side by side, the paired change with its 95% interval, b/c and McNemar's p."""
     header = (

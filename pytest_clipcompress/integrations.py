@@ -76,13 +76,10 @@ class ResultsPlugin:
             terminalreporter.write_line(f"model: {self.demo_note}")
         for line in terminal_table(self.collector.sorted_records()) + breaking_point_lines(self.collector.breaking_points):
             terminalreporter.write_line(line)
-        from .gate import comparison_table, roles_side_by_side
+        from .gate import summary_lines
 
-        side_by_side = roles_side_by_side(self.collector.sorted_records(), self.settings.models)
-        if side_by_side:
-            terminalreporter.write_line("models side by side (change = second minus first, same images):")
-            for line in comparison_table(side_by_side, "first", "second"):
-                terminalreporter.write_line("  " + line)
+        for line in summary_lines(self.collector.sorted_records(), self.settings.models, self.settings.baseline):
+            terminalreporter.write_line(line)
         images = sum(len(f["attributions"]["items"]) for f in self.failures)
         if images:
             tests = sum(1 for f in self.failures if f["attributions"]["items"])

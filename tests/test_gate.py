@@ -352,6 +352,7 @@ def test_degraded_checkpoint_fails_the_gate_and_passes_against_itself(pytester: 
         ]
     )
     assert "Traceback" not in degraded.stdout.str()
+    degraded.stdout.fnmatch_lines(["against the baseline *base.json (change = this run minus baseline, same images):", "  clipcompress-demo *demo *jpeg-q90 * 100 *"])
     itself = pytester.runpytest(*DEMO_ARGS, f"--clip-model=clipcompress-demo:{degraded_checkpoint}", f"--clip-baseline={noisy}")
     itself.assert_outcomes(passed=1)
 
