@@ -191,7 +191,7 @@ def build_settings(lookup: Callable[[Option], Any]) -> Settings:
         templates=templates,
         results=Path(text["results"]) if text["results"] else None,
         baseline=baseline,
-        baseline_save=Path(text["baseline-save"]).expanduser() if text["baseline-save"] else None,
+        baseline_save=_output_file("baseline-save", text["baseline-save"]),
         model_entries=model_entries,
         min_accuracy=_fraction("min-accuracy", text["min-accuracy"]),
         max_drop=_fraction("max-drop", text["max-drop"]),
@@ -203,6 +203,15 @@ def build_settings(lookup: Callable[[Option], Any]) -> Settings:
         no_cache=bool(values["no-cache"]),
         cache_clear=bool(values["cache-clear"]),
     )
+
+
+def _output_file(name: str, value: str | None) -> Path | None:
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"--clip-{name} {path} is a folder; give the path of a JSON file to write")
+    return path
 
 
 def _integer(name: str, value: str, minimum: int) -> int:

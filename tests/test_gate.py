@@ -226,6 +226,30 @@ def test_bad_model_entries_say_what_to_write(values: list[str], message: str) ->
         parse_model_entries(values)
 
 
+def settings_from(values: dict[str, object]):  # noqa: ANN201 - Settings
+    from pytest_clipcompress.settings import build_settings
+
+    return build_settings(lambda option: values.get(option.name))
+
+
+def test_roles_choose_their_own_weights(tmp_path: Path) -> None:
+    from pytest_clipcompress.demo import DEMO_WEIGHTS
+    from pytest_clipcompress.models import ModelSpec
+    from pytest_clipcompress.settings import register_model_configs
+
+    checkpoint = tmp_path / "epoch13.pt"
+    checkpoint.write_bytes(b"weights")
+    settings = settings_from({"model": [f"candidate=clipcompress-demo:{checkpoint}", "release=clipcompress-demo"], "pretrained": None})
+    register_model_configs(settings)
+    assert settings.models == ("candidate", "release") and not settings.uses_demo_model
+    assert settings.model_spec("candidate") == ModelSpec("clipcompress-demo", str(checkpoint))
+    assert settings.model_spec("release") == ModelSpec("clipcompress-demo", str(DEMO_WEIGHTS))
+    with pytest.raises(ConfigError, match="no --clip-model has the id 'nightly'; this run's models: candidate, release"):
+        settings.model_spec("nightly")
+    with pytest.raises(ConfigError, match="--clip-baseline-save .* is a folder"):
+        settings_from({"baseline-save": str(tmp_path)})
+
+
 # --- files and the CLI --------------------------------------------------------------------------
 
 
