@@ -1,7 +1,8 @@
 """Command line for results files, without a pytest session.
 
-* ``compare OLD.json NEW.json [--fail-on-regression 0.01]``: each evaluation of NEW beside OLD's on
-  the same images (paired change, its 95% interval, discordant pairs, exact McNemar p). Exit 0
+* ``compare OLD.json NEW.json [--fail-on-regression 0.01] [--html PATH]``: each evaluation of NEW
+  beside OLD's on the same images (paired change, its 95% interval, discordant pairs, exact
+  McNemar p), as a text table and optionally an HTML page. Exit 0
   when nothing regressed, 1 when something did (only with ``--fail-on-regression``), 2 when the
   files cannot be compared (bad file, different images, nothing in common).
 * ``report RESULTS.json --out DIR``: the report folder of a results file.
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--alpha", type=float, default=0.05, help="significance level of the McNemar test (default: 0.05)")
     compare.add_argument("--old-model", metavar="ID", help="compare this model id (role or name) of OLD ...")
     compare.add_argument("--new-model", metavar="ID", help="... with this one of NEW (e.g. release and candidate from one run)")
+    compare.add_argument("--html", type=Path, metavar="PATH", help="also write the table as a standalone HTML page")
     report = commands.add_parser("report", help="write the report folder (index.html, charts) of a results file")
     report.add_argument("results", type=Path, metavar="RESULTS.json")
     report.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write index.html and charts/ into")
@@ -63,6 +65,8 @@ def compare(args: argparse.Namespace) -> int:
         )
     for line in comparison_table(result.rows, "old", "new"):
         print(line)
+    if args.html is not None:
+        write_html(args.html, result.rows, args.fail_on_regression, args.alpha)
     for label, records in (("only in OLD", result.only_old), ("only in NEW", result.only_new)):
         if records:
             print(f"{label}: " + "; ".join(describe(record) for record in records))
@@ -86,6 +90,17 @@ def compare(args: argparse.Namespace) -> int:
         return EXIT_REGRESSED
     print(f"no regression beyond {args.fail_on_regression * 100:.2f} points (alpha {args.alpha:g})")
     return EXIT_OK
+
+
+def write_html(path: Path, rows: list, margin: float | None, alpha: float) -> None:
+    from .compare_report import comparison_html
+    from .results import atomic_write_text
+
+    try:
+        atomic_write_text(path, comparison_html(rows, margin=margin, alpha=alpha))
+    except OSError as error:
+        raise GateError(f"cannot write --html {path} ({error.strerror or error})") from None
+    print(f"html: {path}")
 
 
 def report(args: argparse.Namespace) -> int:

@@ -285,6 +285,14 @@ def test_cli_compare_exit_codes_and_table(tmp_path: Path, capsys: pytest.Capture
     assert "m                    d            jpeg-q50             40  100.00%   70.00%   -30.00" in out
     assert f"REGRESSION m on d under jpeg-q50: 30.00 points lost (b=12, c=0, p={hand_mcnemar(12, 0):.3g})" in out
     assert cli_main(["compare", str(old), str(old), "--fail-on-regression", "0.01"]) == 0
+    page = tmp_path / "compare.html"
+    assert cli_main(["compare", str(old), str(new), "--fail-on-regression", "0.01", "--html", str(page)]) == 1
+    html = page.read_text()
+    low, high = hand_newcombe(28, 12, 0, 0)
+    assert "<td class=\"num worse\">-30.00</td>" in html and f"{-high * 100:+.2f} to {-low * 100:+.2f}" in html and ">REGRESSED<" in html
+    assert "a -&gt; b 12" in html  # flips, escaped
+    assert cli_main(["compare", str(old), str(new), "--fail-on-regression", "0.01", "--html", str(page)]) == 1
+    assert page.read_text() == html  # same comparison, same bytes
     assert cli_main(["compare", str(old), str(new), "--fail-on-regression", "0.35"]) == 0
     other = write_results(tmp_path / "other.json", make_result([0] * 40, [0] * 40, labels, indices=np.arange(40)))
     assert cli_main(["compare", str(old), str(other), "--fail-on-regression", "0.01"]) == 2
