@@ -7,6 +7,8 @@ so the same comparison gives the same bytes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from .gate import Comparison, GateError, record_id
@@ -97,3 +99,24 @@ def comparison_html(
         )
     template = Environment(autoescape=True, keep_trailing_newline=True).from_string(_TEMPLATE)
     return template.render(rows=cells, old_label=old_label, new_label=new_label, title=title, margin=margin, alpha=alpha)
+
+
+def write_comparison_pages(directory: Path, records: list[dict[str, Any]], model_order: Sequence[str], baseline: Path | None) -> list[Path]:
+    """Beside the report folder's index.html: ``models.html`` (the run's models side by side) and
+    ``baseline.html`` (the run against ``--clip-baseline``), each only when there is something to pair."""
+    from .gate import BaselineFile, compare_files, roles_side_by_side
+    from .results import atomic_write_text
+
+    pages: dict[str, str] = {}
+    side_by_side = roles_side_by_side(records, model_order)
+    if side_by_side:
+        pages["models.html"] = comparison_html(side_by_side, old_label="first model", new_label="other model", title="Models side by side")
+    if baseline is not None:
+        rows = compare_files(BaselineFile.load(baseline).records, records).rows
+        if rows:
+            pages["baseline.html"] = comparison_html(rows, old_label="baseline", new_label="this run", title=f"Against the baseline {baseline.name}")
+    written = []
+    for name, text in pages.items():
+        atomic_write_text(Path(directory) / name, text)
+        written.append(Path(directory) / name)
+    return written

@@ -107,6 +107,15 @@ class ResultsPlugin:
             write_report_dir(
                 self.settings.report, records, self.collector.checks, self.failures, demo_note=self.demo_note, breaking_points=self.collector.breaking_points
             )
+            from .compare_report import write_comparison_pages
+            from .errors import ClipCompressError
+
+            try:  # optional pages: a fault here must not take the run down
+                write_comparison_pages(self.settings.report, records, self.settings.models, self.settings.baseline)
+            except (OSError, ClipCompressError) as error:
+                reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+                if reporter is not None:
+                    reporter.write_line(f"clipcompress: comparison pages not written: {error}")
 
 
 class HtmlReportPlugin:

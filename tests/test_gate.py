@@ -25,6 +25,7 @@ from pytest_clipcompress.evaluation import EvalResult
 from pytest_clipcompress.gate import BaselineFile, GateError, assert_not_worse, compare_outcomes, load_results_file
 from pytest_clipcompress.outcomes import Outcomes, OutcomesError
 from pytest_clipcompress.roles import ModelEntry, parse_model_entries, parse_model_entry
+from pytest_clipcompress.settings import Settings, build_settings
 from pytest_clipcompress.stats import PairedDifference, mcnemar_exact, paired_difference_interval, wilson_interval
 
 # (both right, right under the first only, right under the second only, both wrong)
@@ -226,9 +227,7 @@ def test_bad_model_entries_say_what_to_write(values: list[str], message: str) ->
         parse_model_entries(values)
 
 
-def settings_from(values: dict[str, object]):  # noqa: ANN201 - Settings
-    from pytest_clipcompress.settings import build_settings
-
+def settings_from(values: dict[str, object]) -> Settings:
     return build_settings(lambda option: values.get(option.name))
 
 
@@ -418,7 +417,8 @@ def test_two_roles_side_by_side_in_one_session(pytester: pytest.Pytester, degrad
     outputs = {}
     for mode, extra in (("serial", []), ("xdist", ["-n", "2"])):
         results = pytester.path / f"{mode}.json"
-        run = pytester.runpytest_subprocess(*DEMO_ARGS, *roles, f"--clip-results={results}", *extra) if extra else pytester.runpytest(*DEMO_ARGS, *roles, f"--clip-results={results}")
+        outputs_args = [f"--clip-results={results}", f"--clip-report={pytester.path / mode}"]
+        run = pytester.runpytest_subprocess(*DEMO_ARGS, *roles, *outputs_args, *extra) if extra else pytester.runpytest(*DEMO_ARGS, *roles, *outputs_args)
         run.assert_outcomes(failed=2)  # one case per role; both compare candidate with release
         run.stdout.fnmatch_lines(
             [
@@ -430,6 +430,9 @@ def test_two_roles_side_by_side_in_one_session(pytester: pytest.Pytester, degrad
         outputs[mode] = results.read_bytes()
     run.stdout.fnmatch_lines(["*models side by side*", "*release->candidate *demo *jpeg-q90 * 100 *"], consecutive=False)
     assert outputs["serial"] == outputs["xdist"]  # byte-identical results with per-image outcomes
+    page = (pytester.path / "serial" / "models.html").read_text()
+    assert "release \u2192 candidate" in page and "<td>demo</td><td>jpeg-q90</td>" in page
+    assert page == (pytester.path / "xdist" / "models.html").read_text()
     records = json.loads(outputs["serial"])["evaluations"]
     assert sorted(record["role"] for record in records) == ["candidate", "release"]
     assert {record["pretrained"] for record in records} == {"clipcompress-demo.pt", "demo-noisy.pt"}
