@@ -63,6 +63,11 @@ class EvalResult:
         return len(self.labels)
 
     @property
+    def model_id(self) -> str:
+        """The id the evaluator knows this model by (its role, else its name)."""
+        return self.role or self.model
+
+    @property
     def predictions(self) -> np.ndarray:
         return self.logits.argmax(axis=1)
 
@@ -133,7 +138,7 @@ class EvalResult:
         drop = self.paired_drop()
         return {
             "model": self.model,
-            "role": self.role or self.model,
+            "role": self.model_id,
             "pretrained": self.pretrained,
             "dataset": self.dataset,
             "n": self.n,
@@ -243,7 +248,7 @@ class Evaluator:
         return resolve_templates(self.settings.templates, dataset.templates)
 
     def classifier_for(self, result: EvalResult) -> torch.nn.Module:
-        return self.classifier(result.model, self.dataset_named(result.dataset))
+        return self.classifier(result.model_id, self.dataset_named(result.dataset))
 
     def classifier(self, model_name: str, dataset: ImageDataset) -> torch.nn.Module:
         """The zero-shot head for the dataset's classes; text prompts are encoded once per run."""

@@ -214,7 +214,7 @@ def assert_no_regression(
         stored = BaselineFile.load(Path(baseline)) if baseline is not None else result.stored_baseline
         if stored is None:
             raise GateError("assert_no_regression has no baseline: pass --clip-baseline PATH (a results file saved with --clip-baseline-save) or baseline=PATH")
-        entry = stored.entry_for(baseline_model or result.role or result.model, result.dataset, result.fingerprint, result.compression.id)
+        entry = stored.entry_for(baseline_model or result.model_id, result.dataset, result.fingerprint, result.compression.id)
         comparison = compare_outcomes(Outcomes.from_record(entry), result.outcomes, "baseline", "this run")
     except ClipCompressError as error:
         pytest.fail(str(error), pytrace=False)
@@ -222,7 +222,7 @@ def assert_no_regression(
     result.checks.append({"min_accuracy": None, "max_drop": None, "max_regression": max_regression, "passed": not failed})
     if failed:
         headline = (
-            f"{result.role or result.model} ({result.model}/{result.pretrained}) on {result.dataset} under {result.compression.id} "
+            f"{result.model_id} ({result.model}/{result.pretrained}) on {result.dataset} under {result.compression.id} "
             f"regressed against the baseline {stored.path}"
         )
         raise AssertionError(comparison.message(max_regression, alpha, headline) + "\nIf the change is intended, save a new baseline with --clip-baseline-save.")
@@ -238,7 +238,7 @@ def assert_not_worse(candidate: EvalResult, reference: EvalResult, max_regressio
 
     if not isinstance(candidate, EvalResult) or not isinstance(reference, EvalResult):
         pytest.fail("assert_not_worse needs two results of clip_eval(), e.g. clip_eval(model='candidate') and clip_eval(model='release')", pytrace=False)
-    candidate_name, reference_name = candidate.role or candidate.model, reference.role or reference.model
+    candidate_name, reference_name = candidate.model_id, reference.model_id
     try:
         check_margin(float(max_regression), float(alpha))
         if candidate.compression.id != reference.compression.id or candidate.dataset != reference.dataset:

@@ -413,7 +413,8 @@ def test_bad_baseline_file_is_a_usage_error(pytester: pytest.Pytester) -> None:
 
 def test_two_roles_side_by_side_in_one_session(pytester: pytest.Pytester, degraded_checkpoint: Path) -> None:
     pytester.makepyfile(AB_SUITE)
-    roles = ["--clip-model=release=clipcompress-demo", f"--clip-model=candidate=clipcompress-demo:{degraded_checkpoint}"]
+    # IG on: attributions of a failure must load the model by its role, not by its architecture name.
+    roles = ["--clip-model=release=clipcompress-demo", f"--clip-model=candidate=clipcompress-demo:{degraded_checkpoint}", "--clip-ig-samples=1", "--clip-ig-steps=4"]
     outputs = {}
     for mode, extra in (("serial", []), ("xdist", ["-n", "2"])):
         results = pytester.path / f"{mode}.json"
@@ -428,7 +429,7 @@ def test_two_roles_side_by_side_in_one_session(pytester: pytest.Pytester, degrad
             consecutive=False,
         )
         outputs[mode] = results.read_bytes()
-    run.stdout.fnmatch_lines(["*models side by side*", "*release->candidate *demo *jpeg-q90 * 100 *"], consecutive=False)
+    run.stdout.fnmatch_lines(["*models side by side*", "*release->candidate *demo *jpeg-q90 * 100 *", "attributions: * flipped images of 2 failing tests*"], consecutive=False)
     assert outputs["serial"] == outputs["xdist"]  # byte-identical results with per-image outcomes
     page = (pytester.path / "serial" / "models.html").read_text()
     assert "release \u2192 candidate" in page and "<td>demo</td><td>jpeg-q90</td>" in page
