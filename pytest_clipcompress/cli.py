@@ -51,10 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def compare(args: argparse.Namespace) -> int:
-    if args.fail_on_regression is not None:
-        check_margin(args.fail_on_regression, args.alpha)
-    else:
-        check_margin(0.0, args.alpha)
+    margin = 0.0 if args.fail_on_regression is None else args.fail_on_regression
+    check_margin(margin, args.alpha, ("--fail-on-regression ", "--alpha "))
     old = load_results_file(args.old, "OLD")["evaluations"]
     new = load_results_file(args.new, "NEW")["evaluations"]
     result = compare_files(old, new, args.old_model, args.new_model)

@@ -177,11 +177,11 @@ def compare_records(reference: dict[str, Any], candidate: dict[str, Any], refere
         raise GateError(f"{describe(candidate)}: {error}") from None
 
 
-def check_margin(max_regression: float, alpha: float) -> None:
+def check_margin(max_regression: float, alpha: float, names: tuple[str, str] = ("max_regression=", "alpha=")) -> None:
     if not 0.0 <= max_regression <= 1.0:
-        raise ConfigError(f"max_regression={max_regression} is outside [0, 1]; it is a fraction of accuracy (0.01 means 1 point)")
+        raise ConfigError(f"{names[0]}{max_regression} is outside [0, 1]; it is a fraction of accuracy (0.01 means 1 point)")
     if not 0.0 < alpha < 1.0:
-        raise ConfigError(f"alpha={alpha} is outside (0, 1); 0.05 is the usual significance level")
+        raise ConfigError(f"{names[1]}{alpha} is outside (0, 1); 0.05 is the usual significance level")
 
 
 # --- assertions ---------------------------------------------------------------------------------

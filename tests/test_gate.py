@@ -296,6 +296,8 @@ def test_cli_compare_exit_codes_and_table(tmp_path: Path, capsys: pytest.Capture
     other = write_results(tmp_path / "other.json", make_result([0] * 40, [0] * 40, labels, indices=np.arange(40)))
     assert cli_main(["compare", str(old), str(other), "--fail-on-regression", "0.01"]) == 2
     assert "not comparable" in capsys.readouterr().out
+    assert cli_main(["compare", str(old), str(new), "--fail-on-regression", "5"]) == 2
+    assert "error: --fail-on-regression 5.0 is outside [0, 1]" in capsys.readouterr().err
     assert cli_main(["compare", str(old), str(tmp_path / "missing.json")]) == 2
     assert "error: NEW " in (err := capsys.readouterr().err) and "missing.json does not exist" in err
     nothing = write_results(tmp_path / "nothing.json", make_result([0], [0], [0], role="other", dataset="e", fingerprint="files-9"))
