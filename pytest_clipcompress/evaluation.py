@@ -53,6 +53,7 @@ class EvalResult:
     min_accuracy_default: float | None = None
     max_drop_default: float | None = None
     checks: list[dict[str, Any]] = field(default_factory=list)
+    activation: str = "GELU"  # the built model's activation, QuickGELU for OpenAI's weights
     role: str = ""  # the --clip-model id (role, else model name): the comparison key
     fingerprint: str = ""
     templates_digest: str = ""
@@ -140,6 +141,7 @@ class EvalResult:
             "model": self.model,
             "role": self.model_id,
             "pretrained": self.pretrained,
+            "activation": self.activation,
             "dataset": self.dataset,
             "n": self.n,
             "seed": self.seed,
@@ -291,6 +293,7 @@ class Evaluator:
                 fingerprint=dataset.fingerprint,
                 templates_digest=templates_digest(self.templates_for(dataset)),
                 stored_baseline=self.stored_baseline,
+                activation=self.model(model_name).activation,
             )
         # Each caller gets its own copy so the floors it checks are recorded per test.
         return replace(self._results[key], checks=[])
@@ -316,6 +319,7 @@ class Evaluator:
             "version": __version__,
             "model": loaded.spec.name,
             "weights": loaded.weights_hash(),
+            "activation": loaded.activation,  # GELU and QuickGELU share weights but not logits
             "preprocess": loaded.preprocess_id,
             "device_type": self.device.split(":")[0],
             "precision": self.settings.precision,
