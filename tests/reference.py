@@ -12,6 +12,7 @@ import math
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -78,9 +79,37 @@ def softmax(logits: Sequence[float]) -> list[float]:
     return [term / total for term in terms]
 
 
-def wilson_interval(correct: int, n: int) -> tuple[float, float]:
-    """The 95% Wilson score interval, from scipy's binomial test."""
-    from scipy.stats import binomtest
+def hand_wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson's (1927) score interval in closed form."""
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
-    interval = binomtest(correct, n).proportion_ci(confidence_level=0.95, method="wilson")
-    return float(interval.low), float(interval.high)
+
+def hand_mcnemar(b: int, c: int) -> float:
+    """McNemar's exact two-sided p from binomial coefficients: the discordant pairs as a fair coin."""
+    m = b + c
+    if m == 0:
+        return 1.0
+    tail = sum(math.comb(m, k) for k in range(min(b, c) + 1)) / 2**m
+    return min(1.0, 2 * tail) if b != c else 1.0
+
+
+def hand_newcombe(n11: int, n12: int, n21: int, n22: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Newcombe (1998) method 10 for p1 - p2, p1 = (n11 + n12)/N, p2 = (n11 + n21)/N (Fagerland et al. 2017, ch. 8)."""
+    total = n11 + n12 + n21 + n22
+    p1, p2 = (n11 + n12) / total, (n11 + n21) / total
+    l1, u1 = hand_wilson(n11 + n12, total, confidence)
+    l2, u2 = hand_wilson(n11 + n21, total, confidence)
+    rows, cols = (n11 + n12, n21 + n22), (n11 + n21, n12 + n22)
+    if 0 in rows or 0 in cols:
+        psi = 0.0
+    else:
+        a = n11 * n22 - n12 * n21
+        product = math.sqrt(rows[0] * rows[1] * cols[0] * cols[1])
+        psi = (a - total / 2) / product if a > total / 2 else (0.0 if a >= 0 else a / product)
+    lower = (p1 - p2) - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2 - 2 * psi * (p1 - l1) * (u2 - p2))
+    upper = (p1 - p2) + math.sqrt((p2 - l2) ** 2 + (u1 - p1) ** 2 - 2 * psi * (p2 - l2) * (u1 - p1))
+    return max(-1.0, lower), min(1.0, upper)

@@ -81,11 +81,6 @@ def test_result_numbers_and_flips() -> None:
     assert record["flipped"] == 2 and record["ci95"] == list(wilson_interval(2, 4)) and record["compression"] == {"codec": "jpeg", "quality": 10}
 
 
-@pytest.mark.parametrize(("correct", "n"), [(0, 1), (1, 1), (8, 10), (137, 200), (5, 1000)])
-def test_wilson_interval_equals_scipys(correct: int, n: int) -> None:
-    assert wilson_interval(correct, n) == pytest.approx(reference.wilson_interval(correct, n), abs=1e-12)
-
-
 def test_one_softmax_for_an_image_and_a_batch() -> None:
     logits = np.random.default_rng(3).normal(scale=30.0, size=(4, 10)).astype(np.float32)
     batch = evaluation.softmax(logits.astype(np.float64))
