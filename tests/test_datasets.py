@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -21,35 +23,36 @@ from pytest_clipcompress.datasets import (
 )
 from pytest_clipcompress.errors import DatasetError, DatasetMissingError
 
-CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-STL_CLASSES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
+from .helpers import CIFAR_CLASSES, STL_CLASSES, random_images, write_cifar10, write_stl10
 
 
-def write_cifar10(root: Path, images: np.ndarray, labels: list[int]) -> Path:
-    """The official python layout: Python-2 style pickles with bytes keys, planar R, G, B rows."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    data = images.transpose(0, 3, 1, 2).reshape(len(images), 3072)
-    batch = {b"batch_label": b"testing batch 1 of 1", b"labels": labels, b"data": data, b"filenames": [b"x.png"] * len(labels)}
-    with open(folder / "test_batch", "wb") as handle:
-        pickle.dump(batch, handle, protocol=2)
-    with open(folder / "batches.meta", "wb") as handle:
-        pickle.dump({b"label_names": [name.encode() for name in CIFAR_CLASSES], b"num_vis": 3072}, handle, protocol=2)
-    return folder
+def torchvision_cifar10_test(root: Path):
+    """torchvision's own CIFAR-10 reader on ``root``; its md5s are those of the files there (a subset is not the official file)."""
+    from torchvision.datasets import CIFAR10
+
+    folder = root / CIFAR10.base_folder
+
+    def md5(name: str) -> str:
+        return hashlib.md5((folder / name).read_bytes(), usedforsecurity=False).hexdigest()
+
+    class Sample(CIFAR10):
+        train_list: ClassVar[list] = []
+        test_list: ClassVar[list] = [["test_batch", md5("test_batch")]]
+        meta: ClassVar[dict] = {**CIFAR10.meta, "md5": md5("batches.meta")}
+
+    return Sample(str(root), train=False, download=False)
 
 
-def write_stl10(root: Path, images: np.ndarray, labels: list[int]) -> Path:
-    """The official binary layout: each image 3x96x96, column-major per channel; labels 1..10."""
-    folder = root / "stl10_binary"
-    folder.mkdir(parents=True)
-    images.transpose(0, 3, 2, 1).astype(np.uint8).tofile(folder / "test_X.bin")
-    np.asarray(labels, dtype=np.uint8).tofile(folder / "test_y.bin")
-    (folder / "class_names.txt").write_text("\n".join(STL_CLASSES) + "\n")
-    return folder
-
-
-def random_images(count: int, side: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, size=(count, side, side, 3), dtype=np.uint8)
+def assert_same_as_torchvision(root: Path) -> None:
+    ours = load_cifar10(root, offline=True)
+    theirs = torchvision_cifar10_test(root)
+    assert ours.classes == tuple(theirs.classes)
+    assert ours.labels.tolist() == list(theirs.targets)
+    assert len(ours) == len(theirs)
+    for index in range(len(theirs)):
+        image, label = theirs[index]
+        assert label == ours.labels[index]
+        assert np.array_equal(np.asarray(ours.image(index)), np.asarray(image)), f"pixels differ at image {index}"
 
 
 def test_cifar10_official_layout_round_trips(tmp_path: Path) -> None:
@@ -61,6 +64,28 @@ def test_cifar10_official_layout_round_trips(tmp_path: Path) -> None:
     assert list(dataset.labels) == labels
     assert np.array_equal(np.asarray(dataset.image(5)), images[5])
     assert dataset.image(5).mode == "RGB"
+
+
+@pytest.mark.parametrize("python2", [True, False], ids=["python2-pickles", "python3-resave"])
+def test_cifar10_reads_python2_pickles_and_python3_copies_like_torchvision(tmp_path: Path, python2: bool) -> None:
+    images = random_images(12, 32, seed=4)
+    labels = [(3 * i) % 10 for i in range(12)]
+    folder = write_cifar10(tmp_path, images, labels, python2=python2)
+    with open(folder / "test_batch", "rb") as handle:
+        as_bytes = pickle.load(handle, encoding="bytes")
+    with open(folder / "test_batch", "rb") as handle:
+        as_latin1 = pickle.load(handle, encoding="latin1")
+    # Official files: bytes keys under encoding="bytes", str under torchvision's latin1; a re-save: str in both.
+    assert set(map(type, as_bytes)) == ({bytes} if python2 else {str})
+    assert set(map(type, as_latin1)) == {str}
+    dataset = load_cifar10(tmp_path, offline=True)
+    assert list(dataset.labels) == labels and dataset.classes == tuple(CIFAR_CLASSES)
+    assert all(np.array_equal(np.asarray(dataset.image(i)), images[i]) for i in range(12))
+    assert_same_as_torchvision(tmp_path)
+
+
+def test_real_sample_agrees_with_torchvision_on_every_pixel_and_label(cifar_sample_root: Path) -> None:
+    assert_same_as_torchvision(cifar_sample_root)
 
 
 def test_cifar10_real_sample(cifar_sample_root: Path) -> None:
