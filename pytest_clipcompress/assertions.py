@@ -6,6 +6,7 @@ import pytest
 
 from .errors import ConfigError
 from .evaluation import EvalResult
+from .records import check_record
 from .settings import check_fraction
 
 
@@ -36,7 +37,7 @@ def assert_accuracy(result: EvalResult, min_accuracy: float | None = None, max_d
 
     accuracy_ok = min_accuracy is None or result.accuracy >= min_accuracy
     drop_ok = max_drop is None or result.drop <= max_drop
-    result.checks.append({"min_accuracy": min_accuracy, "max_drop": max_drop, "passed": accuracy_ok and drop_ok})
+    result.checks.append(check_record(result, min_accuracy, max_drop, accuracy_ok and drop_ok))
     if not (accuracy_ok and drop_ok):
         raise AssertionError(failure_message(result, min_accuracy, max_drop, accuracy_ok, drop_ok))
 

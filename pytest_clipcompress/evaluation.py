@@ -23,6 +23,7 @@ from .compression import Compression
 from .datasets import ImageDataset, load_dataset
 from .errors import ClipCompressError
 from .models import LoadedModel, ModelSpec, class_text_features, load_model, resolve_device, zero_shot_classifier
+from .records import CheckRecord, EvalKey, EvaluationRecord, eval_key, evaluation_record
 from .settings import Settings, register_model_configs
 from .templates import resolve_templates
 
@@ -63,7 +64,7 @@ class EvalResult:
     seed: int
     min_accuracy_default: float | None = None
     max_drop_default: float | None = None
-    checks: list[dict[str, Any]] = field(default_factory=list)
+    checks: list[CheckRecord] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -115,31 +116,15 @@ class EvalResult:
         return positions[np.lexsort((positions, -confidence))]
 
     @property
-    def key(self) -> tuple:
-        return (self.model, self.pretrained, self.dataset, self.compression.id, self.n, self.seed, self.templates)
+    def key(self) -> EvalKey:
+        return eval_key(self.model, self.pretrained, self.dataset, self.compression.to_dict(), self.n, self.seed, self.templates)
 
     def worst_classes(self, count: int = 3) -> list[tuple[str, float]]:
         return sorted(self.per_class.items(), key=lambda item: (item[1], item[0]))[:count]
 
-    def to_record(self) -> dict[str, Any]:
+    def to_record(self) -> EvaluationRecord:
         """One JSON-able record for the results file and the reports."""
-        return {
-            "model": self.model,
-            "pretrained": self.pretrained,
-            "dataset": self.dataset,
-            "n": self.n,
-            "seed": self.seed,
-            "templates": self.templates,
-            "compression": self.compression.to_dict(),
-            "compression_id": self.compression.id,
-            "accuracy": self.accuracy,
-            "baseline_accuracy": self.baseline_accuracy,
-            "drop": self.drop,
-            "ci95": [self.ci_low, self.ci_high],
-            "per_class": self.per_class,
-            "bits_per_pixel": self.bits_per_pixel,
-            "flipped": int(len(self.flipped)),
-        }
+        return evaluation_record(self)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -170,7 +155,7 @@ class Evaluator:
         self._datasets_by_name: dict[str, ImageDataset] = {}
         self._classifiers: dict[tuple, torch.nn.Module] = {}
         self._scored: dict[tuple, _Scored] = {}
-        self._results: dict[tuple, EvalResult] = {}
+        self._results: dict[tuple[EvalKey, str], EvalResult] = {}
         self._device: str | None = None
 
     # --- loading ----------------------------------------------------------------------------
@@ -239,7 +224,8 @@ class Evaluator:
         self._datasets_by_name[dataset.name] = dataset
         indices = dataset.subset(self.settings.samples, self.settings.seed)
         spec = self.model_spec(model_name)
-        key = (model_name, dataset.name, dataset.fingerprint, compression.id)
+        # The evaluation's key, plus the files' fingerprint: a dataset object passed in may reuse a name.
+        key = (eval_key(spec.name, spec.pretrained_label, dataset.name, compression.to_dict(), len(indices), self.settings.seed, self.settings.templates), dataset.fingerprint)
         if key not in self._results:
             baseline = self._score(model_name, dataset, indices, NO_COMPRESSION)
             scored = baseline if compression.is_identity else self._score(model_name, dataset, indices, compression)
