@@ -105,9 +105,10 @@ def check_record(result: EvalResult, min_accuracy: float | None, max_drop: float
         "pretrained": result.pretrained,
         "dataset": result.dataset,
         "compression_id": result.compression.id,
-        "min_accuracy": min_accuracy,
-        "max_drop": max_drop,
-        "passed": passed,
+        # Plain floats, whatever number type the test passed (numpy scalars do not serialise).
+        "min_accuracy": None if min_accuracy is None else float(min_accuracy),
+        "max_drop": None if max_drop is None else float(max_drop),
+        "passed": bool(passed),
     }
 
 
@@ -144,7 +145,7 @@ def breaking_point_record(model: str, pretrained: str, dataset: str, point: Brea
         "dataset": dataset,
         "codec": point.codec,
         "param": point.param,
-        "floor": point.floor,
+        "floor": float(point.floor),
         "metric": point.metric,
         "breaking_value": point.breaking_value,
         "last_passing_value": point.last_passing_value,

@@ -13,15 +13,15 @@ from typing import Any
 from .records import AttributionItem, AttributionSet
 
 
-def group_records(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str, str, str], list[dict[str, Any]]]:
+def group_records(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str, str, str], list[Mapping[str, Any]]]:
     """Records by (model, pretrained, dataset, codec), each group ordered from mild to harsh compression."""
-    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[tuple[str, str, str, str], list[Mapping[str, Any]]] = defaultdict(list)
     for record in records:
         groups[(record["model"], record["pretrained"], record["dataset"], record["compression"]["codec"])].append(record)
     return {key: sorted(rows, key=lambda r: -r["bits_per_pixel"]) for key, rows in sorted(groups.items())}
 
 
-def terminal_table(records: Iterable[dict[str, Any]]) -> list[str]:
+def terminal_table(records: Iterable[Mapping[str, Any]]) -> list[str]:
     """A compact accuracy table per model x dataset x codec."""
     lines: list[str] = []
     for (model, pretrained, dataset, codec), rows in group_records(records).items():
@@ -37,7 +37,7 @@ def terminal_table(records: Iterable[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def breaking_point_lines(points: Iterable[dict[str, Any]]) -> list[str]:
+def breaking_point_lines(points: Iterable[Mapping[str, Any]]) -> list[str]:
     """One line per breaking-point search, then its frontier from mild to harsh."""
     lines: list[str] = []
     for point in points:

@@ -14,7 +14,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
@@ -142,9 +142,9 @@ class ClipSession:
 
             LogitsCache(settings.cache_dir).clear()
 
-    def _outputs(self) -> list[tuple[str, Any, str]]:
+    def _outputs(self) -> list[tuple[str, Any, Literal["file", "dir", "tree"]]]:
         settings = self.settings
-        outputs = [("--clip-results", settings.results, "file"), ("--clip-report", settings.report, "dir")]
+        outputs: list[tuple[str, Any, Literal["file", "dir", "tree"]]] = [("--clip-results", settings.results, "file"), ("--clip-report", settings.report, "dir")]
         outputs.append(("--clip-summary", getattr(settings, "summary", None), "file"))
         if not settings.no_cache:
             outputs.append(("--clip-cache-dir", settings.cache_dir, "tree"))
@@ -232,9 +232,10 @@ class ClipSession:
     def interrupted(self) -> None:
         """Ctrl-C: keep the evaluations the interrupted test had already finished."""
         item = self.running
-        if item is None or not self.is_controller or not item.stash.get(ITEM_RESULTS, []):
+        results = [] if item is None else item.stash.get(ITEM_RESULTS, [])
+        if item is None or not self.is_controller or not results:
             return
-        evaluations = [evaluation_record(result) for result in unique_results(item.stash[ITEM_RESULTS])]
+        evaluations = [evaluation_record(result) for result in unique_results(results)]
         self.collector.add(item.nodeid, {"evaluations": evaluations, "checks": [], "breaking_points": []})
 
     def write_results(self) -> bool:

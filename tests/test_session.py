@@ -151,7 +151,7 @@ def test_durations_count_the_attribution_time_in_the_call_phase(pytester: pytest
     result.assert_outcomes(passed=1, failed=1, xfailed=1)
     failing = seen(pytester)[FAILING]
     assert failing["images"] == 1 and failing["seconds"] >= 1.0  # each image sleeps a second
-    shown = {m.group(2): float(m.group(1)) for m in re.finditer(r"^(\d+\.\d+)s call\s+\S+::(\S+)$", result.stdout.str(), re.M)}
+    shown = {m.group(2): float(m.group(1)) for m in re.finditer(r"^(\d+\.\d+)s call\s+\S+::(\S+)$", result.stdout.str(), re.MULTILINE)}
     assert shown[FAILING] >= failing["seconds"]  # the IG time is inside the test's call phase
     assert failing["duration"] >= failing["seconds"]
 
