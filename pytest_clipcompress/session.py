@@ -168,15 +168,17 @@ class ClipSession:
         """
         results = item.stash.get(ITEM_RESULTS, [])
         settings = self.settings
-        if not results or settings.ig_samples <= 0 or expected_outcome(item, error) not in IG_OUTCOMES[settings.ig_on]:
+        if not results or settings.ig_samples <= 0 or settings.ig_on == "never":
             return
         started = time.perf_counter()
-        deadline = None if settings.ig_budget is None else started + settings.ig_budget - self.ig_seconds
         attributions: AttributionSet | None = None
         note = None
         try:
+            if expected_outcome(item, error) not in IG_OUTCOMES[settings.ig_on]:
+                return
             from .explain import explain
 
+            deadline = None if settings.ig_budget is None else started + settings.ig_budget - self.ig_seconds
             attributions, chosen = explain(results, self.evaluator, deadline)
             if len(attributions["items"]) < chosen:
                 note = (
