@@ -34,22 +34,27 @@ class EvalKey(NamedTuple):
     n: int
     seed: int
     templates: str
+    role: str  # the --clip-model id: two roles may share a model name and a weights label
 
 
-def eval_key(model: str, pretrained: str, dataset: str, compression: Mapping[str, Any], n: int, seed: int, templates: str) -> EvalKey:
+def eval_key(model: str, pretrained: str, dataset: str, compression: Mapping[str, Any], n: int, seed: int, templates: str, role: str) -> EvalKey:
     """The one evaluation key, from an evaluation's identifying fields (``compression`` as in its record)."""
-    return EvalKey(model, pretrained, dataset, str(compression["codec"]), json.dumps(dict(compression), sort_keys=True), n, seed, templates)
+    return EvalKey(model, pretrained, dataset, str(compression["codec"]), json.dumps(dict(compression), sort_keys=True), n, seed, templates, role or model)
 
 
 def record_key(record: EvaluationRecord) -> EvalKey:
-    return eval_key(record["model"], record["pretrained"], record["dataset"], record["compression"], record["n"], record["seed"], record["templates"])
+    return eval_key(
+        record["model"], record["pretrained"], record["dataset"], record["compression"], record["n"], record["seed"], record["templates"], record.get("role", "")
+    )
 
 
 class EvaluationRecord(TypedDict):
-    """One evaluation: a model on a dataset subset under one compression."""
+    """One evaluation: a model on a dataset subset under one compression, with its per-image outcomes."""
 
     model: str
+    role: str
     pretrained: str
+    activation: str
     dataset: str
     n: int
     seed: int
@@ -63,12 +68,22 @@ class EvaluationRecord(TypedDict):
     per_class: dict[str, float]
     bits_per_pixel: float
     flipped: int
+    drop_ci95: list[float]
+    drop_p_value: float
+    discordant: dict[str, int]  # {"lost": ..., "gained": ...}
+    flip_confusion: list[dict[str, Any]]
+    data: dict[str, Any]  # outcomes.Outcomes.record_fields
+    outcomes: dict[str, Any]
 
 
 def evaluation_record(result: EvalResult) -> EvaluationRecord:
-    return {
+    outcomes = result.outcomes
+    drop = result.paired_drop()
+    return {  # type: ignore[typeddict-item]  # data/outcomes come from Outcomes.record_fields
         "model": result.model,
+        "role": result.model_id,
         "pretrained": result.pretrained,
+        "activation": result.activation,
         "dataset": result.dataset,
         "n": result.n,
         "seed": result.seed,
@@ -82,6 +97,11 @@ def evaluation_record(result: EvalResult) -> EvaluationRecord:
         "per_class": result.per_class,
         "bits_per_pixel": result.bits_per_pixel,
         "flipped": len(result.flipped),
+        "drop_ci95": list(drop.interval),
+        "drop_p_value": drop.p_value,
+        "discordant": {"lost": drop.b, "gained": drop.c},
+        "flip_confusion": outcomes.flip_confusion(),
+        **outcomes.record_fields(),
     }
 
 
@@ -95,12 +115,13 @@ class CheckRecord(TypedDict):
     min_accuracy: float | None
     max_drop: float | None
     passed: bool
+    confidence: NotRequired[float]  # the floors apply to this interval (assert_accuracy(confidence=...))
     test: NotRequired[str]  # the test's node id, added on the controller
     outcome: NotRequired[str]  # room for the test's outcome (e.g. xfailed), for renderers that need it
 
 
-def check_record(result: EvalResult, min_accuracy: float | None, max_drop: float | None, passed: bool) -> CheckRecord:
-    return {
+def check_record(result: EvalResult, min_accuracy: float | None, max_drop: float | None, passed: bool, confidence: float | None = None) -> CheckRecord:
+    check: CheckRecord = {
         "model": result.model,
         "pretrained": result.pretrained,
         "dataset": result.dataset,
@@ -110,6 +131,9 @@ def check_record(result: EvalResult, min_accuracy: float | None, max_drop: float
         "max_drop": None if max_drop is None else float(max_drop),
         "passed": bool(passed),
     }
+    if confidence is not None:
+        check["confidence"] = confidence
+    return check
 
 
 class FrontierProbe(TypedDict):

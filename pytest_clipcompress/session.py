@@ -59,6 +59,7 @@ class ClipSession:
         self.ig_seconds = 0.0  # spent in this process, against --clip-ig-budget
         self._evaluator: Evaluator | None = None
         self._results_error: str | None = None
+        self._baseline_saved = False
         self._teardown_sections: dict[str, list[tuple[str, str]]] = {}
 
     @staticmethod
@@ -144,7 +145,11 @@ class ClipSession:
 
     def _outputs(self) -> list[tuple[str, Any, Literal["file", "dir", "tree"]]]:
         settings = self.settings
-        outputs: list[tuple[str, Any, Literal["file", "dir", "tree"]]] = [("--clip-results", settings.results, "file"), ("--clip-report", settings.report, "dir")]
+        outputs: list[tuple[str, Any, Literal["file", "dir", "tree"]]] = [
+            ("--clip-results", settings.results, "file"),
+            ("--clip-baseline-save", settings.baseline_save, "file"),
+            ("--clip-report", settings.report, "dir"),
+        ]
         outputs.append(("--clip-summary", getattr(settings, "summary", None), "file"))
         if not settings.no_cache:
             outputs.append(("--clip-cache-dir", settings.cache_dir, "tree"))
@@ -256,19 +261,35 @@ class ClipSession:
         """Controller: write the results file and the report folder, fresh even when nothing was evaluated."""
         if not self.is_controller or self.config.getoption("collectonly"):
             return
+        settings = self.settings
         if not self.write_results() and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED  # the one output that may fail the run
-        if self.settings.report:
+        if settings.baseline_save and self.collector:
+            try:
+                self.collector.write(settings.baseline_save)  # a baseline is a results file
+                self._baseline_saved = True
+            except (OSError, ValueError, TypeError) as error:
+                self._results_error = f"cannot write the baseline {settings.baseline_save}: {error}; the previous file is unchanged"
+                if session.exitstatus == pytest.ExitCode.OK:
+                    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if settings.report:
+            records = self.collector.sorted_records()
             try:
                 from .report import write_report_dir
 
                 failures = [{**failure, "attributions": with_table_html(failure["attributions"])} for failure in self.failures]
                 write_report_dir(
-                    self.settings.report, self.collector.sorted_records(), self.collector.checks, failures,
-                    demo_note=self.demo_note, breaking_points=self.collector.breaking_points,
+                    settings.report, records, self.collector.checks, failures, demo_note=self.demo_note, breaking_points=self.collector.breaking_points
                 )
             except Exception as error:  # noqa: BLE001 - an optional output: a note, not a traceback
-                self.notes.append(f"report not written to {self.settings.report}: {type(error).__name__}: {error}")
+                self.notes.append(f"report not written to {settings.report}: {type(error).__name__}: {error}")
+                return
+            try:
+                from .compare_report import write_comparison_pages
+
+                write_comparison_pages(settings.report, records, settings.models, settings.baseline)
+            except Exception as error:  # noqa: BLE001 - optional pages
+                self.notes.append(f"comparison pages not written: {type(error).__name__}: {error}")
 
     def terminal_summary(self, reporter: Any) -> None:
         settings = self.settings
@@ -283,6 +304,11 @@ class ClipSession:
             reporter.write_line("no evaluations")
         for line in terminal_table(self.collector.sorted_records()) + breaking_point_lines(self.collector.breaking_points):
             reporter.write_line(line)
+        if self.collector:
+            from .gate import summary_lines
+
+            for line in summary_lines(self.collector.sorted_records(), settings.models, settings.baseline):
+                reporter.write_line(line)
         images = sum(len(f["attributions"]["items"]) for f in self.failures)
         if images:
             tests = sum(1 for f in self.failures if f["attributions"]["items"])
@@ -294,6 +320,8 @@ class ClipSession:
             reporter.write_line(f"ERROR: {self._results_error}", red=True, bold=True)
         elif settings.results:
             reporter.write_line(f"results: {settings.results}")
+        if self._baseline_saved:
+            reporter.write_line(f"baseline saved: {settings.baseline_save}")
         if settings.report:
             reporter.write_line(f"report: {settings.report / 'index.html'}")
 

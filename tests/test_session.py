@@ -329,7 +329,8 @@ def test_results_json_is_strict() -> None:
 
 
 def test_one_evaluation_key_orders_the_results_file() -> None:
-    low = eval_key("m", "p", "d", {"codec": "jpeg", "quality": 25}, 10, 0, "clip")
-    high = eval_key("m", "p", "d", {"codec": "jpeg", "quality": 75}, 10, 0, "clip")
-    assert low < high and low.compression == '{"codec": "jpeg", "quality": 25}'
-    assert eval_key("m", "p", "d", {"quality": 25, "codec": "jpeg"}, 10, 0, "clip") == low  # parameter order does not matter
+    low = eval_key("m", "p", "d", {"codec": "jpeg", "quality": 25}, 10, 0, "clip", "")
+    high = eval_key("m", "p", "d", {"codec": "jpeg", "quality": 75}, 10, 0, "clip", "")
+    assert low < high and low.compression == '{"codec": "jpeg", "quality": 25}' and low.role == "m"  # the role defaults to the model
+    assert eval_key("m", "p", "d", {"quality": 25, "codec": "jpeg"}, 10, 0, "clip", "m") == low  # parameter order does not matter
+    assert eval_key("m", "p", "d", {"codec": "jpeg", "quality": 25}, 10, 0, "clip", "candidate") != low  # two roles, two evaluations
