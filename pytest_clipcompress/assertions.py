@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 import pytest
 
@@ -10,6 +9,7 @@ from .errors import ConfigError
 from .evaluation import EvalResult
 from .metrics import ACCURACY, DROP
 from .outcomes import flip_text
+from .records import check_record
 from .settings import check_fraction
 
 
@@ -53,10 +53,7 @@ def assert_accuracy(
     # fails only when the whole interval is on the wrong side of it.
     checked = (ACCURACY.value(result), DROP.value(result)) if confidence is None else (accuracy_high, drop_low)
     accuracy_ok, drop_ok = (floor is None or metric.passes(value, floor) for (metric, floor), value in zip(floors, checked, strict=True))
-    check: dict[str, Any] = {metric.floor: floor for metric, floor in floors} | {"passed": accuracy_ok and drop_ok}
-    if confidence is not None:
-        check["confidence"] = level
-    result.checks.append(check)
+    result.checks.append(check_record(result, min_accuracy, max_drop, accuracy_ok and drop_ok, None if confidence is None else level))
     if not (accuracy_ok and drop_ok):
         raise AssertionError(failure_message(result, min_accuracy, max_drop, accuracy_ok, drop_ok, confidence))
 

@@ -8,14 +8,15 @@ never leave a half-written entry.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .results import atomic_write_bytes
 
 
 class LogitsCache:
@@ -38,20 +39,13 @@ class LogitsCache:
             return None
 
     def store(self, key: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        path = self.path_for(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
-        try:
-            with os.fdopen(handle, "wb") as file:
-                np.savez(file, key=np.array(json.dumps(key, sort_keys=True)), **arrays)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        buffer = io.BytesIO()
+        np.savez(buffer, key=np.array(json.dumps(key, sort_keys=True)), **arrays)
+        atomic_write_bytes(self.path_for(key), buffer.getvalue())
 
     def clear(self) -> None:
         """Delete this cache's entries only, so a cache folder shared with other files is safe to clear."""
-        for entry in [*self.directory.glob("??/*.npz"), *self.directory.glob("??/.tmp-*")]:
+        for entry in [*self.directory.glob("??/*.npz"), *self.directory.glob("??/.*.npz.*.tmp")]:
             entry.unlink(missing_ok=True)
         for folder in self.directory.glob("??"):
             if folder.is_dir() and not any(folder.iterdir()):

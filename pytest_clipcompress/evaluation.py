@@ -24,6 +24,7 @@ from .errors import ClipCompressError
 from .models import LoadedModel, ModelSpec, class_text_features, load_model, register_model_configs, resolve_device, zero_shot_classifier
 from .outcomes import Outcomes, templates_digest
 from .preprocess import BatchPreprocess, batch_preprocess, check_fast_supported
+from .records import CheckRecord, EvalKey, EvaluationRecord, eval_key, evaluation_record
 from .settings import Settings
 from .stats import PairedDifference, wilson_interval
 from .templates import resolve_templates
@@ -53,7 +54,7 @@ class EvalResult:
     seed: int
     min_accuracy_default: float | None = None
     max_drop_default: float | None = None
-    checks: list[dict[str, Any]] = field(default_factory=list)
+    checks: list[CheckRecord] = field(default_factory=list)
     activation: str = "GELU"  # the built model's activation, QuickGELU for OpenAI's weights
     role: str = ""  # the --clip-model id (role, else model name): the comparison key
     fingerprint: str = ""
@@ -128,40 +129,15 @@ class EvalResult:
         return positions[np.lexsort((positions, -confidence))]
 
     @property
-    def key(self) -> tuple:
-        return (self.model, self.pretrained, self.dataset, self.compression.id, self.n, self.seed, self.templates, self.role)
+    def key(self) -> EvalKey:
+        return eval_key(self.model, self.pretrained, self.dataset, self.compression.to_dict(), self.n, self.seed, self.templates, self.model_id)
 
     def worst_classes(self, count: int = 3) -> list[tuple[str, float]]:
         return sorted(self.per_class.items(), key=lambda item: (item[1], item[0]))[:count]
 
-    def to_record(self) -> dict[str, Any]:
+    def to_record(self) -> EvaluationRecord:
         """One JSON-able record for the results file and the reports."""
-        outcomes = self.outcomes
-        drop = self.paired_drop()
-        return {
-            "model": self.model,
-            "role": self.model_id,
-            "pretrained": self.pretrained,
-            "activation": self.activation,
-            "dataset": self.dataset,
-            "n": self.n,
-            "seed": self.seed,
-            "templates": self.templates,
-            "compression": self.compression.to_dict(),
-            "compression_id": self.compression.id,
-            "accuracy": self.accuracy,
-            "baseline_accuracy": self.baseline_accuracy,
-            "drop": self.drop,
-            "ci95": [self.ci_low, self.ci_high],
-            "per_class": self.per_class,
-            "bits_per_pixel": self.bits_per_pixel,
-            "flipped": int(len(self.flipped)),
-            "drop_ci95": list(drop.interval),
-            "drop_p_value": drop.p_value,
-            "discordant": {"lost": drop.b, "gained": drop.c},
-            "flip_confusion": outcomes.flip_confusion(),
-            **outcomes.record_fields(),
-        }
+        return evaluation_record(self)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -193,7 +169,7 @@ class Evaluator:
         self._datasets_by_name: dict[str, ImageDataset] = {}
         self._classifiers: dict[tuple, torch.nn.Module] = {}
         self._scored: dict[tuple, _Scored] = {}
-        self._results: dict[tuple, EvalResult] = {}
+        self._results: dict[tuple[EvalKey, str], EvalResult] = {}
         self._plans: dict[str, BatchPreprocess | None] = {}
         self._device: str | None = None
         self._stored_baseline: Any = None
@@ -274,7 +250,11 @@ class Evaluator:
         self._datasets_by_name[dataset.name] = dataset
         indices = dataset.subset(self.settings.samples, self.settings.seed)
         spec = self.model_spec(model_name)
-        key = (model_name, dataset.name, dataset.fingerprint, compression.id)
+        # The evaluation's key, plus the files' fingerprint: a dataset object passed in may reuse a name.
+        key = (
+            eval_key(spec.name, spec.pretrained_label, dataset.name, compression.to_dict(), len(indices), self.settings.seed, self.settings.templates, model_name),
+            dataset.fingerprint,
+        )
         if key not in self._results:
             baseline = self._score(model_name, dataset, indices, NO_COMPRESSION)
             scored = baseline if compression.is_identity else self._score(model_name, dataset, indices, compression)

@@ -1,20 +1,28 @@
-"""Integrated Gradients for the images a failing test's compression flipped.
+"""Integrated Gradients for the images a test's compression flipped: which images, which baseline.
 
 Picks up to ``--clip-ig-samples`` flipped images (correct uncompressed, wrong compressed; most
 confident flips first), attributes the zero-shot loss from the baseline (by default the same
 image uncompressed; the seed paper's released code uses its quality-100 JPEG, ``jpeg-q100``) to
-the compressed image, and returns JSON-able numbers,
-a table and PNG pictures that travel with the test report (also from pytest-xdist workers).
+the compressed image, and returns an :class:`~.records.AttributionSet` (numbers and PNG pictures,
+no markup) that travels with the test report, also from pytest-xdist workers. The controller
+renders it (:mod:`.reporting`).
 """
 
 from __future__ import annotations
 
-import base64
 import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageFilter
+
+from .records import (
+    AttributionItem,
+    AttributionSet,
+    attribution_item,
+    attribution_set,
+    unique_results,
+)
 
 if TYPE_CHECKING:
     from .evaluation import EvalResult, Evaluator
@@ -49,69 +57,63 @@ def _geometry(preprocess: Any, image: Image.Image, input_hw: Any) -> Any:
         return InputGeometry.centre_crop((image.height, image.width), int(input_hw[-1]))
 
 
-def explain_failures(results: list[EvalResult], evaluator: Evaluator) -> dict[str, Any]:
-    """Attribute up to K flipped images across the test's evaluations (failed floors first)."""
-    from .attribution import aggregate, attribution_table_html, auto_steps_integrated_gradients, block_boundary_mask
-    from .attribution import integrated_gradients, render_attribution_png, summarize_attribution
+def explain(results: list[EvalResult], evaluator: Evaluator, deadline: float | None = None) -> tuple[AttributionSet, int]:
+    """Attribute up to ``--clip-ig-samples`` flipped images across a test's evaluations (failed floors first).
+
+    Returns the attributions and how many images were chosen: fewer are explained when the
+    ``time.perf_counter()`` ``deadline`` passes (checked before each image).
+    """
+    from .attribution import (
+        aggregate,
+        auto_steps_integrated_gradients,
+        block_boundary_mask,
+        integrated_gradients,
+        render_attribution_png,
+        summarize_attribution,
+    )
 
     settings = evaluator.settings
-    unique = list({result.key: result for result in results}.values())
+    unique = unique_results(results)
     failing = [r for r in unique if any(not check["passed"] for check in r.checks)]
-    budget = settings.ig_samples
-    items: list[dict[str, Any]] = []
-    images: list[str] = []
+    chosen = [(result, int(position)) for result in failing or unique for position in result.flipped]
+    chosen = chosen[: settings.ig_samples]
+    items: list[AttributionItem] = []
+    pngs: list[bytes] = []
     infos = []
     started = time.perf_counter()
-    for result in failing or unique:
-        if budget <= 0:
+    for result, position in chosen:
+        if deadline is not None and time.perf_counter() >= deadline:
             break
         dataset = evaluator.dataset_named(result.dataset)
         classifier = evaluator.classifier_for(result)
         loaded = evaluator.model(result.model_id)
-        for position in result.flipped[:budget]:
-            index = int(result.indices[position])
-            label = int(result.labels[position])
-            original = dataset.image(index)
-            compressed, _ = result.compression.apply(original)
-            inputs = loaded.preprocess(compressed)
-            baseline = loaded.preprocess(baseline_image(settings.ig_baseline, original, compressed))
-            image_started = time.perf_counter()
-            if settings.ig_steps == "auto":
-                attributions, f_input, f_baseline, steps, method = auto_steps_integrated_gradients(classifier, inputs, baseline, label)
-            else:
-                steps, method = int(settings.ig_steps), "riemann_trapezoid"
-                attributions, f_input, f_baseline = integrated_gradients(classifier, inputs, baseline, label, steps=steps)
-            attributions = attributions.numpy()
-            geometry = _geometry(loaded.preprocess, original, inputs.shape[-2:])
-            summary = summarize_attribution(attributions, block_boundary_mask((original.height, original.width), geometry))
-            info = _image_attribution(result, position, index, label, steps, method, f_input, f_baseline, summary, time.perf_counter() - image_started)
-            png = render_attribution_png(original, compressed, attributions, class_names=result.classes, info=info, compression_label=result.compression.id, geometry=geometry)
-            infos.append(info)
-            items.append(
-                {
-                    **info.to_dict(),
-                    "model": result.model,
-                    "dataset": result.dataset,
-                    "compression_id": result.compression.id,
-                    "baseline": settings.ig_baseline,
-                    "true_name": result.classes[label],
-                    "pred_uncompressed_name": result.classes[info.pred_uncompressed],
-                    "pred_compressed_name": result.classes[info.pred_compressed],
-                }
+        index = int(result.indices[position])
+        label = int(result.labels[position])
+        original = dataset.image(index)
+        compressed, _ = result.compression.apply(original)
+        inputs = loaded.preprocess(compressed)
+        baseline = loaded.preprocess(baseline_image(settings.ig_baseline, original, compressed))
+        image_started = time.perf_counter()
+        if settings.ig_steps == "auto":
+            attributions, f_input, f_baseline, steps, method = auto_steps_integrated_gradients(classifier, inputs, baseline, label)
+        else:
+            steps, method = int(settings.ig_steps), "riemann_trapezoid"
+            attributions, f_input, f_baseline = integrated_gradients(classifier, inputs, baseline, label, steps=steps)
+        attributions = attributions.numpy()
+        geometry = _geometry(loaded.preprocess, original, inputs.shape[-2:])
+        summary = summarize_attribution(attributions, block_boundary_mask((original.height, original.width), geometry))
+        info = _image_attribution(result, position, index, label, steps, method, f_input, f_baseline, summary, time.perf_counter() - image_started)
+        pngs.append(render_attribution_png(original, compressed, attributions, class_names=result.classes, info=info, compression_label=result.compression.id, geometry=geometry))
+        infos.append(info)
+        items.append(
+            attribution_item(
+                info.to_dict(), model=result.model, dataset=result.dataset, compression_id=result.compression.id, baseline=settings.ig_baseline, classes=result.classes
             )
-            images.append(base64.b64encode(png).decode("ascii"))
-            budget -= 1
-    classes = unique[0].classes if unique else ()
-    return {
-        "items": items,
-        "images": images,
-        "table_html": attribution_table_html(infos, classes) if infos else "",
-        "summary": aggregate(infos),
-        "seconds": time.perf_counter() - started,
-    }
+        )
+    return attribution_set(items, pngs, aggregate(infos), time.perf_counter() - started), len(chosen)
 
 
-def _image_attribution(result: EvalResult, position: int, index: int, label: int, steps: int, method: str, f_input: float, f_baseline: float, summary: dict[str, float], seconds: float):  # noqa: ANN202
+def _image_attribution(result: EvalResult, position: int, index: int, label: int, steps: int, method: str, f_input: float, f_baseline: float, summary: dict[str, float], seconds: float):
     from .attribution import ImageAttribution
     from .evaluation import softmax
 
@@ -133,30 +135,4 @@ def _image_attribution(result: EvalResult, position: int, index: int, label: int
         completeness_gap=abs(summary["sum_attributions"] - delta_f),
         seconds=seconds,
         **summary,
-    )
-
-
-def attribution_text(data: dict[str, Any]) -> str:
-    """Plain-text IG numbers for a failing test's report section (terminal and JUnit)."""
-    lines = [
-        f"Integrated Gradients ({len(data['items'])} flipped images, {data['seconds']:.1f} s); "
-        "F = cross-entropy of the true class; IG from baseline to compressed input"
-    ]
-    lines.append(f"{'index':>6} {'true':<12} {'before':<12} {'after':<12} {'F(in)-F(base)':>13} {'sum IG':>9} {'gap':>9} {'+mass':>8} {'-mass':>8} {'on 8x8 edges':>12}")
-    for item in data["items"]:
-        lines.append(
-            f"{item['index']:>6} {item['true_name'][:12]:<12} {item['pred_uncompressed_name'][:12]:<12} {item['pred_compressed_name'][:12]:<12} "
-            f"{item['delta_f']:>13.4f} {item['sum_attributions']:>9.4f} {item['completeness_gap']:>9.2e} {item['positive_mass']:>8.3f} "
-            f"{item['negative_mass']:>8.3f} {item['boundary_share']:>5.0%} of |IG| on {item['boundary_area_share']:.0%} of pixels"
-        )
-    lines.append(aggregate_text(data["summary"]))
-    return "\n".join(lines)
-
-
-def aggregate_text(summary: dict[str, Any]) -> str:
-    """One line of per-test totals: how faithful the attributions are and where their mass sits."""
-    return (
-        f"all {summary['count']}: mean completeness gap {summary['mean_completeness_gap']:.2e} against mean |F(in)-F(base)| "
-        f"{summary['mean_abs_delta_f']:.3f}; +mass {summary['total_positive_mass']:.3f}, -mass {summary['total_negative_mass']:.3f}; "
-        f"{summary['mean_boundary_share']:.0%} of |IG| on JPEG 8x8 block edges, which are {summary['mean_boundary_area_share']:.0%} of pixels"
     )

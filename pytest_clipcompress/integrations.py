@@ -1,8 +1,5 @@
-"""Plugin classes registered by ``pytest_configure``: the results file and terminal summary (always),
-pytest-html and hypothesis (each only when that plugin is active).
-
-Only the controller (or a run without xdist) writes files; workers send JSON-able data with their
-test reports.
+"""Plugin classes registered by ``pytest_configure`` only when their pytest plugin is active:
+pytest-html and hypothesis. Their hooks delegate to the :class:`~.session.ClipSession`.
 """
 
 from __future__ import annotations
@@ -11,151 +8,27 @@ from typing import Any
 
 import pytest
 
-from .results import ResultsCollector
-
-DEMO_NOTE = "bundled demo model; pass --clip-model for a real one"
-
-
-def is_controller(config: pytest.Config) -> bool:
-    return not hasattr(config, "workerinput")
-
-
-class ResultsPlugin:
-    """Collects evaluation records from test reports; writes the results file and the terminal table."""
-
-    def __init__(self, config: pytest.Config) -> None:
-        from .plugin import SETTINGS
-
-        self.config = config
-        self.settings = config.stash[SETTINGS]
-        self.collector = ResultsCollector()
-        self.failures: list[dict[str, Any]] = []
-        self.running: pytest.Item | None = None
-
-    @property
-    def demo_note(self) -> str | None:
-        return DEMO_NOTE if self.settings.uses_demo_model else None
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        data = getattr(report, "clipcompress", None)
-        if not data or not is_controller(self.config):
-            return
-        self.collector.add(report.nodeid, data)
-        if data.get("attributions"):
-            outcome = "xfailed" if hasattr(report, "wasxfail") else "failed"
-            self.failures.append({"test": report.nodeid, "outcome": outcome, "attributions": data["attributions"]})
-        if self.settings.results:
-            # Written after every test, so an interrupted run keeps what it evaluated.
-            self.collector.write(self.settings.results)
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_protocol(self, item: pytest.Item) -> Any:
-        self.running = item
-        outcome = yield  # an interrupt raises here and leaves `running` set for pytest_keyboard_interrupt
-        self.running = None
-        return outcome
-
-    def pytest_keyboard_interrupt(self) -> None:
-        """Ctrl-C: keep the evaluations the interrupted test had already finished."""
-        from .plugin import ITEM_RESULTS
-
-        item = self.running
-        if item is None or not is_controller(self.config) or not item.stash.get(ITEM_RESULTS, []):
-            return
-        self.collector.add(item.nodeid, {"evaluations": [result.to_record() for result in item.stash[ITEM_RESULTS]]})
-        if self.settings.results:
-            self.collector.write(self.settings.results)
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.collector:
-            return
-        from .reporting import breaking_point_lines, terminal_table
-
-        terminalreporter.section("clipcompress: zero-shot accuracy under compression")
-        if self.demo_note:
-            terminalreporter.write_line(f"model: {self.demo_note}")
-        for line in terminal_table(self.collector.sorted_records()) + breaking_point_lines(self.collector.breaking_points):
-            terminalreporter.write_line(line)
-        from .gate import summary_lines
-
-        for line in summary_lines(self.collector.sorted_records(), self.settings.models, self.settings.baseline):
-            terminalreporter.write_line(line)
-        images = sum(len(f["attributions"]["items"]) for f in self.failures)
-        if images:
-            tests = sum(1 for f in self.failures if f["attributions"]["items"])
-            seconds = sum(f["attributions"]["seconds"] for f in self.failures)
-            terminalreporter.write_line(f"attributions: {images} flipped images of {tests} failing tests explained with Integrated Gradients in {seconds:.1f} s")
-        if self.settings.results:
-            terminalreporter.write_line(f"results: {self.settings.results}")
-        if self.settings.baseline_save:
-            terminalreporter.write_line(f"baseline saved: {self.settings.baseline_save}")
-        if self.settings.report:
-            terminalreporter.write_line(f"report: {self.settings.report / 'index.html'}")
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if not self.collector or not is_controller(self.config):
-            return
-        if self.settings.results:
-            self.collector.write(self.settings.results)
-        if self.settings.baseline_save:
-            self.collector.write(self.settings.baseline_save)  # a baseline is a results file
-        if self.settings.report:
-            from .report import write_report_dir
-
-            records = self.collector.sorted_records()
-            write_report_dir(
-                self.settings.report, records, self.collector.checks, self.failures, demo_note=self.demo_note, breaking_points=self.collector.breaking_points
-            )
-            from .compare_report import write_comparison_pages
-            from .errors import ClipCompressError
-
-            try:  # optional pages: a fault here must not take the run down
-                write_comparison_pages(self.settings.report, records, self.settings.models, self.settings.baseline)
-            except (OSError, ClipCompressError) as error:
-                reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-                if reporter is not None:
-                    reporter.write_line(f"clipcompress: comparison pages not written: {error}")
+from .session import ClipSession
 
 
 class HtmlReportPlugin:
-    """pytest-html integration: attribution extras on failing rows and a summary section.
+    """pytest-html integration: attribution extras on explained rows and a summary section.
 
-    Extras are added on the controller from the JSON payload the report carries, before
-    pytest-html reads ``report.extras``, so serial and xdist runs produce the same report.
+    Extras are made on the controller from the records the report carries, before pytest-html
+    reads ``report.extras``, so serial and xdist runs produce the same report.
     """
 
-    def __init__(self, config: pytest.Config, results: ResultsPlugin) -> None:
-        self.config = config
-        self.results = results
+    def __init__(self, session: ClipSession) -> None:
+        self.session = session
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        attributions = (getattr(report, "clipcompress", None) or {}).get("attributions")
-        if not attributions or not attributions["items"] or not is_controller(self.config):
-            return
-        from pytest_html import extras
-
-        from html import escape
-
-        from .explain import aggregate_text
-
-        summary = f"<p>{escape(aggregate_text(attributions['summary']))}</p>"
-        added = [extras.html(f'<div class="clipcompress-attributions">{attributions["table_html"]}{summary}</div>')]
-        for item, image in zip(attributions["items"], attributions["images"]):
-            name = f"{item['compression_id']} image {item['index']}: {item['true_name']} -> {item['pred_compressed_name']}"
-            added.append(extras.png(image, name=name))
-        report.extras = [*getattr(report, "extras", []), *added]
+        added = self.session.html_extras(report)
+        if added:
+            report.extras = [*getattr(report, "extras", []), *added]
 
     def pytest_html_results_summary(self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session) -> None:
-        collector = self.results.collector
-        if not collector:
-            return
-        from .report import accuracy_charts, summary_html
-
-        records = collector.sorted_records()
-        charts = accuracy_charts(records, collector.checks, collector.breaking_points)
-        postfix.append(summary_html(records, collector.checks, charts, demo_note=self.results.demo_note))
+        postfix.extend(self.session.html_summary())
 
 
 class HypothesisPlugin:

@@ -1,16 +1,18 @@
-"""pytest hooks, options and fixtures. The work itself lives in the modules beside this one."""
+"""pytest hooks, options, markers and fixtures. Hooks delegate to the run's
+:class:`~.session.ClipSession`; the work itself lives in the modules beside this one."""
 
 from __future__ import annotations
 
 import contextlib
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .errors import ClipCompressError, ConfigError, DatasetMissingError
-from .settings import OPTIONS, Option, Settings, build_settings
+from .records import breaking_point_record
+from .session import SESSION, ClipSession
+from .settings import OPTIONS, Option, build_settings
 
 if TYPE_CHECKING:
     from .breaking_point import BreakingPoint
@@ -19,12 +21,6 @@ if TYPE_CHECKING:
     from .evaluation import EvalResult, Evaluator
     from .models import LoadedModel
 
-SETTINGS = pytest.StashKey[Settings]()
-EVALUATOR = pytest.StashKey["Evaluator"]()
-ITEM_RESULTS = pytest.StashKey["list[EvalResult]"]()
-ITEM_BREAKING_POINTS = pytest.StashKey["list[dict[str, Any]]"]()
-
-PROGRESS_AFTER_SECONDS = 3.0  # quick evaluations print nothing; slower ones a line every 3 s
 CLIP_FIXTURES = ("clip_eval", "clip_dataset", "compression", "clip_model")
 
 
@@ -67,94 +63,29 @@ def pytest_configure(config: pytest.Config) -> None:
     for marker in markers():
         config.addinivalue_line("markers", marker)
     try:
-        config.stash[SETTINGS] = build_settings(_lookup(config))
+        settings = build_settings(_lookup(config))
     except ClipCompressError as error:
         raise pytest.UsageError(str(error)) from None
-    from .integrations import HtmlReportPlugin, HypothesisPlugin, ResultsPlugin
-
-    results = ResultsPlugin(config)
-    config.pluginmanager.register(results, "clipcompress-results")
+    session = config.stash[SESSION] = ClipSession(config, settings)
+    config.pluginmanager.register(SessionHooks(session), "clipcompress-session")
     if config.pluginmanager.hasplugin("html"):
-        config.pluginmanager.register(HtmlReportPlugin(config, results), "clipcompress-html")
+        from .integrations import HtmlReportPlugin
+
+        config.pluginmanager.register(HtmlReportPlugin(session), "clipcompress-html")
     if config.pluginmanager.hasplugin("hypothesispytest"):
+        from .integrations import HypothesisPlugin
+
         config.pluginmanager.register(HypothesisPlugin(config), "clipcompress-hypothesis")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    settings = config.stash[SETTINGS]
-    if settings.uses_demo_model:
-        from .integrations import DEMO_NOTE
-
-        model = DEMO_NOTE
-    else:
-        model = ", ".join(settings.models) + f" (pretrained: {settings.pretrained or 'default'})"
-    return [f"clipcompress: {model}; device {settings.device}; samples {settings.samples or 'all'}; seed {settings.seed}"]
+    return ClipSession.of(config).header()
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Check models, configs and device before any test runs, so a typo is one clear usage error."""
-    config = session.config
-    settings = config.stash[SETTINGS]
-    try:
-        # Only when the user named models or configs: a plain run must not pay open_clip's import.
-        if settings.model_configs or not settings.uses_demo_model:
-            from .models import register_model_configs
-
-            register_model_configs(settings.model_config_paths)
-            for name in settings.models:
-                settings.model_spec(name)
-        if settings.device != "auto" and settings.device != "cpu":
-            from .models import resolve_device
-
-            resolve_device(settings.device, None)
-    except ClipCompressError as error:
-        raise pytest.UsageError(str(error)) from None
-    if settings.cache_clear and _is_controller(config) and not settings.no_cache:
-        from .cache import LogitsCache
-
-        LogitsCache(settings.cache_dir).clear()
-
-
-def _is_controller(config: pytest.Config) -> bool:
-    return not hasattr(config, "workerinput")
-
-
-def _worker_index(config: pytest.Config) -> int | None:
-    worker = getattr(config, "workerinput", {}).get("workerid")
-    return int(worker[2:]) if worker else None
-
-
-def _cpu_threads(config: pytest.Config) -> int | None:
-    """Under xdist, each worker's share of the CPU cores; None leaves torch's default."""
-    workers = getattr(config, "workerinput", {}).get("workercount")
-    return max(1, (os.cpu_count() or 1) // int(workers)) if workers else None
-
-
-def _evaluator(config: pytest.Config) -> Evaluator:
-    if EVALUATOR not in config.stash:
-        from .evaluation import Evaluator
-
-        config.stash[EVALUATOR] = Evaluator(config.stash[SETTINGS], _worker_index(config), _progress_printer(config), _cpu_threads(config))
-    return config.stash[EVALUATOR]
-
-
-def _progress_printer(config: pytest.Config) -> Callable[[str, int, int, float], None] | None:
-    """Progress lines for evaluations that take a while, shown even under output capture."""
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    capture = config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None or capture is None or not _is_controller(config):
-        return None
-    last_shown = {"at": 0.0}
-
-    def show(label: str, done: int, total: int, elapsed: float) -> None:
-        if elapsed < PROGRESS_AFTER_SECONDS or (done < total and elapsed - last_shown["at"] < PROGRESS_AFTER_SECONDS):
-            return
-        last_shown["at"] = elapsed
-        with capture.global_and_fixture_disabled():
-            reporter.write_line(f"clipcompress: {label}: {done}/{total} images, {done / elapsed:.1f} images/s")
-
-    return show
+    """Check models, configs, device and output paths before any test runs (one clear usage error)."""
+    ClipSession.of(session.config).start()
 
 
 # --- parametrization ----------------------------------------------------------------------------
@@ -165,7 +96,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     from .datasets import dataset_id
 
-    settings = metafunc.config.stash[SETTINGS]
+    settings = ClipSession.of(metafunc.config).settings
     try:
         datasets = _marked_datasets(metafunc)
         compressions = _marked_compressions(metafunc)
@@ -235,19 +166,19 @@ def _model_id(request: pytest.FixtureRequest) -> str:
     callspec = getattr(request.node, "callspec", None)
     if callspec is not None and "clip_model" in callspec.params:
         return str(callspec.params["clip_model"])
-    return request.config.stash[SETTINGS].models[0]
+    return ClipSession.of(request.config).settings.models[0]
 
 
 @pytest.fixture(scope="session")
 def clip_evaluator(pytestconfig: pytest.Config) -> Evaluator:
     """The run-wide evaluator: models, datasets and results, each loaded or computed once."""
-    return _evaluator(pytestconfig)
+    return ClipSession.of(pytestconfig).evaluator
 
 
 @pytest.fixture(scope="session")
 def clip_model(request: pytest.FixtureRequest, clip_evaluator: Evaluator) -> LoadedModel:
     """The CLIP model under test (one per ``--clip-model`` value), with its preprocessing and tokenizer."""
-    name = getattr(request, "param", None) or request.config.stash[SETTINGS].models[0]
+    name = getattr(request, "param", None) or ClipSession.of(request.config).settings.models[0]
     with user_errors():
         return clip_evaluator.model(name)
 
@@ -276,7 +207,7 @@ def clip_eval(
     from the markers, and ``model`` (a ``--clip-model`` role or name) defaults to this case's model."""
     from .compression import Compression
 
-    results = request.node.stash.setdefault(ITEM_RESULTS, [])
+    results = ClipSession.results_of(request.node)
     marked_dataset, marked_compression = clip_dataset, compression
     case_model = _model_id(request)
 
@@ -308,8 +239,8 @@ def clip_breaking_point(request: pytest.FixtureRequest, clip_evaluator: Evaluato
     from .breaking_point import find_breaking_point
     from .datasets import validate_dataset_name
 
-    results = request.node.stash.setdefault(ITEM_RESULTS, [])
-    found = request.node.stash.setdefault(ITEM_BREAKING_POINTS, [])
+    results = ClipSession.results_of(request.node)
+    found = ClipSession.breaking_points_of(request.node)
     model_id = _model_id(request)
 
     def search(dataset: str | ImageDataset, codec: str = "jpeg", param: str = "quality", *, floor: float, metric: str = "accuracy", **options: Any) -> BreakingPoint:
@@ -324,7 +255,7 @@ def clip_breaking_point(request: pytest.FixtureRequest, clip_evaluator: Evaluato
             point = find_breaking_point(evaluate, codec, param, floor=floor, metric=metric, **options)
         # The canonical name, as the evaluations carry it, so the chart finds its breaking point.
         name = validate_dataset_name(dataset) if isinstance(dataset, str) else dataset.name
-        found.append({"model": clip_model.spec.name, "pretrained": clip_model.spec.pretrained_label, "dataset": name, **point.to_dict()})
+        found.append(breaking_point_record(clip_model.spec.name, clip_model.spec.pretrained_label, name, point))
         return point
 
     return search
@@ -346,31 +277,55 @@ cifar10 = dataset_fixture("cifar10")
 stl10 = dataset_fixture("stl10")
 
 
-# --- reporting ----------------------------------------------------------------------------------
+# --- the test's work and its report ------------------------------------------------------------
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[pytest.TestReport]:
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    # Attributions are test work: done here, after the body, their time counts for the test.
+    try:
+        result = yield
+    except BaseException as error:
+        ClipSession.of(item.config).after_call(item, error)
+        raise
+    ClipSession.of(item.config).after_call(item, None)
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    results = item.stash.get(ITEM_RESULTS, [])
-    if report.when == "call" and results:
-        from .reporting import report_payload
-
-        failed = report.failed or (report.skipped and hasattr(report, "wasxfail"))
-        report.clipcompress = report_payload(results, item.stash.get(ITEM_BREAKING_POINTS, []), _evaluator(item.config), failed)
-        attributions = report.clipcompress.get("attributions")
-        if attributions and attributions["items"]:
-            from .explain import attribution_text
-
-            # A "Captured stdout" section shows under the failure; the item's copy reaches JUnit's system-out.
-            text = attribution_text(attributions)
-            report.sections.append(("Captured stdout clipcompress attributions", text))
-            item.add_report_section("call", "stdout clipcompress attributions", text)
-        from .metrics import METRICS
-
-        for result in {result.key: result for result in results}.values():  # hypothesis repeats evaluations
-            prefix = f"clip[{result.dataset}-{result.compression.id}]"
-            # On the item, like record_property: JUnit XML reads them from the teardown report.
-            properties = [(f"{prefix}.{metric.junit_property}", f"{metric.value(result):.6f}") for metric in METRICS.values()]
-            item.user_properties += [*properties, (f"{prefix}.n", str(result.n))]
+    ClipSession.of(item.config).attach(item, report)
     return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[Any]:
+    session = ClipSession.of(item.config)
+    session.running = item
+    outcome = yield  # an interrupt raises here and leaves `running` set for pytest_keyboard_interrupt
+    session.running = None
+    return outcome
+
+
+class SessionHooks:
+    """The hooks pytest calls without a config, bound to the run's session."""
+
+    def __init__(self, session: ClipSession) -> None:
+        self.session = session
+
+    @pytest.hookimpl(tryfirst=True)  # before pytest-html and JUnit read the report
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.session.collect(report)
+
+    def pytest_keyboard_interrupt(self) -> None:
+        self.session.interrupted()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    ClipSession.of(config).terminal_summary(terminalreporter)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    ClipSession.of(session.config).finish(session)

@@ -1,4 +1,5 @@
-"""The results file: one record per evaluation, written atomically and in a stable order."""
+"""The results file: one record per evaluation, written atomically and in a stable order; and the
+checks, at the start of a run, that every output path can be written."""
 
 from __future__ import annotations
 
@@ -6,9 +7,18 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from . import __version__
+from .errors import ConfigError
+from .records import (
+    BreakingPointRecord,
+    CheckRecord,
+    EvalKey,
+    EvaluationRecord,
+    ReportData,
+    record_key,
+)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -38,37 +48,32 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def record_key(record: dict[str, Any]) -> tuple:
-    compression = json.dumps(record["compression"], sort_keys=True)
-    role = record.get("role") or record["model"]  # two roles may share a model name and a weights label
-    return (record["model"], record["pretrained"], record["dataset"], record["compression"]["codec"], compression, record["n"], record["seed"], record["templates"], role)
-
-
 class ResultsCollector:
     """Evaluation records and floor checks gathered from test reports (serial runs and xdist alike)."""
 
     def __init__(self) -> None:
-        self.records: dict[tuple, dict[str, Any]] = {}
-        self.checks: list[dict[str, Any]] = []
-        self.breaking_points: list[dict[str, Any]] = []
+        self.records: dict[EvalKey, EvaluationRecord] = {}
+        self.checks: list[CheckRecord] = []
+        self.breaking_points: list[BreakingPointRecord] = []
 
-    def add(self, nodeid: str, data: dict[str, Any]) -> None:
-        for record in data.get("evaluations", []):
+    def add(self, nodeid: str, data: ReportData) -> None:
+        for record in data["evaluations"]:
             self.records.setdefault(record_key(record), record)
-        for check in data.get("checks", []):
-            row = {"test": nodeid, **check}
+        for check in data["checks"]:
+            row: CheckRecord = {"test": nodeid, **check}
             if row not in self.checks:  # hypothesis replays the same check many times while shrinking
                 self.checks.append(row)
-        for point in data.get("breaking_points", []):
+        for point in data["breaking_points"]:
             self.breaking_points.append({"test": nodeid, **point})
 
     def __bool__(self) -> bool:
         return bool(self.records)
 
-    def sorted_records(self) -> list[dict[str, Any]]:
+    def sorted_records(self) -> list[EvaluationRecord]:
         return [self.records[key] for key in sorted(self.records)]
 
     def to_json(self) -> str:
+        """Strict JSON (a NaN is an error, not a bare ``NaN``); ``evaluations`` is ``[]`` when nothing ran."""
         payload = {
             "plugin": "pytest-clipcompress",
             "version": __version__,
@@ -76,12 +81,44 @@ class ResultsCollector:
             "checks": _stable(self.checks),
             "breaking_points": _stable(self.breaking_points),
         }
-        return json.dumps(payload, indent=2, sort_keys=True) + "\n"
+        return json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n"
 
     def write(self, path: Path) -> None:
         atomic_write_text(path, self.to_json())
 
 
-def _stable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _stable(rows: list[Any]) -> list[Any]:
     """Order rows by test id and content, so serial and xdist runs write the same bytes."""
     return sorted(rows, key=lambda row: (row["test"], json.dumps(row, sort_keys=True)))
+
+
+def check_output_path(flag: str, path: Path, kind: Literal["file", "dir", "tree"]) -> None:
+    """Raise a one-line :class:`ConfigError` unless the plugin can write ``path``.
+
+    ``file``: a file in an existing folder (the results file); ``dir``: a folder, made if missing,
+    in an existing folder (the report); ``tree``: a folder made with its parents as needed (the
+    cache). Writability is probed with a real temporary file, which also catches read-only mounts.
+    """
+    path = Path(path)
+    if kind == "file" and path.is_dir():
+        raise ConfigError(f"{flag} {path} is a folder; give a file path, e.g. {path / 'results.json'}")
+    if kind != "file" and path.exists() and not path.is_dir():
+        raise ConfigError(f"{flag} {path} is a file; give a folder path or move the file away")
+    folder = path if kind != "file" and path.is_dir() else path.parent
+    if kind == "tree":
+        while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
+            folder = folder.parent
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{flag} {path}: {folder} is a file, not a folder")
+    if not folder.exists():
+        raise ConfigError(f"{flag} {path}: the folder {folder} does not exist; create it or choose another path")
+    try:
+        probe_write(folder)
+    except OSError as error:
+        raise ConfigError(f"{flag} {path}: cannot write in {folder} ({error.strerror or error}); choose a writable path") from None
+
+
+def probe_write(folder: Path) -> None:
+    """Create and remove a temporary file in ``folder`` (raises OSError when that fails)."""
+    with tempfile.TemporaryFile(dir=folder):
+        pass

@@ -6,6 +6,7 @@ Pytest-free: the plugin registers :data:`OPTIONS` and passes a lookup function t
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from .models import DEVICE_PATTERN, QUICK_GELU_MODES, ModelSpec, resolve_model_s
 from .roles import ModelEntry, parse_model_entries
 
 IG_BASELINES = ("uncompressed", "jpeg-q100", "black", "blur")
+IG_ON = ("failed", "xfailed", "all", "never")
 PROTOCOLS = ("default", "paper")
 #: What ``--clip-protocol paper`` sets, each unless given explicitly: the released code's single
 #: prompt, its IG baseline (the quality-100 JPEG of the image) and its 51 trapezoid points.
@@ -77,6 +79,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("ig-samples", "Integrated Gradients for up to K flipped images of each failing test; 0 disables (default: 4)", "K"),
     Option("ig-steps", "integration steps for IG, or auto for the fewest steps meeting the completeness tolerance (default: 50)", "N|auto"),
     Option("ig-baseline", "IG baseline: uncompressed (the image itself), jpeg-q100 (its quality-100 JPEG, the paper's released code), black or blur (default: uncompressed)", "|".join(IG_BASELINES)),
+    Option("ig-on", "which tests get IG: failed (unexpected failures), xfailed (failures and xfails), all (also passing tests) or never (default: failed)", "|".join(IG_ON)),
+    Option("ig-budget", "stop explaining more images once IG has spent SECONDS in this process (each xdist worker has its own; default: no limit)", "SECONDS"),
     Option("report", "write charts, attribution images and index.html to DIR (works without pytest-html)", "DIR"),
     Option("cache-dir", "folder of the per-image logits cache (default: a per-user cache folder)", "DIR"),
     Option("no-cache", "neither read nor write the logits cache", kind="flag"),
@@ -114,6 +118,8 @@ class Settings:
     ig_samples: int
     ig_steps: int | str
     ig_baseline: str
+    ig_on: str
+    ig_budget: float | None
     report: Path | None
     cache_dir: Path
     no_cache: bool
@@ -185,6 +191,9 @@ def build_settings(lookup: Callable[[Option], Any]) -> Settings:
     ig_baseline = text["ig-baseline"] or "uncompressed"
     if ig_baseline not in IG_BASELINES:
         raise ConfigError(f"--clip-ig-baseline {ig_baseline!r}: choose one of {', '.join(IG_BASELINES)}")
+    ig_on = text["ig-on"] or "failed"
+    if ig_on not in IG_ON:
+        raise ConfigError(f"--clip-ig-on {ig_on!r}: choose one of {', '.join(IG_ON)}")
     templates = text["templates"] or "clip"
     if templates not in ("clip", "paper"):
         from .templates import load_template_file
@@ -222,6 +231,8 @@ def build_settings(lookup: Callable[[Option], Any]) -> Settings:
         ig_samples=_integer("ig-samples", text["ig-samples"] or "4", minimum=0),
         ig_steps=ig_steps,
         ig_baseline=ig_baseline,
+        ig_on=ig_on,
+        ig_budget=_seconds("ig-budget", text["ig-budget"]),
         report=Path(text["report"]) if text["report"] else None,
         cache_dir=Path(text["cache-dir"]).expanduser() if text["cache-dir"] else default_cache_dir(),
         no_cache=bool(values["no-cache"]),
@@ -256,6 +267,18 @@ def _fraction(name: str, value: str | None) -> float | None:
     except ValueError:
         raise ConfigError(f"--clip-{name} {value!r} is not a number") from None
     check_fraction(name.replace("-", "_"), number)
+    return number
+
+
+def _seconds(name: str, value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"--clip-{name} {value!r} is not a number of seconds") from None
+    if not math.isfinite(number) or number < 0:
+        raise ConfigError(f"--clip-{name} {value!r} must be a finite number of seconds, 0 or more")
     return number
 
 

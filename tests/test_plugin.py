@@ -229,6 +229,7 @@ def test_same_evaluation_again(clip_eval):
 """
     )
     results = pytester.path / "out" / "results.json"
+    results.parent.mkdir()  # the folder must exist; the plugin checks it at the start
     outcome = pytester.runpytest(*tiny_args, *data_args(cifar_sample_root), "--clip-results", str(results))
     outcome.assert_outcomes(passed=5, skipped=4)
     data = json.loads(results.read_text())
@@ -276,7 +277,7 @@ def test_progress_shows_through_capture_only_for_slow_evaluations(
     quick.assert_outcomes(passed=1)
     assert "images/s" not in quick.stdout.str()
 
-    monkeypatch.setattr("pytest_clipcompress.plugin.PROGRESS_AFTER_SECONDS", 0.0)  # as if every batch were slow
+    monkeypatch.setattr("pytest_clipcompress.session.PROGRESS_AFTER_SECONDS", 0.0)  # as if every batch were slow
     slow = pytester.runpytest(*args)
     slow.assert_outcomes(passed=1)
     slow.stdout.fnmatch_lines(["clipcompress: tiny-clip/tiny-clip.pt cifar10 none: 50/200 images, * images/s", "clipcompress: tiny-clip/tiny-clip.pt cifar10 jpeg-q50: 200/200 images, * images/s"])

@@ -48,14 +48,14 @@ def test_paper_protocol_explains_from_the_q100_jpeg_with_51_points(tmp_path: Pat
 
     from pytest_clipcompress.compression import Compression
     from pytest_clipcompress.evaluation import Evaluator
-    from pytest_clipcompress.explain import explain_failures
+    from pytest_clipcompress.explain import explain
     from pytest_clipcompress.settings import DEMO_MODEL
 
     settings = settings_from({"protocol": "paper", "device": "cpu", "workers": "0", "no-cache": True, "samples": "60", "ig-samples": "1"})
     evaluator = Evaluator(settings)
     result = evaluator.evaluate(DEMO_MODEL, "demo", Compression("jpeg", quality=25))
     assert result.templates == "paper" and len(result.flipped) > 0
-    data = explain_failures([result], evaluator)
+    data, _ = explain([result], evaluator)
     item = data["items"][0]
     assert (item["baseline"], item["steps"], item["method"]) == ("jpeg-q100", 51, "riemann_trapezoid")
     # F(baseline) is the cross-entropy of the q100 JPEG of the image, computed here without the plugin's baseline code.
