@@ -36,8 +36,8 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 def explain_failures(results: list[EvalResult], evaluator: Evaluator) -> dict[str, Any]:
     """Attribute up to K flipped images across the test's evaluations (failed floors first)."""
-    from .attribution import aggregate, attribution_table_html, auto_steps_integrated_gradients, block_boundary_mask
-    from .attribution import integrated_gradients, render_attribution_png, summarize_attribution
+    from .attribution import aggregate, auto_steps_integrated_gradients, block_boundary_mask, integrated_gradients, summarize_attribution
+    from .render.attribution_figure import attribution_table_html, render_attribution_png
 
     settings = evaluator.settings
     unique = list({result.key: result for result in results}.values())

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from .results import ResultsCollector
+from .results import ResultsCollector, test_outcome
 
 DEMO_NOTE = "bundled demo model; pass --clip-model for a real one"
 
@@ -30,6 +30,7 @@ class ResultsPlugin:
         self.settings = config.stash[SETTINGS]
         self.collector = ResultsCollector()
         self.failures: list[dict[str, Any]] = []
+        self.skips: list[dict[str, str]] = []
         self.running: pytest.Item | None = None
 
     @property
@@ -38,12 +39,15 @@ class ResultsPlugin:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = getattr(report, "clipcompress", None)
+        if report.skipped and not hasattr(report, "wasxfail") and is_controller(self.config):
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            self.skips.append({"test": report.nodeid, "reason": reason.removeprefix("Skipped: ")})
         if not data or not is_controller(self.config):
             return
-        self.collector.add(report.nodeid, data)
-        if data.get("attributions"):
-            outcome = "xfailed" if hasattr(report, "wasxfail") else "failed"
-            self.failures.append({"test": report.nodeid, "outcome": outcome, "attributions": data["attributions"]})
+        outcome = test_outcome(report)
+        self.collector.add(report.nodeid, data, outcome)
+        if outcome in ("failed", "xfailed"):
+            self.failures.append({"test": report.nodeid, "outcome": outcome, "attributions": data.get("attributions")})
         if self.settings.results:
             # Written after every test, so an interrupted run keeps what it evaluated.
             self.collector.write(self.settings.results)
@@ -69,17 +73,18 @@ class ResultsPlugin:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.collector:
             return
-        from .reporting import breaking_point_lines, terminal_table
+        from .render import breaking_point_lines, terminal_table
 
         terminalreporter.section("clipcompress: zero-shot accuracy under compression")
         if self.demo_note:
             terminalreporter.write_line(f"model: {self.demo_note}")
         for line in terminal_table(self.collector.sorted_records()) + breaking_point_lines(self.collector.breaking_points):
             terminalreporter.write_line(line)
-        images = sum(len(f["attributions"]["items"]) for f in self.failures)
+        explained = [f["attributions"] for f in self.failures if f["attributions"] and f["attributions"]["items"]]
+        images = sum(len(a["items"]) for a in explained)
         if images:
-            tests = sum(1 for f in self.failures if f["attributions"]["items"])
-            seconds = sum(f["attributions"]["seconds"] for f in self.failures)
+            tests = len(explained)
+            seconds = sum(a["seconds"] for a in explained)
             terminalreporter.write_line(f"attributions: {images} flipped images of {tests} failing tests explained with Integrated Gradients in {seconds:.1f} s")
         if self.settings.results:
             terminalreporter.write_line(f"results: {self.settings.results}")
@@ -93,11 +98,12 @@ class ResultsPlugin:
         if self.settings.results:
             self.collector.write(self.settings.results)
         if self.settings.report:
-            from .report import write_report_dir
+            from .render import write_report_dir
 
             records = self.collector.sorted_records()
             write_report_dir(
-                self.settings.report, records, self.collector.checks, self.failures, demo_note=self.demo_note, breaking_points=self.collector.breaking_points
+                self.settings.report, records, self.collector.checks, self.failures, demo_note=self.demo_note,
+                breaking_points=self.collector.breaking_points, skips=self.skips,
             )
 
 
@@ -119,12 +125,10 @@ class HtmlReportPlugin:
             return
         from pytest_html import extras
 
-        from html import escape
-
         from .explain import aggregate_text
+        from .render.html import attribution_extra_html
 
-        summary = f"<p>{escape(aggregate_text(attributions['summary']))}</p>"
-        added = [extras.html(f'<div class="clipcompress-attributions">{attributions["table_html"]}{summary}</div>')]
+        added = [extras.html(attribution_extra_html(attributions["items"], aggregate_text(attributions["summary"])))]
         for item, image in zip(attributions["items"], attributions["images"]):
             name = f"{item['compression_id']} image {item['index']}: {item['true_name']} -> {item['pred_compressed_name']}"
             added.append(extras.png(image, name=name))
@@ -134,11 +138,14 @@ class HtmlReportPlugin:
         collector = self.results.collector
         if not collector:
             return
-        from .report import accuracy_charts, summary_html
+        from .render import accuracy_charts, summary_html
 
         records = collector.sorted_records()
         charts = accuracy_charts(records, collector.checks, collector.breaking_points)
-        postfix.append(summary_html(records, collector.checks, charts, demo_note=self.results.demo_note))
+        context = {"demo_note": self.results.demo_note, "failures": self.results.failures, "skips": self.results.skips}
+        # What failed comes before pytest-html's own counts, the charts and tables after them.
+        prefix.append(summary_html(records, collector.checks, charts, part="triage", **context))
+        postfix.append(summary_html(records, collector.checks, charts, part="details", **context))
 
 
 class HypothesisPlugin:

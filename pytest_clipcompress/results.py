@@ -38,6 +38,13 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def test_outcome(report: Any) -> str:
+    """``passed``, ``failed``, ``xfailed`` or ``xpassed``: what the test's call report says, xfail included."""
+    if hasattr(report, "wasxfail"):
+        return "xfailed" if report.skipped else "xpassed" if report.passed else "failed"
+    return "failed" if report.failed else "skipped" if report.skipped else "passed"
+
+
 def record_key(record: dict[str, Any]) -> tuple:
     compression = json.dumps(record["compression"], sort_keys=True)
     return (record["model"], record["pretrained"], record["dataset"], record["compression"]["codec"], compression, record["n"], record["seed"], record["templates"])
@@ -51,11 +58,12 @@ class ResultsCollector:
         self.checks: list[dict[str, Any]] = []
         self.breaking_points: list[dict[str, Any]] = []
 
-    def add(self, nodeid: str, data: dict[str, Any]) -> None:
+    def add(self, nodeid: str, data: dict[str, Any], outcome: str | None = None) -> None:
+        """``outcome`` is the test's (see :func:`test_outcome`); each floor check row records it."""
         for record in data.get("evaluations", []):
             self.records.setdefault(record_key(record), record)
         for check in data.get("checks", []):
-            row = {"test": nodeid, **check}
+            row = {"test": nodeid, **check, "outcome": outcome}
             if row not in self.checks:  # hypothesis replays the same check many times while shrinking
                 self.checks.append(row)
         for point in data.get("breaking_points", []):

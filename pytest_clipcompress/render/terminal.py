@@ -1,0 +1,46 @@
+"""The terminal summary: an accuracy table per model x dataset x codec and the breaking-point lines."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .format import group_records
+
+__all__ = ["breaking_point_lines", "terminal_table"]
+
+
+def terminal_table(records: Iterable[Mapping[str, Any]]) -> list[str]:
+    """A compact accuracy table per model x dataset x codec."""
+    lines: list[str] = []
+    for (model, pretrained, dataset, codec), rows in group_records(records).items():
+        first = rows[0]
+        lines.append(f"{model}/{pretrained} on {dataset} ({codec}, n={first['n']}; uncompressed {first['baseline_accuracy']:.2%})")
+        lines.append(f"  {'compression':<18} {'accuracy':>9} {'95% CI':>17} {'drop':>7} {'bits/px':>8} {'flipped':>8}")
+        for row in rows:
+            low, high = row["ci95"]
+            lines.append(
+                f"  {row['compression_id']:<18} {row['accuracy']:>9.2%} {f'{low:.1%}-{high:.1%}':>17} "
+                f"{row['drop'] * 100:>7.2f} {row['bits_per_pixel']:>8.2f} {row['flipped']:>8}"
+            )
+    return lines
+
+
+def breaking_point_lines(points: Iterable[Mapping[str, Any]]) -> list[str]:
+    """One line per breaking-point search, then its frontier from mild to harsh."""
+    lines: list[str] = []
+    for point in points:
+        where = f"{point['model']}/{point['pretrained']} on {point['dataset']}, {point['codec']} {point['param']}"
+        if point["breaking_value"] is None:
+            verdict = f"holds {point['metric']} floor {point['floor']:g} at every setting"
+        else:
+            verdict = f"breaks {point['metric']} floor {point['floor']:g} at {point['param']}={point['breaking_value']:g}"
+            if point["last_passing_value"] is not None:
+                verdict += f" (last passing {point['last_passing_value']:g})"
+        lines.append(f"breaking point: {where} {verdict}")
+        for probe in point["frontier"]:
+            lines.append(
+                f"  {probe['setting']:<18} accuracy {probe['accuracy']:7.2%}  drop {probe['drop'] * 100:6.2f}  "
+                f"bits/px {probe['bits_per_pixel']:6.2f}  {'passes' if probe['passes'] else 'FAILS'}"
+            )
+    return lines
