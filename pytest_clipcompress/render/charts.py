@@ -42,7 +42,7 @@ _CODEC_COLOURS = {"jpeg": "#1f77b4", "webp": "#ff7f0e", "avif": "#2ca02c", "jpeg
 _OTHER_COLOURS = ("#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
 _SERIES_STYLES = (("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."))
 _STATUS_COLOURS = {"failed": "#d62728", "xfailed": "#d99a00", "held": "#555555"}
-_LABEL_OFFSETS = ((5, 4, "left", "bottom"), (5, -4, "left", "top"), (-5, 4, "right", "bottom"), (-5, -4, "right", "top"), (0, 8, "center", "bottom"))
+_LABEL_OFFSETS = ((7, 3, "left", "bottom"), (7, -3, "left", "top"), (-7, 3, "right", "bottom"), (-7, -3, "right", "top"))
 
 
 @dataclass(frozen=True)
@@ -119,8 +119,8 @@ def _floors(rows: Sequence[Record], checks: Iterable[Mapping[str, Any]]) -> list
     breaks (both if it is unclear).
     """
     by_id: dict[str, Record] = {}
-    for row in rows:
-        by_id.setdefault(str(row.get("compression_id")), row)
+    for each in rows:
+        by_id.setdefault(str(each.get("compression_id")), each)
     rank = {"held": 0, "xfailed": 1, "failed": 2}
     lines: dict[tuple[str, float], dict[str, Any]] = {}
     for check in checks:
@@ -182,7 +182,7 @@ def _render(
     x_values: list[float] = []
     grid_x: list[float] = []
     labels: list[tuple[float, float, str, str]] = []
-    occupied: list[tuple[float, float]] = []
+    occupied: list[tuple[float, float, float, float]] = []  # x, y and the error bar's ends
     ring_labels: set[str] = set()
 
     def x_of(row: Record) -> float | None:
@@ -216,8 +216,8 @@ def _render(
             y_values += [b[0] for b in bounds] + [b[1] for b in bounds]
             x_values += xs
             grid_x += xs
-            for x, y, (_, row) in zip(xs, ys, pairs):
-                occupied.append((x, y))
+            for x, y, (_, row), (bar_low, bar_high) in zip(xs, ys, pairs, bounds):
+                occupied.append((x, y, bar_low, bar_high))
                 status = statuses.get(str(row.get("compression_id")))
                 if status:
                     ring = "broken floor, unexpected" if status == "failed" else "broken floor, expected (xfail)"
@@ -237,6 +237,7 @@ def _render(
                                       label=f"{codec_name(codec_key)} search probes" if rate or probe_handle is None else "_nolegend_")
             y_values += [float(p[1]["accuracy"]) for p in pairs]
             x_values += [p[0] for p in pairs]
+            occupied += [(p[0], float(p[1]["accuracy"]), float(p[1]["accuracy"]), float(p[1]["accuracy"])) for p in pairs]
 
     baselines = sorted({round(float(r["baseline_accuracy"]), 9) for r in rows if is_number(r.get("baseline_accuracy"))})
     for value in baselines:
@@ -249,18 +250,19 @@ def _render(
         y_values.append(floor["value"])
     for point in breaking_points:
         if is_number(point.get("breaking_value")):
-            floor = point.get("floor")
+            searched_floor = point.get("floor")
             ax.axvline(float(point["breaking_value"]), color="#d62728", linestyle="--", linewidth=1.1, zorder=1,
-                       label=f"breaking point {setting_label(primary, point['breaking_value'])} ({point.get('metric')} floor {floor:g})" if is_number(floor) else "breaking point")
+                       label=f"breaking point {setting_label(primary, point['breaking_value'])} ({point.get('metric')} floor {searched_floor:g})"
+                       if is_number(searched_floor) else "breaking point")
             x_values.append(float(point["breaking_value"]))
 
     # Axes: labels with units; bits per pixel on a log axis with at least three labelled ticks.
     ax.set_ylabel("zero-shot accuracy (%)", fontsize=9)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     if y_values:
-        low, high = min(y_values), max(y_values)
-        pad = max(0.02, (high - low) * 0.1)
-        ax.set_ylim(max(-0.02, low - pad), min(1.04, high + pad))
+        bottom, top = min(y_values), max(y_values)
+        pad = max(0.02, (top - bottom) * 0.1)
+        ax.set_ylim(max(-0.02, bottom - pad), min(1.04, top + pad))
     if rate:
         ax.set_xscale("log")
         ax.set_xlabel("bits per pixel (bpp, log scale; fewer bits \u2190)", fontsize=9)
@@ -316,8 +318,8 @@ def _literal_text(fig: Any) -> None:
         text.set_parse_math(False)
 
 
-def _place_labels(fig: Any, ax: Any, labels: Sequence[tuple[float, float, str, str]], occupied: Sequence[tuple[float, float]]) -> None:
-    """Annotate points only where the label overlaps no other label, point or the legend (tried at a few offsets).
+def _place_labels(fig: Any, ax: Any, labels: Sequence[tuple[float, float, str, str]], occupied: Sequence[tuple[float, float, float, float]]) -> None:
+    """Annotate points only where the label overlaps no other label, point or error bar (tried at four offsets), else not at all.
 
     The layout is fixed first (one draw, then no layout engine) so the boxes measured here are the
     ones saved.
@@ -330,9 +332,12 @@ def _place_labels(fig: Any, ax: Any, labels: Sequence[tuple[float, float, str, s
     taken = []
     from matplotlib.transforms import Bbox
 
-    for x, y in occupied:
+    for x, y, bar_low, bar_high in occupied:
         px, py = to_display((x, y))
         taken.append(Bbox.from_extents(px - 7, py - 7, px + 7, py + 7))  # a marker with its ring
+        _, low = to_display((x, bar_low))
+        _, high = to_display((x, bar_high))
+        taken.append(Bbox.from_extents(px - 5, min(low, high) - 1, px + 5, max(low, high) + 1))  # its error bar and caps
     for x, y, text, colour in labels:
         for dx, dy, ha, va in _LABEL_OFFSETS:
             note = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va, fontsize=7, color=colour, zorder=6)

@@ -8,7 +8,7 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 Record = Mapping[str, Any]
 
@@ -30,7 +30,7 @@ PRIMARY_PARAM: dict[str, tuple[str, str, bool]] = {
 PILLOW_DEFAULTS: dict[tuple[str, str], str] = {("jpeg", "subsampling"): "4:2:0 (Pillow default)"}
 
 
-def is_number(value: Any) -> bool:
+def is_number(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 

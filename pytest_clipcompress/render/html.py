@@ -85,7 +85,7 @@ def report_view(
     checks = list(checks)
     skips = list(skips)
     return ReportView(
-        counts=counts(records, checks, skips),
+        counts=counts(records, checks),
         triage=triage(records, checks, list(failures)),
         skips=skip_line(skips),
         evaluations=[_evaluation_row(r) for r in records],

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .format import Record, group_key, is_number, pct, safe_name, unique
+from .format import Record, ci, group_key, is_number, pct, safe_name, unique
 
 #: Display order and wording of a floor check's status.
 STATUS_TEXT: dict[str, str] = {
@@ -23,7 +23,6 @@ STATUS_TEXT: dict[str, str] = {
     "xfailed": "xfailed (expected)",
     "passed": "passed",
 }
-UNEXPECTED = ("failed", "xpassed")
 
 
 def check_status(check: Mapping[str, Any]) -> str:
@@ -43,7 +42,6 @@ class Counts:
     datasets: int
     checks: int
     statuses: dict[str, int]
-    skipped: int
 
     @property
     def unexpected(self) -> int:
@@ -58,7 +56,7 @@ class Counts:
         return "; ".join(parts) + "."
 
 
-def counts(records: Sequence[Record], checks: Sequence[Mapping[str, Any]], skips: Sequence[Mapping[str, Any]] = ()) -> Counts:
+def counts(records: Sequence[Record], checks: Sequence[Mapping[str, Any]]) -> Counts:
     statuses: dict[str, int] = {}
     for check in checks:
         status = check_status(check)
@@ -69,7 +67,6 @@ def counts(records: Sequence[Record], checks: Sequence[Mapping[str, Any]], skips
         datasets=len({r.get("dataset") for r in records}),
         checks=len(checks),
         statuses=statuses,
-        skipped=len(skips),
     )
 
 
@@ -94,7 +91,6 @@ class TriageRow:
     min_accuracy: Any = None
     max_drop: Any = None
     broken: tuple[str, ...] = ()
-    anchor: str = ""
     images: int = 0
 
     @property
@@ -188,19 +184,17 @@ def triage(
                     compression_id=str(check.get("compression_id")),
                     accuracy=(record or {}).get("accuracy"), ci95=_ci(record), baseline_accuracy=(record or {}).get("baseline_accuracy"),
                     drop=(record or {}).get("drop"), min_accuracy=check.get("min_accuracy"), max_drop=check.get("max_drop"),
-                    broken=_broken(record, check), anchor=anchors[test], images=images.get(test, 0),
+                    broken=_broken(record, check), images=images.get(test, 0),
                 )
             )
         if not rows:
             status = "xfailed" if outcome == "xfailed" else "failed"
-            rows.append(TriageRow(test=test, outcome=outcome, status=status, model="", dataset="", compression_id="", anchor=anchors[test], images=images.get(test, 0)))
+            rows.append(TriageRow(test=test, outcome=outcome, status=status, model="", dataset="", compression_id="", images=images.get(test, 0)))
         (expected if outcome == "xfailed" else unexpected).extend(rows)
     return Triage(unexpected=unexpected, expected=expected, anchors=anchors)
 
 
 def _ci(record: Record | None) -> tuple[float, float] | None:
-    from .format import ci
-
     return ci(record) if record is not None else None
 
 
