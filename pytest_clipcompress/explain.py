@@ -2,8 +2,9 @@
 
 Picks up to ``--clip-ig-samples`` flipped images (correct uncompressed, wrong compressed; most
 confident flips first), attributes the zero-shot loss from the baseline (by default the same
-image uncompressed, as in the seed paper) to the compressed image, and returns JSON-able numbers,
-a table and PNG pictures that travel with the test report (also from pytest-xdist workers).
+image uncompressed, as in the seed paper) to the compressed image, and returns JSON-able numbers
+and PNG pictures that travel with the test report (also from pytest-xdist workers); the tables are
+rendered on the controller (:mod:`.render`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 def explain_failures(results: list[EvalResult], evaluator: Evaluator) -> dict[str, Any]:
     """Attribute up to K flipped images across the test's evaluations (failed floors first)."""
     from .attribution import aggregate, auto_steps_integrated_gradients, block_boundary_mask, integrated_gradients, summarize_attribution
-    from .render.attribution_figure import attribution_table_html, render_attribution_png
+    from .render.attribution_figure import render_attribution_png
 
     settings = evaluator.settings
     unique = list({result.key: result for result in results}.values())
@@ -85,11 +86,9 @@ def explain_failures(results: list[EvalResult], evaluator: Evaluator) -> dict[st
             )
             images.append(base64.b64encode(png).decode("ascii"))
             budget -= 1
-    classes = unique[0].classes if unique else ()
     return {
         "items": items,
         "images": images,
-        "table_html": attribution_table_html(infos, classes) if infos else "",
         "summary": aggregate(infos),
         "seconds": time.perf_counter() - started,
     }

@@ -150,6 +150,14 @@ def test_charts_split_models_and_datasets() -> None:
     assert "vit-b-32_openai_stl10_rate.png" in names and "vit-b-32_openai_stl10_webp.png" not in names
 
 
+def test_log_axis_gets_three_labelled_ticks() -> None:
+    from pytest_clipcompress.render.charts import _log_ticks
+
+    assert _log_ticks(0.3, 30) == [0.5, 1.0, 2.0, 5.0, 10.0, 20.0]
+    narrow = _log_ticks(5.5 / 1.3, 6.5 * 1.3)  # the demo's JPEG points all lie between 5.5 and 6.5 bpp
+    assert len(narrow) >= 3 and all(5.5 / 1.3 <= t <= 6.5 * 1.3 for t in narrow)
+
+
 def test_chart_file_names_stay_unique() -> None:
     records = [record("jpeg", 0.8, 1.0, model="ViT-B/32", quality=50), record("jpeg", 0.7, 1.0, model="vit-b-32", quality=50)]
     names = [c.filename for c in accuracy_charts(records)]
