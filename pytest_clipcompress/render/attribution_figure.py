@@ -16,7 +16,8 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from PIL import Image
 
-from ..attribution import ImageAttribution, _display_grid, _to_numpy
+from ..attribution import ImageAttribution, _to_numpy
+from ..geometry import InputGeometry, display_grid
 from .charts import _literal_text
 from .html import ig_table_html
 
@@ -35,20 +36,22 @@ def render_attribution_png(
     class_names: Sequence[str],
     info: ImageAttribution,
     compression_label: str,
+    geometry: InputGeometry | None = None,
 ) -> bytes:
     """Three panels (original, compressed, IG overlay) as PNG bytes.
 
-    The images are shown cropped and scaled like the model input so that all panels align with
-    the (3, H, W) attribution grid. The overlay sums IG over channels and paints positive
+    The images are shown resized and cropped like the model input (``geometry``, measured from
+    the model's preprocessing; default: shortest-side resize and centre crop) so that all panels
+    align with the (3, H, W) attribution grid. The overlay sums IG over channels and paints positive
     attributions (pixel changes that raised the loss) red and negative ones blue, clipped at
     the 99th percentile of |IG|, over a faded grayscale of the compressed image.
     """
     heat = _to_numpy(attributions).sum(axis=0)
-    size = heat.shape[0]
+    size = geometry or heat.shape[0]
     scale = float(np.percentile(np.abs(heat), 99)) or 1.0
     signed = np.clip(heat / scale, -1.0, 1.0)
     cmap = colormaps["RdBu_r"]
-    gray = _display_grid(compressed, size).mean(axis=2, keepdims=True)
+    gray = display_grid(compressed, size).mean(axis=2, keepdims=True)
     background = 0.55 + 0.4 * gray  # faded so the colours stay readable
     alpha = np.abs(signed)[..., None]
     overlay = (1 - alpha) * background + alpha * cmap((signed + 1) / 2)[..., :3]
@@ -65,8 +68,8 @@ def render_attribution_png(
     fig = Figure(figsize=(7.5, 2.8), dpi=100, layout="constrained")
     axes = fig.subplots(1, 3)
     panels = [
-        (_display_grid(original, size), f"original\n{before}", before_colour),
-        (_display_grid(compressed, size), f"{compression_label}\n{after}", after_colour),
+        (display_grid(original, size), f"original\n{before}", before_colour),
+        (display_grid(compressed, size), f"{compression_label}\n{after}", after_colour),
         (overlay, f"IG ({method}, {info.steps} steps), red raises loss\n"
          f"\u0394loss={info.delta_f:+.3g}, \u03a3IG={info.sum_attributions:+.3g}", "black"),
     ]
