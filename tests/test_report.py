@@ -242,6 +242,12 @@ def test_triage_lists_broken_floors_with_measurements() -> None:
     assert [(r.test, r.status) for r in view.expected] == [("tests/test_x.py::test_j2k[jpeg2000-r160]", "xfailed")]
     # Without attributions (--clip-ig-samples 0) the same floors are listed.
     assert [r.compression_id for r in triage(make_records(), make_checks(), []).unexpected] == ["jpeg-q25"]
+    # The drop's paired interval, where the record has one, and a regression margin from the gate.
+    records = [{**r, "drop_ci95": [0.15, 0.23]} if r["compression_id"] == "jpeg-q25" else r for r in make_records()]
+    gate = {**make_checks()[1], "min_accuracy": None, "max_regression": 0.01, "reference": "RN50/openai"}
+    row = triage(records, [gate], []).unexpected[0]
+    assert row.drop_ci95 == (0.15, 0.23) and row.why == "regressed by more than 1.0 pp against RN50/openai"
+    assert "19.0 pp (15.0 to 23.0)" in summary_html(records, [gate], [], failures=[])
     # A test that failed with every floor holding is listed, and says so.
     other = triage(make_records(), [], [{"test": "t.py::test_other", "outcome": "failed", "attributions": None}])
     assert other.unexpected[0].why.startswith("no floor check failed")

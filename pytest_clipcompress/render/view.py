@@ -88,8 +88,11 @@ class TriageRow:
     ci95: tuple[float, float] | None = None
     baseline_accuracy: Any = None
     drop: Any = None
+    drop_ci95: tuple[float, float] | None = None
     min_accuracy: Any = None
     max_drop: Any = None
+    max_regression: Any = None
+    reference: str = ""
     broken: tuple[str, ...] = ()
     images: int = 0
 
@@ -103,6 +106,8 @@ class TriageRow:
             parts.append(f"accuracy {pct(self.accuracy)} < floor {pct(self.min_accuracy)}")
         if "max_drop" in self.broken:
             parts.append(f"drop {_pp(self.drop)} > max {_pp(self.max_drop)}")
+        if is_number(self.max_regression):
+            parts.append(f"regressed by more than {_pp(self.max_regression)} against {self.reference or 'the baseline'}")
         return "; ".join(parts) or "floors held; the test failed for another reason (see its report)"
 
 
@@ -183,7 +188,9 @@ def triage(
                     model=f"{check.get('model')}/{check.get('pretrained')}", dataset=str(check.get("dataset")),
                     compression_id=str(check.get("compression_id")),
                     accuracy=(record or {}).get("accuracy"), ci95=_ci(record), baseline_accuracy=(record or {}).get("baseline_accuracy"),
-                    drop=(record or {}).get("drop"), min_accuracy=check.get("min_accuracy"), max_drop=check.get("max_drop"),
+                    drop=(record or {}).get("drop"), drop_ci95=_pair((record or {}).get("drop_ci95")),
+                    min_accuracy=check.get("min_accuracy"), max_drop=check.get("max_drop"),
+                    max_regression=check.get("max_regression"), reference=str(check.get("reference") or ""),
                     broken=_broken(record, check), images=images.get(test, 0),
                 )
             )
@@ -192,6 +199,13 @@ def triage(
             rows.append(TriageRow(test=test, outcome=outcome, status=status, model="", dataset="", compression_id="", images=images.get(test, 0)))
         (expected if outcome == "xfailed" else unexpected).extend(rows)
     return Triage(unexpected=unexpected, expected=expected, anchors=anchors)
+
+
+def _pair(value: Any) -> tuple[float, float] | None:
+    """An interval as records carry it (a two-number list), else None."""
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(is_number(v) for v in value):
+        return float(value[0]), float(value[1])
+    return None
 
 
 def _ci(record: Record | None) -> tuple[float, float] | None:
