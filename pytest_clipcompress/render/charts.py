@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from .format import (
-    PRIMARY_PARAM,
     Record,
     ci,
     codec,
@@ -27,6 +26,7 @@ from .format import (
     param_label,
     params,
     pct,
+    primary_axis,
     safe_name,
     setting_label,
     unique,
@@ -87,7 +87,7 @@ def accuracy_charts(
         png = _render(rows, own_checks, [], probes, title, None)
         charts.append(Chart(title=title, filename=unique(f"{stem}_rate.png", key, used), png=png))
         for (*_, codec_key), codec_rows in group_records(rows).items():
-            primary = PRIMARY_PARAM.get(codec_key)
+            primary = primary_axis(codec_key)
             grid = [r for r in codec_rows if (*key, r.get("compression_id")) not in probes]
             if primary is None or len({params(r).get(primary[0]) for r in grid}) < 3:
                 continue
@@ -167,7 +167,7 @@ def _render(
     from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter, NullLocator, PercentFormatter
 
     rate = only_codec is None
-    primary, x_label, harsher_when_lower = PRIMARY_PARAM.get(only_codec or "", (None, "", False))
+    primary, x_label, harsher_when_lower = primary_axis(only_codec or "") or (None, "", False)
     fig = Figure(figsize=_RATE_SIZE if rate else _SETTING_SIZE, dpi=_DPI, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
@@ -192,7 +192,7 @@ def _render(
     probe_handle = None
     for codec_key in codecs:
         codec_rows = [r for r in compressed if codec(r) == codec_key]
-        searched_param = PRIMARY_PARAM.get(codec_key, ("",))[0]
+        searched_param = (primary_axis(codec_key) or ("",))[0]
         others = sorted({k for r in codec_rows for k in params(r) if k != searched_param})
         series: dict[str, list[Record]] = {}
         searched: list[Record] = []

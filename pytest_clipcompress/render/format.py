@@ -10,21 +10,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeGuard
 
+from ..compression import CODECS, milder_when_higher
+
 Record = Mapping[str, Any]
 
 DASH = "\u2014"
-
-#: How each codec is named in charts and tables.
-CODEC_NAMES: dict[str, str] = {"none": "uncompressed", "jpeg": "JPEG", "webp": "WebP", "avif": "AVIF", "jpeg2000": "JPEG 2000"}
-
-#: The parameter a codec's per-setting chart is drawn against, its axis label (with units), and
-#: whether a *lower* value is harsher (quality) so the axis is drawn inverted (harsher to the right).
-PRIMARY_PARAM: dict[str, tuple[str, str, bool]] = {
-    "jpeg": ("quality", "JPEG quality (1\u2013100, harsher \u2192)", True),
-    "webp": ("quality", "WebP quality (0\u2013100, harsher \u2192)", True),
-    "avif": ("quality", "AVIF quality (0\u2013100, harsher \u2192)", True),
-    "jpeg2000": ("rate", "JPEG 2000 compression ratio (x:1, harsher \u2192)", False),
-}
 
 #: What Pillow does when a parameter is left out, where that is worth saying.
 PILLOW_DEFAULTS: dict[tuple[str, str], str] = {("jpeg", "subsampling"): "4:2:0 (Pillow default)"}
@@ -74,7 +64,19 @@ def params(record: Record) -> dict[str, Any]:
 
 
 def codec_name(name: str) -> str:
-    return CODEC_NAMES.get(name, name)
+    """The codec's display name from the registry (``JPEG 2000``); ``uncompressed`` for none."""
+    spec = CODECS.get(name)
+    return "uncompressed" if name == "none" else (spec.label if spec is not None and spec.label else name)
+
+
+def primary_axis(codec_key: str) -> tuple[str, str, bool] | None:
+    """The parameter a codec's per-setting chart is drawn against, its axis label, and whether a
+    lower value is harsher (quality: the axis is inverted so harsher is to the right), from the registry."""
+    spec = CODECS.get(codec_key)
+    param = spec.primary_param if spec is not None else None
+    if spec is None or param is None:
+        return None
+    return param, spec.axis_label(param), milder_when_higher(codec_key, param)
 
 
 def param_label(codec_key: str, name: str, value: Any) -> str:
