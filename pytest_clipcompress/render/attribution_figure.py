@@ -14,6 +14,7 @@ from matplotlib import colormaps
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
 from PIL import Image
 
 from ..attribution import ImageAttribution, _to_numpy
@@ -73,13 +74,14 @@ def render_attribution_png(
         (overlay, f"IG ({method}, {info.steps} steps), red raises loss\n"
          f"\u0394loss={info.delta_f:+.3g}, \u03a3IG={info.sum_attributions:+.3g}", "black"),
     ]
-    for ax, (picture, title, colour) in zip(axes, panels):
+    for ax, (picture, title, colour) in zip(axes, panels, strict=True):
         ax.imshow(np.clip(picture, 0.0, 1.0), interpolation="nearest")
         ax.set_title(title, fontsize=7.5, color=colour)
         ax.set_axis_off()
     colorbar = fig.colorbar(ScalarMappable(Normalize(-scale, scale), cmap), ax=axes[2], fraction=0.046, pad=0.02)
     colorbar.ax.tick_params(labelsize=6)
-    colorbar.formatter.set_powerlimits((-2, 2))
+    if isinstance(colorbar.formatter, ScalarFormatter):  # always, for a linear Normalize
+        colorbar.formatter.set_powerlimits((-2, 2))
     colorbar.ax.yaxis.get_offset_text().set_fontsize(6)
     fig.suptitle(f"#{info.index}  true: {_class_name(class_names, info.label)}", fontsize=9)
     _literal_text(fig)

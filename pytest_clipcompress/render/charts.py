@@ -208,15 +208,15 @@ def _render(
                 continue
             xs = [p[0] for p in pairs]
             ys = [float(p[1]["accuracy"]) for p in pairs]
-            bounds = [ci(p[1]) or (y, y) for y, p in zip(ys, pairs)]
-            low = [max(0.0, y - b[0]) for y, b in zip(ys, bounds)]
-            high = [max(0.0, b[1] - y) for y, b in zip(ys, bounds)]
+            bounds = [ci(p[1]) or (y, y) for y, p in zip(ys, pairs, strict=True)]
+            low = [max(0.0, y - b[0]) for y, b in zip(ys, bounds, strict=True)]
+            high = [max(0.0, b[1] - y) for y, b in zip(ys, bounds, strict=True)]
             ax.errorbar(xs, ys, yerr=[low, high], color=colours[codec_key], marker=marker, markersize=4.5, linestyle=style,
                         linewidth=1.6, capsize=3, elinewidth=1, label=label, zorder=3)
             y_values += [b[0] for b in bounds] + [b[1] for b in bounds]
             x_values += xs
             grid_x += xs
-            for x, y, (_, row), (bar_low, bar_high) in zip(xs, ys, pairs, bounds):
+            for x, y, (_, row), (bar_low, bar_high) in zip(xs, ys, pairs, bounds, strict=True):
                 occupied.append((x, y, bar_low, bar_high))
                 status = statuses.get(str(row.get("compression_id")))
                 if status:
@@ -344,7 +344,8 @@ def _place_labels(fig: Any, ax: Any, labels: Sequence[tuple[float, float, str, s
             note.set_parse_math(False)
             note.set_usetex(False)
             box = note.get_window_extent(renderer)
-            if area.containsx(box.x0) and area.containsx(box.x1) and area.containsy(box.y0) and area.containsy(box.y1) and not any(box.overlaps(t) for t in taken):
+            inside = area.containsx(box.x0) and area.containsx(box.x1) and area.containsy(box.y0) and area.containsy(box.y1)
+            if inside and not any(box.overlaps(t) for t in taken):
                 taken.append(box.padded(2))
                 break
             note.remove()

@@ -105,7 +105,8 @@ def group_records(records: Iterable[Record]) -> dict[tuple[str, str, str, str], 
     """Records by (model, pretrained, dataset, codec), each group ordered from mild to harsh compression."""
     groups: dict[tuple[str, str, str, str], list[Record]] = defaultdict(list)
     for record in records:
-        groups[(*group_key(record), codec(record))].append(record)
+        key = (*group_key(record), codec(record))
+        groups[key].append(record)
     return {key: sorted(rows, key=_mild_first) for key, rows in sorted(groups.items())}
 
 

@@ -60,7 +60,7 @@ def _environment() -> Environment:
 
 def static_text(name: str) -> str:
     """A file of ``static/`` (package data), e.g. ``report.css``."""
-    return resources.files(__package__).joinpath("static", name).read_text("utf-8")
+    return resources.files(__package__).joinpath("static").joinpath(name).read_text("utf-8")
 
 
 def render(template: str, **context: Any) -> str:
