@@ -9,16 +9,15 @@ change of loss caused by compression, and show which pixel changes made the mode
 (positive) or better (negative).
 
 Everything here works in the model-input grid, i.e. on tensors already produced by the
-model's preprocessing (resize, crop, normalisation; the geometry module maps it back to the source). This module is imported lazily by
-the plugin because it pulls in torch, captum and matplotlib. Figures are drawn on a bare
-``matplotlib.figure.Figure``, never through pyplot's global state, so rendering is thread-safe.
+model's preprocessing (resize, crop, normalisation; the geometry module maps it back to the source).
+This module is imported lazily by the plugin because it pulls in torch and captum. It holds the
+maths only; the picture and table of an explained image are drawn by
+:mod:`.render.attribution_figure`.
 """
 
 from __future__ import annotations
 
-import html
-import io
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
@@ -26,25 +25,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from captum.attr import IntegratedGradients
-from matplotlib import colormaps
-from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize
-from matplotlib.figure import Figure
-from PIL import Image
 
-from .geometry import InputGeometry, block_boundary_mask
-from .geometry import display_grid as _display_grid
+from .geometry import block_boundary_mask
 
 __all__ = [
     "DEFAULT_INTERNAL_BATCH_SIZE",
     "IG_METHODS",
     "ImageAttribution",
     "aggregate",
-    "attribution_table_html",
     "auto_steps_integrated_gradients",
     "block_boundary_mask",
     "integrated_gradients",
-    "render_attribution_png",
     "summarize_attribution",
 ]
 
@@ -310,98 +301,3 @@ def aggregate(attributions: list[ImageAttribution]) -> dict[str, float | int | N
         "mean_boundary_area_share": mean([a.boundary_area_share for a in attributions]),
         "total_seconds": sum(a.seconds for a in attributions),
     }
-
-
-def _class_name(class_names: Sequence[str], index: int) -> str:
-    return class_names[index] if 0 <= index < len(class_names) else str(index)
-
-
-def render_attribution_png(
-    original: Image.Image,
-    compressed: Image.Image,
-    attributions: np.ndarray,
-    *,
-    class_names: Sequence[str],
-    info: ImageAttribution,
-    compression_label: str,
-    geometry: InputGeometry | None = None,
-) -> bytes:
-    """Three panels (original, compressed, IG overlay) as PNG bytes.
-
-    The images are shown resized and cropped like the model input (``geometry``, measured from
-    the model's preprocessing; default: shortest-side resize and centre crop) so that all panels
-    align with the (3, H, W) attribution grid. The overlay sums IG over channels and paints positive
-    attributions (pixel changes that raised the loss) red and negative ones blue, clipped at
-    the 99th percentile of |IG|, over a faded grayscale of the compressed image.
-    """
-    heat = _to_numpy(attributions).sum(axis=0)
-    size = geometry or heat.shape[0]
-    scale = float(np.percentile(np.abs(heat), 99)) or 1.0
-    signed = np.clip(heat / scale, -1.0, 1.0)
-    cmap = colormaps["RdBu_r"]
-    gray = _display_grid(compressed, size).mean(axis=2, keepdims=True)
-    background = 0.55 + 0.4 * gray  # faded so the colours stay readable
-    alpha = np.abs(signed)[..., None]
-    overlay = (1 - alpha) * background + alpha * cmap((signed + 1) / 2)[..., :3]
-
-    def verdict(prediction: int, prob_true: float) -> tuple[str, str]:
-        # Red marks a wrong prediction; tiny probabilities keep their magnitude visible.
-        shown = f"{prob_true:.2f}" if prob_true >= 0.01 else f"{prob_true:.1e}"
-        colour = "black" if prediction == info.label else "firebrick"
-        return f"pred {_class_name(class_names, prediction)}, P(true)={shown}", colour
-
-    before, before_colour = verdict(info.pred_uncompressed, info.prob_true_uncompressed)
-    after, after_colour = verdict(info.pred_compressed, info.prob_true_compressed)
-    method = {"riemann_trapezoid": "trapezoid", "gausslegendre": "Gauss-Legendre"}.get(info.method, info.method)
-    fig = Figure(figsize=(7.5, 2.8), dpi=100, layout="constrained")
-    axes = fig.subplots(1, 3)
-    panels = [
-        (_display_grid(original, size), f"original\n{before}", before_colour),
-        (_display_grid(compressed, size), f"{compression_label}\n{after}", after_colour),
-        (overlay, f"IG ({method}, {info.steps} steps), red raises loss\n"
-         f"\u0394loss={info.delta_f:+.3g}, \u03a3IG={info.sum_attributions:+.3g}", "black"),
-    ]
-    for ax, (picture, title, colour) in zip(axes, panels):
-        ax.imshow(np.clip(picture, 0.0, 1.0), interpolation="nearest")
-        ax.set_title(title, fontsize=7.5, color=colour)
-        ax.set_axis_off()
-    colorbar = fig.colorbar(ScalarMappable(Normalize(-scale, scale), cmap), ax=axes[2], fraction=0.046, pad=0.02)
-    colorbar.ax.tick_params(labelsize=6)
-    colorbar.formatter.set_powerlimits((-2, 2))
-    colorbar.ax.yaxis.get_offset_text().set_fontsize(6)
-    fig.suptitle(f"#{info.index}  true: {_class_name(class_names, info.label)}", fontsize=9)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
-
-
-_TABLE_COLUMNS = (
-    "index", "true", "pred before", "pred after", "P(true) before", "P(true) after",
-    "F(input)-F(baseline)", "sum IG", "completeness gap", "+mass", "-mass", "boundary share / area",
-)
-
-
-def attribution_table_html(items: list[ImageAttribution], class_names: Sequence[str]) -> str:
-    """A compact HTML table with one row per explained image; all text is escaped."""
-
-    def cells(item: ImageAttribution) -> list[str]:
-        return [
-            str(item.index),
-            _class_name(class_names, item.label),
-            _class_name(class_names, item.pred_uncompressed),
-            _class_name(class_names, item.pred_compressed),
-            f"{item.prob_true_uncompressed:.3f}",
-            f"{item.prob_true_compressed:.3f}",
-            f"{item.delta_f:+.4g}",
-            f"{item.sum_attributions:+.4g}",
-            f"{item.completeness_gap:.2g}",
-            f"{item.positive_mass:.4g}",
-            f"{item.negative_mass:.4g}",
-            f"{item.boundary_share:.2f} / {item.boundary_area_share:.2f}",
-        ]
-
-    header = "".join(f"<th>{html.escape(name)}</th>" for name in _TABLE_COLUMNS)
-    rows = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells(item)) + "</tr>" for item in items
-    )
-    return f'<table class="clip-ig"><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>'

@@ -102,7 +102,7 @@ def write_html(path: Path, rows: list, margin: float | None, alpha: float) -> No
 
 
 def report(args: argparse.Namespace) -> int:
-    from .report import write_report_dir
+    from .render import write_report_dir
 
     payload = load_results_file(args.results, "RESULTS")
     try:

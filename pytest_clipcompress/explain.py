@@ -5,7 +5,7 @@ confident flips first), attributes the zero-shot loss from the baseline (by defa
 image uncompressed; the seed paper's released code uses its quality-100 JPEG, ``jpeg-q100``) to
 the compressed image, and returns an :class:`~.records.AttributionSet` (numbers and PNG pictures,
 no markup) that travels with the test report, also from pytest-xdist workers. The controller
-renders it (:mod:`.reporting`).
+renders it (:mod:`.render`).
 """
 
 from __future__ import annotations
@@ -68,9 +68,9 @@ def explain(results: list[EvalResult], evaluator: Evaluator, deadline: float | N
         auto_steps_integrated_gradients,
         block_boundary_mask,
         integrated_gradients,
-        render_attribution_png,
         summarize_attribution,
     )
+    from .render.attribution_figure import render_attribution_png
 
     settings = evaluator.settings
     unique = unique_results(results)

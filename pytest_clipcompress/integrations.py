@@ -28,7 +28,10 @@ class HtmlReportPlugin:
             report.extras = [*getattr(report, "extras", []), *added]
 
     def pytest_html_results_summary(self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session) -> None:
-        postfix.extend(self.session.html_summary())
+        # What failed comes before pytest-html's own counts, the charts and tables after them.
+        triage, details = self.session.html_summary()
+        prefix.extend(triage)
+        postfix.extend(details)
 
 
 class HypothesisPlugin:

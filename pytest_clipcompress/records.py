@@ -272,5 +272,5 @@ class FailureRecord(TypedDict):
     """A test whose attributions the reports show (controller side)."""
 
     test: str
-    outcome: str  # failed | xfailed | passed | error
-    attributions: AttributionSet
+    outcome: str  # failed | xfailed
+    attributions: AttributionSet | None  # None when IG was off or skipped for the test

@@ -48,6 +48,14 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def report_outcome(report: Any) -> str:
+    """``passed``, ``failed``, ``xfailed`` or ``xpassed``: what the test's call report says, xfail included."""
+    if hasattr(report, "wasxfail"):
+        return "xfailed" if report.skipped else "xpassed" if report.passed else "failed"
+    return "failed" if report.failed else "skipped" if report.skipped else "passed"
+
+
+
 class ResultsCollector:
     """Evaluation records and floor checks gathered from test reports (serial runs and xdist alike)."""
 
@@ -56,11 +64,12 @@ class ResultsCollector:
         self.checks: list[CheckRecord] = []
         self.breaking_points: list[BreakingPointRecord] = []
 
-    def add(self, nodeid: str, data: ReportData) -> None:
+    def add(self, nodeid: str, data: ReportData, outcome: str | None = None) -> None:
+        """``outcome`` is the test's (see :func:`report_outcome`); each floor check row records it."""
         for record in data["evaluations"]:
             self.records.setdefault(record_key(record), record)
         for check in data["checks"]:
-            row: CheckRecord = {"test": nodeid, **check}
+            row: CheckRecord = {"test": nodeid, **check, "outcome": outcome}
             if row not in self.checks:  # hypothesis replays the same check many times while shrinking
                 self.checks.append(row)
         for point in data["breaking_points"]:

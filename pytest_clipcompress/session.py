@@ -28,7 +28,7 @@ from .records import (
     report_data,
     unique_results,
 )
-from .results import ResultsCollector, check_output_path
+from .results import ResultsCollector, check_output_path, report_outcome
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -54,6 +54,7 @@ class ClipSession:
         self.settings = settings
         self.collector = ResultsCollector()
         self.failures: list[FailureRecord] = []
+        self.skips: list[dict[str, str]] = []
         self.notes: list[str] = []  # faults of optional steps, shown in the terminal summary
         self.running: pytest.Item | None = None
         self.ig_seconds = 0.0  # spent in this process, against --clip-ig-budget
@@ -226,12 +227,15 @@ class ClipSession:
             report.sections.extend(self._teardown_sections.pop(report.nodeid, []))
             return
         data: ReportData | None = getattr(report, "clipcompress", None)
+        if report.skipped and not hasattr(report, "wasxfail"):
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            self.skips.append({"test": report.nodeid, "reason": reason.removeprefix("Skipped: ")})
         if not data:
             return
-        self.collector.add(report.nodeid, data)
+        outcome = report_outcome(report)
+        self.collector.add(report.nodeid, data, outcome)
         attributions, note = data.get("attributions"), data.get("note")
-        if attributions is not None:
-            outcome = "xfailed" if hasattr(report, "wasxfail") and report.skipped else report.outcome
+        if outcome in ("failed", "xfailed"):  # the reports list every failure, explained or not
             self.failures.append({"test": report.nodeid, "outcome": outcome, "attributions": attributions})
         text = attribution_section(attributions, note)
         if text:
@@ -280,11 +284,11 @@ class ClipSession:
         if settings.report:
             records = self.collector.sorted_records()
             try:
-                from .report import write_report_dir
+                from .render import write_report_dir
 
-                failures = [{**failure, "attributions": with_table_html(failure["attributions"])} for failure in self.failures]
                 write_report_dir(
-                    settings.report, records, self.collector.checks, failures, demo_note=self.demo_note, breaking_points=self.collector.breaking_points
+                    settings.report, records, self.collector.checks, self.failures, demo_note=self.demo_note,
+                    breaking_points=self.collector.breaking_points, skips=self.skips,
                 )
             except Exception as error:  # noqa: BLE001 - an optional output: a note, not a traceback
                 self.notes.append(f"report not written to {settings.report}: {type(error).__name__}: {error}")
@@ -300,7 +304,7 @@ class ClipSession:
         settings = self.settings
         if not (self.collector or self.notes or self._results_error or settings.results or settings.report):
             return
-        from .reporting import breaking_point_lines, terminal_table
+        from .render import breaking_point_lines, terminal_table
 
         reporter.section("clipcompress: zero-shot accuracy under compression")
         if self.demo_note:
@@ -314,10 +318,11 @@ class ClipSession:
 
             for line in summary_lines(self.collector.sorted_records(), settings.models, settings.baseline):
                 reporter.write_line(line)
-        images = sum(len(f["attributions"]["items"]) for f in self.failures)
+        explained = [f["attributions"] for f in self.failures if f["attributions"] and f["attributions"]["items"]]
+        images = sum(len(attributions["items"]) for attributions in explained)
         if images:
-            tests = sum(1 for f in self.failures if f["attributions"]["items"])
-            seconds = sum(f["attributions"]["seconds"] for f in self.failures)
+            tests = len(explained)
+            seconds = sum(attributions["seconds"] for attributions in explained)
             reporter.write_line(f"attributions: {images} flipped images of {tests} failing tests explained with Integrated Gradients in {seconds:.1f} s")
         for note in self.notes:
             reporter.write_line(f"note: {note}", yellow=True)
@@ -337,46 +342,39 @@ class ClipSession:
         attributions = (getattr(report, "clipcompress", None) or {}).get("attributions")
         if not attributions or not attributions["items"] or not self.is_controller:
             return []
-        from html import escape
-
         from pytest_html import extras
 
-        from .reporting import aggregate_text, attribution_table_html
+        from .render.html import attribution_extra_html
+        from .render.terminal import aggregate_text
 
-        summary = f"<p>{escape(aggregate_text(attributions['summary']))}</p>"
-        added = [extras.html(f'<div class="clipcompress-attributions">{attribution_table_html(attributions["items"])}{summary}</div>')]
+        added = [extras.html(attribution_extra_html(attributions["items"], aggregate_text(attributions["summary"])))]
         for item, image in zip(attributions["items"], attributions["images"]):
             added.append(extras.png(image, name=f"{item['compression_id']} image {item['index']}: {item['true_name']} -> {item['pred_compressed_name']}"))
         return added
 
-    def html_summary(self) -> list[str]:
-        """Controller: the charts and table for pytest-html's summary; a fault becomes a note."""
+    def html_summary(self) -> tuple[list[str], list[str]]:
+        """Controller: pytest-html's summary as (what failed and why, charts and tables); a fault becomes a note."""
         if not self.collector:
-            return []
+            return [], []
         try:
-            from .report import accuracy_charts, summary_html
+            from .render import accuracy_charts, summary_html
 
             records = self.collector.sorted_records()
             charts = accuracy_charts(records, self.collector.checks, self.collector.breaking_points)
-            return [summary_html(records, self.collector.checks, charts, demo_note=self.demo_note)]
+            context: dict[str, Any] = {"demo_note": self.demo_note, "failures": self.failures, "skips": self.skips}
+            triage = summary_html(records, self.collector.checks, charts, part="triage", **context)
+            return [triage], [summary_html(records, self.collector.checks, charts, part="details", **context)]
         except Exception as error:  # noqa: BLE001 - a chart fault leaves the summary out, with a note
             self.notes.append(f"pytest-html summary left out: {type(error).__name__}: {error}")
-            return []
+            return [], []
 
 
 def attribution_section(attributions: AttributionSet | None, note: str | None) -> str:
     """The text of a test's attribution report section: the IG numbers and/or the note."""
-    from .reporting import attribution_text
+    from .render.terminal import attribution_text
 
     parts = [attribution_text(attributions)] if attributions and attributions["items"] else []
     return "\n".join([*parts, *([note] if note else [])])
-
-
-def with_table_html(attributions: AttributionSet) -> dict[str, Any]:
-    """The attribution set with its table rendered here, on the controller, for the report folder."""
-    from .reporting import attribution_table_html
-
-    return {**attributions, "table_html": attribution_table_html(attributions["items"]) if attributions["items"] else ""}
 
 
 def expected_outcome(item: pytest.Item, error: BaseException | None) -> str:

@@ -18,13 +18,12 @@ from torchvision.transforms import CenterCrop, InterpolationMode, Resize
 from pytest_clipcompress.attribution import (
     ImageAttribution,
     aggregate,
-    attribution_table_html,
     auto_steps_integrated_gradients,
     block_boundary_mask,
     integrated_gradients,
-    render_attribution_png,
     summarize_attribution,
 )
+from pytest_clipcompress.render.attribution_figure import attribution_table_html, render_attribution_png
 
 CLASS_NAMES = ["cat", "dog", "truck", "ship"]
 TINY_CONFIG = {

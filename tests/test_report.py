@@ -1,4 +1,4 @@
-"""Charts and HTML reports from synthetic records, checks and failures (no model, no plugin fixtures)."""
+"""The render package on synthetic records, checks and failures (no model, no plugin fixtures)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from pytest_clipcompress.report import Chart, accuracy_charts, safe_name, summary_html, summary_table_html, write_report_dir
+from pytest_clipcompress.render import Chart, accuracy_charts, safe_name, summary_html, summary_table_html, write_report_dir
+from pytest_clipcompress.render.view import check_status, probe_keys, skip_line, triage
 
 MODEL = "ViT-B/32"
 N = 200
@@ -55,10 +56,10 @@ def make_records(model: str = MODEL) -> list[dict[str, Any]]:
 def make_checks() -> list[dict[str, Any]]:
     base = {"model": MODEL, "pretrained": "openai", "dataset": "cifar10"}
     return [
-        {"test": "tests/test_x.py::test_floor[jpeg-q75]", **base, "compression_id": "jpeg-q75", "min_accuracy": 0.8, "max_drop": None, "passed": True},
-        {"test": "tests/test_x.py::test_floor[jpeg-q25]", **base, "compression_id": "jpeg-q25", "min_accuracy": 0.8, "max_drop": None, "passed": False},
-        {"test": "tests/test_x.py::test_drop[jpeg-q50]", **base, "compression_id": "jpeg-q50", "min_accuracy": None, "max_drop": 0.15, "passed": True},
-        {"test": "tests/test_x.py::test_j2k[jpeg2000-r160]", **base, "compression_id": "jpeg2000-r160", "min_accuracy": 0.6, "max_drop": None, "passed": False},
+        {"test": "tests/test_x.py::test_floor[jpeg-q75]", **base, "compression_id": "jpeg-q75", "min_accuracy": 0.8, "max_drop": None, "passed": True, "outcome": "passed"},
+        {"test": "tests/test_x.py::test_floor[jpeg-q25]", **base, "compression_id": "jpeg-q25", "min_accuracy": 0.8, "max_drop": None, "passed": False, "outcome": "failed"},
+        {"test": "tests/test_x.py::test_drop[jpeg-q50]", **base, "compression_id": "jpeg-q50", "min_accuracy": None, "max_drop": 0.15, "passed": True, "outcome": "passed"},
+        {"test": "tests/test_x.py::test_j2k[jpeg2000-r160]", **base, "compression_id": "jpeg2000-r160", "min_accuracy": 0.6, "max_drop": None, "passed": False, "outcome": "xfailed"},
     ]
 
 
@@ -73,6 +74,7 @@ def make_failures() -> list[dict[str, Any]]:
         "index": 7, "label": 3, "true_name": "cat", "pred_uncompressed_name": "cat", "pred_compressed_name": "<dog>",
         "prob_true_uncompressed": 0.81, "prob_true_compressed": 0.2, "delta_f": 1.4, "sum_attributions": 1.38,
         "completeness_gap": 0.01, "positive_mass": 2.0, "negative_mass": 0.6, "boundary_share": 0.4, "boundary_area_share": 0.23,
+        "seconds": 3.2, "compression_id": "jpeg-q25",
     }
     return [
         {
@@ -81,8 +83,10 @@ def make_failures() -> list[dict[str, Any]]:
             "attributions": {
                 "items": [item, {**item, "index": 9}],
                 "images": [png_b64((200, 30, 30)), png_b64((30, 30, 200))],
-                "table_html": '<table class="clip-ig"><thead><tr><th>index</th></tr></thead><tbody><tr><td>7</td></tr></tbody></table>',
-                "summary": {"count": 2, "mean_completeness_gap": 0.01, "mean_boundary_share": 0.4},
+                # HTML made elsewhere (e.g. on a worker) is never pasted into a page: tables come from the items.
+                "table_html": "<script>alert('worker')</script>",
+                "summary": {"count": 2, "mean_completeness_gap": 0.01, "mean_boundary_share": 0.4, "total_seconds": 6.4},
+                "seconds": 6.5,
             },
         },
         {"test": "tests/test_x.py::test_j2k[jpeg2000-r160]", "outcome": "xfailed", "attributions": None},
@@ -107,33 +111,51 @@ class Links(HTMLParser):
                 self.links.append(value)
 
 
+
+
+RATE, JPEG, J2K = "vit-b-32_openai_cifar10_rate.png", "vit-b-32_openai_cifar10_jpeg.png", "vit-b-32_openai_cifar10_jpeg2000.png"
+
+
 @pytest.fixture(scope="module")
 def charts() -> list[Chart]:
     return accuracy_charts(make_records(), make_checks())
 
 
-def test_one_chart_per_model_dataset_codec(charts: list[Chart]) -> None:
-    assert [c.filename for c in charts] == ["vit-b-32_openai_cifar10_jpeg.png", "vit-b-32_openai_cifar10_jpeg2000.png"]
-    assert charts[0].title == "ViT-B/32/openai \u00b7 cifar10 \u00b7 jpeg (n=200)"
-    for chart in charts:
-        image = open_png(chart.png)
-        assert image.size == (900, 340)
+def test_one_rate_chart_per_model_dataset_then_codecs_with_three_settings(charts: list[Chart]) -> None:
+    assert [c.filename for c in charts] == [RATE, JPEG, J2K]
+    assert charts[0].title == "ViT-B/32/openai \u00b7 cifar10: accuracy vs bits per pixel (n=200)"
+    assert charts[1].title == "ViT-B/32/openai \u00b7 cifar10: JPEG settings (n=200)"
+    assert open_png(charts[0].png).size == (900, 420)
+    assert open_png(charts[1].png).size == (900, 360)
+    # A codec with fewer than three settings is only on the rate chart.
+    two = make_records()[:1] + [record("webp", 0.8, 1.0, quality=q) for q in (80, 40)]
+    assert [c.filename for c in accuracy_charts(two, [])] == [RATE]
 
 
-def test_charts_are_deterministic(charts: list[Chart]) -> None:
+def test_charts_are_deterministic_and_carry_no_software_tag(charts: list[Chart]) -> None:
     again = accuracy_charts(make_records(), make_checks())
     assert [c.png for c in again] == [c.png for c in charts]
-    # Without checks the picture changes (no floor lines) but stays valid.
+    assert all(b"matplotlib" not in c.png for c in charts)
     plain = accuracy_charts(make_records(), [])
-    assert plain[0].png != charts[0].png
-    open_png(plain[0].png)
+    assert plain[0].png != charts[0].png  # no floor lines
+    # An expected failure is drawn differently from an unexpected one.
+    xfail = [{**c, "outcome": "xfailed"} if not c["passed"] else c for c in make_checks()]
+    assert accuracy_charts(make_records(), xfail)[0].png != charts[0].png
 
 
 def test_charts_split_models_and_datasets() -> None:
     records = make_records() + make_records("RN50") + [record("webp", 0.8, 1.0, dataset="stl10", quality=50)]
     names = [c.filename for c in accuracy_charts(records, [])]
-    assert names == sorted(set(names))
-    assert len(names) == 5  # RN50 x {jpeg, jpeg2000}, ViT x {jpeg, jpeg2000}, ViT x stl10 x webp
+    assert len(names) == len(set(names)) == 7  # per model: rate, jpeg, jpeg2000; ViT on stl10: rate only
+    assert "vit-b-32_openai_stl10_rate.png" in names and "vit-b-32_openai_stl10_webp.png" not in names
+
+
+def test_log_axis_gets_three_labelled_ticks() -> None:
+    from pytest_clipcompress.render.charts import _log_ticks
+
+    assert _log_ticks(0.3, 30) == [0.5, 1.0, 2.0, 5.0, 10.0, 20.0]
+    narrow = _log_ticks(5.5 / 1.3, 6.5 * 1.3)  # the demo's JPEG points all lie between 5.5 and 6.5 bpp
+    assert len(narrow) >= 3 and all(5.5 / 1.3 <= t <= 6.5 * 1.3 for t in narrow)
 
 
 def test_chart_file_names_stay_unique() -> None:
@@ -143,16 +165,42 @@ def test_chart_file_names_stay_unique() -> None:
     assert all(re.fullmatch(r"[a-z0-9._-]+\.png", name) for name in names)
 
 
-def test_failed_floor_is_the_one_broken() -> None:
-    from pytest_clipcompress.report import _floors
+def test_floor_lines_follow_the_check_status() -> None:
+    from pytest_clipcompress.render.charts import _floors
 
     rows = [record("jpeg", 0.8, 1.0, quality=50)]  # drop 10 pp
-    check = {"model": MODEL, "pretrained": "openai", "dataset": "cifar10", "compression_id": "jpeg-q50", "passed": False}
+    check = {"model": MODEL, "pretrained": "openai", "dataset": "cifar10", "compression_id": "jpeg-q50", "passed": False, "outcome": "failed"}
     floors = _floors(rows, [{**check, "min_accuracy": 0.85, "max_drop": 0.2}])
-    assert [(f["kind"], round(f["value"], 6), f["failed"]) for f in floors] == [("max_drop", 0.7, False), ("min_accuracy", 0.85, True)]
-    floors = _floors(rows, [{**check, "min_accuracy": 0.5, "max_drop": 0.05}])
-    assert [(f["kind"], f["failed"]) for f in floors] == [("max_drop", True), ("min_accuracy", False)]
+    assert [(f["kind"], round(f["value"], 6), f["status"]) for f in floors] == [("max_drop", 0.7, "held"), ("min_accuracy", 0.85, "failed")]
+    floors = _floors(rows, [{**check, "min_accuracy": 0.5, "max_drop": 0.05, "outcome": "xfailed"}])
+    assert [(f["kind"], f["status"]) for f in floors] == [("max_drop", "xfailed"), ("min_accuracy", "held")]
     assert _floors(rows, [{**check, "compression_id": "jpeg-q10", "min_accuracy": 0.5, "max_drop": None}]) == []
+
+
+@pytest.mark.parametrize(
+    ("passed", "outcome", "status"),
+    [
+        (True, "passed", "passed"), (False, "failed", "failed"), (False, "xfailed", "xfailed"), (True, "xpassed", "xpassed"),
+        (False, None, "failed"),  # a results file from before outcomes were recorded
+        (False, "passed", "xfailed"),  # the test caught the failure: expected
+        (True, "failed", "passed"),  # the floor held; the test failed for another reason
+    ],
+)
+def test_check_status(passed: bool, outcome: str | None, status: str) -> None:
+    assert check_status({"passed": passed, "outcome": outcome}) == status
+
+
+def test_search_probes_are_told_from_the_grid() -> None:
+    base = {"model": MODEL, "pretrained": "openai", "dataset": "cifar10"}
+    checks = [
+        {**base, "test": "t.py::test_grid[cifar10-jpeg-q75]", "compression_id": "jpeg-q75"},
+        {**base, "test": "t.py::test_grid[cifar10-jpeg-q75-s444]", "compression_id": "jpeg-q75-s444"},
+        *({**base, "test": "t.py::test_hypothesis", "compression_id": f"jpeg-q{q}-s444"} for q in (91, 93, 75)),
+        {**base, "test": "t.py::test_by_hand", "compression_id": "webp-q50"},
+    ]
+    point = {**base, "frontier": [{"setting": "jpeg-q60"}, {"setting": "jpeg-q75"}]}
+    keys = probe_keys(checks, [point])
+    assert {k[3] for k in keys} == {"jpeg-q91-s444", "jpeg-q93-s444", "jpeg-q60"}  # q75 is on the grid too; one hand-picked check is grid
 
 
 def test_charts_from_threads_match(charts: list[Chart]) -> None:
@@ -185,12 +233,56 @@ def test_summary_table_escapes_and_sorts() -> None:
     assert vit[:5] == ["none", "jpeg-q100", "jpeg-q90-s444", "jpeg-q90-s420", "jpeg-q75"]
 
 
-def test_summary_html_embeds_charts_and_note(charts: list[Chart]) -> None:
-    fragment = summary_html(make_records(), make_checks(), charts, demo_note="bundled demo model; pass --clip-model <name>")
+def test_triage_lists_broken_floors_with_measurements() -> None:
+    view = triage(make_records(), make_checks(), make_failures())
+    assert [(r.test, r.status, r.compression_id) for r in view.unexpected] == [("tests/test_x.py::test_floor[jpeg-q25]", "failed", "jpeg-q25")]
+    row = view.unexpected[0]
+    assert (row.accuracy, row.min_accuracy, row.broken, row.images) == (0.71, 0.8, ("min_accuracy",), 2)
+    assert row.why == "accuracy 71.0% < floor 80.0%"
+    assert [(r.test, r.status) for r in view.expected] == [("tests/test_x.py::test_j2k[jpeg2000-r160]", "xfailed")]
+    # Without attributions (--clip-ig-samples 0) the same floors are listed.
+    assert [r.compression_id for r in triage(make_records(), make_checks(), []).unexpected] == ["jpeg-q25"]
+    # The drop's paired interval, where the record has one, and a regression margin from the gate.
+    records = [{**r, "drop_ci95": [0.15, 0.23]} if r["compression_id"] == "jpeg-q25" else r for r in make_records()]
+    gate = {**make_checks()[1], "min_accuracy": None, "max_regression": 0.01, "reference": "RN50/openai"}
+    row = triage(records, [gate], []).unexpected[0]
+    assert row.drop_ci95 == (0.15, 0.23) and row.why == "regressed by more than 1.0 pp against RN50/openai"
+    assert "19.0 pp (15.0 to 23.0)" in summary_html(records, [gate], [], failures=[])
+    # A test that failed with every floor holding is listed, and says so.
+    other = triage(make_records(), [], [{"test": "t.py::test_other", "outcome": "failed", "attributions": None}])
+    assert other.unexpected[0].why.startswith("no floor check failed")
+
+
+def test_skips_collapse_into_one_line() -> None:
+    line = skip_line([{"test": "b::t", "reason": "second"}, {"test": "a::t", "reason": "first reason\nmore detail " + "x" * 300}])
+    assert line is not None and line.sentence() == "2 tests skipped, first reason: first reason"
+    assert skip_line([]) is None
+
+
+def test_summary_html_opens_with_what_failed(charts: list[Chart]) -> None:
+    fragment = summary_html(make_records(), make_checks(), charts, demo_note="bundled demo model; pass --clip-model <name>", failures=make_failures(),
+                            skips=[{"test": "a::t", "reason": "no data"}])
     assert fragment.count('src="data:image/png;base64,') == len(charts)
     assert "bundled demo model; pass --clip-model &lt;name&gt;" in fragment
-    assert "2 failed" in fragment
+    assert "1 floor check failed" in fragment and "2 passed, 1 FAILED, 1 xfailed (expected)" in fragment
+    failed_row = fragment.index("tests/test_x.py::test_floor[jpeg-q25]")
+    assert failed_row < fragment.index("accuracy 71.0% &lt; floor 80.0%") < fragment.index("<img")
+    assert fragment.index("Expected failures (xfail)") < fragment.index("<img")
+    assert "1 test skipped, first reason: no data" in fragment
+    assert 'href="#results-table"' in fragment
     assert 'class="cc-demo-note"' not in summary_html([], [], [], demo_note=None)
+    # The two halves the plugin places around pytest-html's counts.
+    triage_part = summary_html(make_records(), make_checks(), charts, part="triage")
+    details = summary_html(make_records(), make_checks(), charts, part="details")
+    assert "test_floor[jpeg-q25]" in triage_part and "<img" not in triage_part
+    assert "<img" in details and "Expected failures" not in details
+
+
+def test_green_run_does_not_look_red() -> None:
+    checks = [{**c, "outcome": "xfailed"} if not c["passed"] else c for c in make_checks()]
+    fragment = re.sub(r"<style>.*?</style>", "", summary_html(make_records(), checks, []), flags=re.S)
+    assert "No unexpected failures." in fragment and "FAILED" not in fragment and "cc-red" not in fragment
+    assert "2 passed, 2 xfailed (expected)" in fragment
 
 
 def test_write_report_dir(tmp_path: Path) -> None:
@@ -201,41 +293,97 @@ def test_write_report_dir(tmp_path: Path) -> None:
     assert files == [
         "attributions/tests-test_x.py-test_floor-jpeg-q25_0.png",
         "attributions/tests-test_x.py-test_floor-jpeg-q25_1.png",
-        "charts/vit-b-32_openai_cifar10_jpeg.png",
-        "charts/vit-b-32_openai_cifar10_jpeg2000.png",
+        f"charts/{JPEG}",
+        f"charts/{J2K}",
+        f"charts/{RATE}",
         "index.html",
+        "report.css",
+        "sort.js",
     ]  # no temporary files left behind
     parser = Links()
     parser.feed(page)
     relative = [link for link in parser.links if not link.startswith("#")]
     assert relative and all((index.parent / link).is_file() for link in relative)
     anchors = {link[1:] for link in parser.links if link.startswith("#")}
-    assert all(f'id="{anchor}"' in page for anchor in anchors)
+    assert anchors and all(f'id="{anchor}"' in page for anchor in anchors)
     for link in relative:
         if link.endswith(".png"):
             open_png((index.parent / link).read_bytes())
     assert "demo &lt;model&gt;" in page
     assert page.count('class="cc-failure') == 2
     assert "&lt;dog&gt;" in page and "<dog>" not in page
-    assert '<table class="clip-ig">' in page
-    assert "mean completeness gap" in page
+    assert "alert('worker')" not in page  # table HTML from the records is ignored
+    assert '<table class="clip-ig">' in page and "mean completeness gap" in page
+    assert "seconds" not in page  # timings differ run to run
+    # Triage first: the failing test and its numbers come before the first chart.
+    assert page.index('href="#failure-tests-test_x.py-test_floor-jpeg-q25"') < page.index("<img")
+    assert page.index("accuracy 71.0% &lt; floor 80.0%") < page.index("<img")
 
     again = write_report_dir(tmp_path / "again", make_records(), make_checks(), make_failures(), demo_note="demo <model>")
     for name in files:
         assert (again.parent / name).read_bytes() == (index.parent / name).read_bytes()
 
 
-def test_failures_section_only_for_failures(tmp_path: Path) -> None:
-    index = write_report_dir(tmp_path, make_records(), [], [], demo_note=None)
+def test_report_dir_shows_one_run(tmp_path: Path) -> None:
+    write_report_dir(tmp_path, make_records(), make_checks(), make_failures())
+    index = write_report_dir(tmp_path, make_records()[:3], [], [], demo_note=None)  # a later run: no failures, two JPEG settings
     page = index.read_text("utf-8")
     assert 'class="cc-failure' not in page and 'id="failures"' not in page and 'class="cc-demo-note"' not in page
-    assert not (tmp_path / "attributions").exists()
+    assert sorted(p.name for p in tmp_path.rglob("*.png")) == [RATE]  # the earlier run's pictures are gone
     # Passed tests in the failures list are ignored.
     index = write_report_dir(tmp_path, make_records(), [], [{"test": "t::ok", "outcome": "passed"}], demo_note=None)
     assert 'class="cc-failure' not in index.read_text("utf-8")
+
+
+def test_report_dir_without_attributions_still_triages(tmp_path: Path) -> None:
+    index = write_report_dir(tmp_path, make_records(), make_checks(), [])
+    page = index.read_text("utf-8")
+    assert page.index("test_floor[jpeg-q25]") < page.index("<img")
+    assert "No attributions were computed for this test" in page
 
 
 def test_empty_input(tmp_path: Path) -> None:
     assert accuracy_charts([], []) == []
     index = write_report_dir(tmp_path, [], [], [], demo_note=None)
     assert "no evaluations" in index.read_text("utf-8")
+
+
+MARKUP = "<img src=x onerror=alert(1)>"
+MATH = "$\\frac{1}{$"  # invalid mathtext: matplotlib raises if it ever parses it
+
+
+def test_user_text_is_escaped_and_never_mathtext(tmp_path: Path) -> None:
+    records = [{**r, "model": f"{MARKUP}{MATH}", "dataset": f"imagefolder:/data/{MARKUP}$x$"} for r in make_records()]
+    checks = [{**c, "model": f"{MARKUP}{MATH}", "dataset": f"imagefolder:/data/{MARKUP}$x$", "test": f"t.py::test[{MARKUP}{MATH}-{c['compression_id']}]"} for c in make_checks()]
+    failures = [{**f, "test": f"t.py::test[{MARKUP}{MATH}-jpeg-q25]"} for f in make_failures()[:1]]
+    failures[0]["attributions"]["items"][0] = {**failures[0]["attributions"]["items"][0], "true_name": MARKUP + MATH}
+    skips = [{"test": f"t.py::{MARKUP}", "reason": MARKUP}]
+    charts = accuracy_charts(records, checks)
+    assert len(charts) == 3 and all(open_png(c.png) for c in charts)
+    assert all(re.fullmatch(r"[a-z0-9._-]+\.png", c.filename) for c in charts)
+    index = write_report_dir(tmp_path, records, checks, failures, skips=skips)
+    for text in (index.read_text("utf-8"), summary_html(records, checks, charts, failures=failures, skips=skips), summary_table_html(records)):
+        assert "<img src=x" not in text and "onerror=alert(1)>" not in text
+        assert "&lt;img src=x onerror=alert(1)&gt;" in text
+    assert all(re.fullmatch(r"[A-Za-z0-9._/-]+", str(p.relative_to(tmp_path))) for p in tmp_path.rglob("*"))
+
+
+def test_attribution_figure_draws_class_names_literally() -> None:
+    import numpy as np
+
+    from pytest_clipcompress.attribution import ImageAttribution
+    from pytest_clipcompress.render.attribution_figure import attribution_table_html, render_attribution_png
+
+    info = ImageAttribution(
+        index=0, label=0, pred_uncompressed=0, pred_compressed=1, prob_true_uncompressed=0.9, prob_true_compressed=0.2, steps=8,
+        method="riemann_trapezoid", f_input=1.0, f_baseline=0.1, delta_f=0.9, sum_attributions=0.88, completeness_gap=0.02,
+        positive_mass=1.0, negative_mass=0.1, boundary_share=0.3, boundary_area_share=0.2, seconds=0.5,
+    )
+    image = Image.new("RGB", (32, 32), (120, 60, 30))
+    names = [MATH, MARKUP]
+    png = render_attribution_png(image, image, np.ones((3, 32, 32)), class_names=names, info=info, compression_label=MATH)
+    assert png == render_attribution_png(image, image, np.ones((3, 32, 32)), class_names=names, info=info, compression_label=MATH)
+    assert b"matplotlib" not in png
+    open_png(png)
+    table = attribution_table_html([info], names)
+    assert "<img src=x" not in table and "&lt;img src=x onerror=alert(1)&gt;" in table

@@ -54,6 +54,8 @@ def test_html_report_carries_attributions_on_failing_rows_only(pytester: pytest.
     assert failing[1][1].startswith("jpeg-q25 image ")
     text = report.read_text()
     assert "CLIP accuracy under compression" in text and "data:image/png;base64," in text  # summary chart
+    # Triage first: the failing case and its numbers come before pytest-html's counts and the charts.
+    assert text.index("1 floor check failed") < text.index("test_floor[cifar10-jpeg-q25]") < text.index('class="run-count"') < text.index(CHARTS)
     assert "completeness" in text and "boundary share" in text  # the IG table on the failing row
     assert "all 2: mean completeness gap" in text  # and the per-test totals
     result.stdout.fnmatch_lines(["*Captured stdout clipcompress attributions*", "Integrated Gradients (2 flipped images, *", "all 2: mean completeness gap * of pixels", "attributions: 2 flipped images of 1 failing tests explained with Integrated Gradients in * s"])
@@ -83,18 +85,121 @@ def test_junit_has_properties_and_attribution_text(pytester: pytest.Pytester, ru
     assert "Integrated Gradients" in cases["test_floor[cifar10-jpeg-q25]"].find("system-out").text
 
 
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
 def test_serial_and_parallel_runs_give_the_same_results_and_report(pytester: pytest.Pytester, run_args: list[str]) -> None:
     pytester.makepyfile(SUITE)
     outputs = {}
     for mode, extra in (("serial", []), ("again", []), ("xdist", ["-n", "2"])):
-        results, report = pytester.path / f"{mode}.json", pytester.path / f"{mode}.html"
-        outcome = pytester.runpytest_subprocess(*run_args, *extra, f"--clip-results={results}", f"--html={report}", "--self-contained-html")
+        results, report, folder = pytester.path / f"{mode}.json", pytester.path / f"{mode}.html", pytester.path / f"{mode}-report"
+        outcome = pytester.runpytest_subprocess(
+            *run_args, *extra, f"--clip-results={results}", f"--html={report}", "--self-contained-html", f"--clip-report={folder}"
+        )
         outcome.assert_outcomes(passed=1, failed=1)
         rows = html_tests(report)
         extras = {nodeid: [e["content"] for row in rows[nodeid] for e in row.get("extras", [])] for nodeid in rows}
-        outputs[mode] = (results.read_bytes(), extras)
+        outputs[mode] = (results.read_bytes(), extras, folder_bytes(folder))
     assert outputs["serial"][0] == outputs["again"][0] == outputs["xdist"][0]  # byte-identical results
     assert outputs["serial"][1] == outputs["xdist"][1]  # same attribution tables and pictures
+    # The report folder (page, charts, attribution pictures) is byte-identical too.
+    assert len(outputs["serial"][2]) == 6 and any(name.startswith("attributions/") for name in outputs["serial"][2])
+    assert outputs["serial"][2] == outputs["again"][2] == outputs["xdist"][2]
+
+
+CHARTS = '<div class="cc-charts">'  # where our charts start (pytest-html has <img> templates of its own)
+
+XFAIL_SUITE = """
+import pytest
+from pytest_clipcompress import assert_accuracy
+
+@pytest.mark.clip_dataset("cifar10")
+@pytest.mark.compression("jpeg", quality=[75, 25])
+def test_floor(clip_eval, compression, request):
+    if compression.param("quality") == 25:
+        request.applymarker(pytest.mark.xfail(strict=True, reason="q25 is expected to hurt"))
+    assert_accuracy(clip_eval(), max_drop=0.0 if compression.param("quality") == 25 else 1.0)
+
+@pytest.mark.clip_dataset("cifar10")
+@pytest.mark.compression("jpeg", quality=75)
+@pytest.mark.xfail(reason="the floor holds after all")
+def test_xpass(clip_eval):
+    assert_accuracy(clip_eval(), max_drop=1.0)
+
+@pytest.mark.skip(reason="not today")
+def test_skipped():
+    pass
+"""
+
+
+def test_xfail_outcomes_in_results_report_folder_and_html(pytester: pytest.Pytester, run_args: list[str]) -> None:
+    pytester.makepyfile(XFAIL_SUITE)
+    results, report, folder = pytester.path / "results.json", pytester.path / "report.html", pytester.path / "robustness"
+    outcome = pytester.runpytest(*run_args, "--clip-ig-samples=0", f"--clip-results={results}", f"--html={report}", f"--clip-report={folder}")
+    outcome.assert_outcomes(passed=1, xfailed=1, xpassed=1, skipped=1)
+    name = "test_xfail_outcomes_in_results_report_folder_and_html.py"
+    checks = {c["test"]: (c["passed"], c["outcome"]) for c in json.loads(results.read_text())["checks"]}
+    assert checks == {
+        f"{name}::test_floor[cifar10-jpeg-q25]": (False, "xfailed"),
+        f"{name}::test_floor[cifar10-jpeg-q75]": (True, "passed"),
+        f"{name}::test_xpass[cifar10-jpeg-q75]": (True, "xpassed"),
+    }
+    index = (folder / "index.html").read_text()
+    html_report = report.read_text()
+    for page in (index, html_report):
+        assert "No unexpected failures." in page
+        assert "3 floor checks: 1 passed, 1 xfailed (expected), 1 XPASS (passed unexpectedly)." in page
+        assert "1 test skipped, first reason: not today" in page
+        assert page.index("Expected failures (xfail)") < page.index("test_floor[cifar10-jpeg-q25]") < page.index(CHARTS)
+        ours = re.sub(r"<style>.*?</style>", "", page.split('<table id="results-table"')[0], flags=re.S)  # not pytest-html's table and script
+        assert "FAILED" not in ours and "cc-verdict cc-red" not in ours
+    assert "No attributions were computed for this test" in index  # --clip-ig-samples 0
+
+
+def test_first_failure_comes_before_the_charts_without_attributions(pytester: pytest.Pytester, run_args: list[str]) -> None:
+    pytester.makepyfile(SUITE)
+    report, folder = pytester.path / "report.html", pytester.path / "robustness"
+    outcome = pytester.runpytest(*run_args, "--clip-ig-samples=0", f"--html={report}", "--self-contained-html", f"--clip-report={folder}")
+    outcome.assert_outcomes(passed=1, failed=1)
+    failing = "test_first_failure_comes_before_the_charts_without_attributions.py::test_floor[cifar10-jpeg-q25]"
+    for page in (report.read_text(), (folder / "index.html").read_text()):
+        first = page.index(failing)
+        assert page.index("1 floor check failed") < first < page.index(CHARTS)
+        row = page[first:page.index("</tr>", first)]
+        assert "jpeg-q25" in row and "drop" in row and "&gt; max 0.0 pp" in row  # measured value against its floor
+
+
+def test_markup_and_dollars_in_names_render_safely(pytester: pytest.Pytester, tiny_args: list[str], image_folder_sample: Path) -> None:
+    import shutil
+
+    markup, math = "<img src=x onerror=alert(1)>", "$\\frac{1}{$"
+    root = pytester.path / f"data-{markup}$x$"
+    for k, source in enumerate(sorted(image_folder_sample.iterdir())):
+        # Every class name holds an unbalanced mathtext fraction (matplotlib raises if it parses one); one holds markup too.
+        shutil.copytree(source, root / f"{source.name} {markup if k == 3 else ''}{math}")
+    pytester.makepyfile(
+        f"""
+        import pytest
+        from pytest_clipcompress import assert_accuracy
+
+        @pytest.mark.compression("jpeg", quality=[90, 50, 5])
+        def test_folder(clip_eval):
+            assert_accuracy(clip_eval(dataset={f"imagefolder:{root}"!r}), min_accuracy=1.0)
+        """
+    )
+    report, folder = pytester.path / "report.html", pytester.path / "robustness"
+    outcome = pytester.runpytest(
+        *tiny_args, "--clip-samples=60", "--clip-ig-samples=1", "--clip-ig-steps=4", "-p", "no:cacheprovider", f"--html={report}", f"--clip-report={folder}"
+    )
+    outcome.assert_outcomes(failed=3)
+    assert "INTERNALERROR" not in outcome.stdout.str()
+    index = (folder / "index.html").read_text()
+    assert "&lt;img src=x onerror=alert(1)&gt;" in index and "<img src=x" not in index
+    assert len(list((folder / "charts").glob("*.png"))) == 2  # rate-accuracy and JPEG settings, titles with a literal $
+    assert list((folder / "attributions").glob("*.png"))  # class names with $ in the IG figure
+    ours = report.read_text().split('class="cc-report"')[1:]
+    assert ours and all("<img src=x" not in part.split("</div>\n</div>")[0] for part in ours)
 
 
 def test_interrupted_run_keeps_what_it_evaluated(pytester: pytest.Pytester, run_args: list[str]) -> None:

@@ -1,25 +1,15 @@
-"""Text renderings of the records, made on the controller: the terminal table, breaking points and
-the attribution numbers (text for a test's report section, an escaped HTML table for pytest-html
-and the report folder).
-"""
+"""Plain text: the terminal summary (an accuracy table per model x dataset x codec, breaking points) and
+the Integrated Gradients numbers of a test's report section (terminal and JUnit)."""
 
 from __future__ import annotations
 
-import html
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .outcomes import flip_text
-from .records import AttributionItem, AttributionSet
+from ..outcomes import flip_text
+from .format import group_records
 
-
-def group_records(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str, str, str], list[Mapping[str, Any]]]:
-    """Records by (model, pretrained, dataset, codec), each group ordered from mild to harsh compression."""
-    groups: dict[tuple[str, str, str, str], list[Mapping[str, Any]]] = defaultdict(list)
-    for record in records:
-        groups[(record["model"], record["pretrained"], record["dataset"], record["compression"]["codec"])].append(record)
-    return {key: sorted(rows, key=lambda r: -r["bits_per_pixel"]) for key, rows in sorted(groups.items())}
+__all__ = ["aggregate_text", "attribution_text", "breaking_point_lines", "terminal_table"]
 
 
 def terminal_table(records: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -62,7 +52,7 @@ def breaking_point_lines(points: Iterable[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def attribution_text(data: AttributionSet) -> str:
+def attribution_text(data: Mapping[str, Any]) -> str:
     """Plain-text IG numbers for a test's report section (terminal and JUnit)."""
     lines = [
         f"Integrated Gradients ({len(data['items'])} flipped images, {data['seconds']:.1f} s); "
@@ -86,33 +76,3 @@ def aggregate_text(summary: Mapping[str, Any]) -> str:
         f"{summary['mean_abs_delta_f']:.3f}; +mass {summary['total_positive_mass']:.3f}, -mass {summary['total_negative_mass']:.3f}; "
         f"{summary['mean_boundary_share']:.0%} of |IG| on JPEG 8x8 block edges, which are {summary['mean_boundary_area_share']:.0%} of pixels"
     )
-
-
-_TABLE_COLUMNS = (
-    "index", "true", "pred before", "pred after", "P(true) before", "P(true) after",
-    "F(input)-F(baseline)", "sum IG", "completeness gap", "+mass", "-mass", "boundary share / area",
-)
-
-
-def attribution_table_html(items: Iterable[AttributionItem]) -> str:
-    """A compact HTML table with one row per explained image; every cell is escaped."""
-
-    def cells(item: AttributionItem) -> list[str]:
-        return [
-            str(item["index"]),
-            item["true_name"],
-            item["pred_uncompressed_name"],
-            item["pred_compressed_name"],
-            f"{item['prob_true_uncompressed']:.3f}",
-            f"{item['prob_true_compressed']:.3f}",
-            f"{item['delta_f']:+.4g}",
-            f"{item['sum_attributions']:+.4g}",
-            f"{item['completeness_gap']:.2g}",
-            f"{item['positive_mass']:.4g}",
-            f"{item['negative_mass']:.4g}",
-            f"{item['boundary_share']:.2f} / {item['boundary_area_share']:.2f}",
-        ]
-
-    header = "".join(f"<th>{html.escape(name)}</th>" for name in _TABLE_COLUMNS)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells(item)) + "</tr>" for item in items)
-    return f'<table class="clip-ig"><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>'

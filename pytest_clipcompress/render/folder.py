@@ -1,0 +1,134 @@
+"""The ``--clip-report DIR`` folder: ``index.html``, ``report.css``, ``sort.js``, ``charts/*.png`` and ``attributions/*.png``.
+
+The page links its files relatively, so the folder can be moved or archived as a whole. Every file
+is written atomically, the pictures before the page that links them, and pictures a previous run
+left in ``charts/`` or ``attributions/`` are removed afterwards, so the folder always shows one run.
+Names and bytes depend only on the records (no times, no absolute paths): the same run gives the
+same folder, serial or under pytest-xdist.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..results import atomic_write_bytes, atomic_write_text
+from .charts import accuracy_charts
+from .format import num
+from .html import check_rows, ig_rows, link_functions, render, report_view, static_text
+from .view import failure_anchors
+
+__all__ = ["write_report_dir"]
+
+#: Numbers that depend on the machine's speed; they stay out of the page so it is reproducible.
+_TIMINGS = frozenset({"seconds", "total_seconds"})
+_PICTURE_FOLDERS = ("charts", "attributions")
+
+
+def _decode_png(data: Any) -> bytes | None:
+    """PNG bytes as records carry them: raw bytes, or base64 text in the JSON form."""
+    if isinstance(data, (bytes, bytearray)):
+        png = bytes(data)
+    elif isinstance(data, str):
+        try:
+            png = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+    else:
+        return None
+    return png if png.startswith(b"\x89PNG\r\n\x1a\n") else None
+
+
+def _caption(item: Mapping[str, Any], k: int) -> str:
+    text = f"#{item.get('index', k)}"
+    if item.get("true_name") is not None:
+        text += f" \u00b7 true: {item['true_name']}"
+    if item.get("pred_compressed_name") is not None:
+        text += f" \u00b7 predicted {item.get('pred_uncompressed_name')} \u2192 {item['pred_compressed_name']}"
+        if item.get("compression_id"):
+            text += f" under {item['compression_id']}"
+    return text
+
+
+def _values(mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
+    return [(str(k).replace("_", " "), num(v)) for k, v in mapping.items() if k not in _TIMINGS]
+
+
+def write_report_dir(
+    directory: Path,
+    records: Iterable[Mapping[str, Any]],
+    checks: Iterable[Mapping[str, Any]],
+    failures: Iterable[Mapping[str, Any]],
+    *,
+    demo_note: str | None = None,
+    title: str = "pytest-clipcompress report",
+    breaking_points: Iterable[Mapping[str, Any]] = (),
+    skips: Iterable[Mapping[str, Any]] = (),
+) -> Path:
+    """Write the report folder and return the path of its ``index.html``.
+
+    The page opens with what failed and why (one row per broken floor: test, model, dataset,
+    compression, measured accuracy and drop against the floor, and a link to the test's section),
+    then the charts, then the full tables, then one section per failed or xfailed test with its
+    floor checks and Integrated Gradients numbers and pictures. ``failures`` are
+    ``{"test", "outcome", "attributions"}`` dicts; ``skips`` are ``{"test", "reason"}`` dicts.
+    """
+    directory = Path(directory)
+    records = list(records)
+    checks = list(checks)
+    failures = [f for f in failures if str(f.get("outcome", "failed")) in ("failed", "xfailed", "error")]
+    view = report_view(records, checks, failures, skips)
+    by_test = {str(f.get("test", "")): f for f in sorted(failures, key=lambda f: (str(f.get("test", "")), str(f.get("outcome", ""))))}
+    anchors = failure_anchors(set(view.triage.anchors) | set(by_test))
+
+    written: set[Path] = set()
+
+    def write(relative: str, data: bytes) -> None:
+        atomic_write_bytes(directory / relative, data)
+        written.add(directory / relative)
+
+    charts = accuracy_charts(records, checks, breaking_points)
+    for chart in charts:
+        write(f"charts/{chart.filename}", chart.png)
+
+    all_checks = check_rows(records, checks)
+    sections = []
+    for test in sorted(anchors):
+        failure = by_test.get(test, {})
+        attributions = failure.get("attributions") or {}
+        items = [item for item in attributions.get("items") or [] if isinstance(item, Mapping)]
+        stem = anchors[test].removeprefix("failure-")
+        images = []
+        for k, encoded in enumerate(attributions.get("images") or []):
+            item = items[k] if k < len(items) else {}
+            png = _decode_png(encoded)
+            link = None
+            if png is not None:
+                link = f"attributions/{stem}_{k}.png"
+                write(link, png)
+            images.append({"link": link, "caption": _caption(item, k), "details": _values(item)})
+        summary = attributions.get("summary")
+        outcome = str(failure.get("outcome") or next((c["status"] for c in all_checks if c["test"] == test and c["status"] != "passed"), "failed"))
+        sections.append({
+            "test": test, "anchor": anchors[test], "outcome": "xfailed" if outcome == "xfailed" else "failed",
+            "checks": [c for c in all_checks if c["test"] == test],
+            "summary": _values(summary) if isinstance(summary, Mapping) else [],
+            "ig_rows": ig_rows(items), "images": images, "has_attributions": bool(items or images),
+        })
+
+    atomic_write_text(directory / "report.css", static_text("report.css"))
+    atomic_write_text(directory / "sort.js", static_text("sort.js"))
+    page = render(
+        "index.html.j2", title=title, demo_note=demo_note, view=view, charts=charts, failures=sections,
+        **link_functions(lambda row: "#" + anchors.get(row.test, "")),
+    )
+    index = directory / "index.html"
+    atomic_write_text(index, page)
+    for folder in _PICTURE_FOLDERS:  # pictures of an earlier run that this page no longer shows
+        for stale in sorted((directory / folder).glob("*.png")) if (directory / folder).is_dir() else ():
+            if stale not in written:
+                stale.unlink(missing_ok=True)
+    return index

@@ -1,0 +1,221 @@
+"""HTML through Jinja2 templates (package data in ``templates/``) with autoescape on, and a static CSS file.
+
+Like pytest-html, the data is rendered late: the functions here take the plain JSON-form records
+and build the page from ``templates/*.html.j2``; every value a user controls (model, dataset, class,
+test and folder names) is escaped by the template engine. Only our own package files (the CSS and
+the table-sorting script) are inserted as they are.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Literal
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+
+from .charts import Chart
+from .format import DASH, Record, ci, codec, is_number, num, pct, record_order, sort_value
+from .view import STATUS_TEXT, Counts, SkipLine, Triage, TriageRow, check_status, counts, skip_line, triage
+
+__all__ = ["ReportView", "render", "report_view", "summary_html", "summary_table_html"]
+
+#: Columns of the evaluations table: (header, "num" or "text").
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("model", "text"), ("pretrained", "text"), ("dataset", "text"), ("compression", "text"), ("n", "num"),
+    ("accuracy", "num"), ("95% CI", "num"), ("uncompressed", "num"), ("drop", "num"), ("bits/px", "num"), ("flipped", "num"),
+)
+IG_COLUMNS = (
+    "index", "true", "pred before", "pred after", "P(true) before", "P(true) after",
+    "F(input)-F(baseline)", "sum IG", "completeness gap", "+mass", "-mass", "boundary share / area",
+)
+
+
+def _pp(value: Any, sign: bool = True) -> str:
+    """A change (``+12.5 pp``) or, unsigned, a drop or floor (``12.5 pp``) in percentage points."""
+    if not is_number(value):
+        return DASH
+    return f"{value * 100:{'+' if sign else ''}.1f} pp"
+
+
+@functools.cache
+def _environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("pytest_clipcompress.render", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(pct=pct, pp=_pp, num=num, sortv=sort_value, b64=lambda data: base64.b64encode(data).decode("ascii"))
+    env.globals.update(columns=COLUMNS, ig_columns=IG_COLUMNS)
+    return env
+
+
+def static_text(name: str) -> str:
+    """A file of ``static/`` (package data), e.g. ``report.css``."""
+    return resources.files(__package__).joinpath("static").joinpath(name).read_text("utf-8")
+
+
+def render(template: str, **context: Any) -> str:
+    return _environment().get_template(template).render(**context)
+
+
+@dataclass(frozen=True)
+class ReportView:
+    """Everything a report page shows, computed once from the records."""
+
+    counts: Counts
+    triage: Triage
+    skips: SkipLine | None
+    evaluations: list[dict[str, Any]]
+    checks: list[dict[str, Any]]
+
+
+def report_view(
+    records: Iterable[Record], checks: Iterable[Mapping[str, Any]], failures: Iterable[Mapping[str, Any]] = (), skips: Iterable[Mapping[str, Any]] = ()
+) -> ReportView:
+    records = sorted(records, key=record_order)
+    checks = list(checks)
+    skips = list(skips)
+    return ReportView(
+        counts=counts(records, checks),
+        triage=triage(records, checks, list(failures)),
+        skips=skip_line(skips),
+        evaluations=[_evaluation_row(r) for r in records],
+        checks=check_rows(records, checks),
+    )
+
+
+def _cell(text: str, sort: Any, numeric: bool = False) -> dict[str, Any]:
+    return {"text": text, "sort": sort_value(sort), "numeric": numeric}
+
+
+def _evaluation_row(r: Record) -> dict[str, Any]:
+    bounds = ci(r)
+    drop, bpp = r.get("drop"), r.get("bits_per_pixel")
+    return {
+        "codec": codec(r),
+        "cells": [
+            _cell(str(r.get("model", "")), r.get("model", "")),
+            _cell(str(r.get("pretrained", "")), r.get("pretrained", "")),
+            _cell(str(r.get("dataset", "")), r.get("dataset", "")),
+            _cell(str(r.get("compression_id", "")), r.get("compression_id", "")),
+            _cell(num(r.get("n")), r.get("n"), True),
+            _cell(pct(r.get("accuracy")), r.get("accuracy"), True),
+            _cell(f"{pct(bounds[0])} \u2013 {pct(bounds[1])}" if bounds else DASH, bounds[0] if bounds else None, True),
+            _cell(pct(r.get("baseline_accuracy")), r.get("baseline_accuracy"), True),
+            _cell(_pp(drop, sign=False), drop, True),
+            _cell(f"{bpp:.3g}" if is_number(bpp) else DASH, bpp, True),
+            _cell(num(r.get("flipped")), r.get("flipped"), True),
+        ],
+    }
+
+
+def check_rows(records: Sequence[Record], checks: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Floor checks in test-id order with the measured accuracy and drop and an xfail-aware status."""
+    measured: dict[tuple[str, str, str, str], Record] = {}
+    for r in records:
+        measured.setdefault((str(r.get("model")), str(r.get("pretrained")), str(r.get("dataset")), str(r.get("compression_id"))), r)
+    rows = []
+    for c in sorted(checks, key=lambda c: (str(c.get("test")), json.dumps(c, sort_keys=True, default=str))):
+        record = measured.get((str(c.get("model")), str(c.get("pretrained")), str(c.get("dataset")), str(c.get("compression_id")))) or {}
+        status = check_status(c)
+        rows.append({
+            "test": str(c.get("test", "")), "model": f"{c.get('model', '')}/{c.get('pretrained', '')}", "dataset": str(c.get("dataset", "")),
+            "compression_id": str(c.get("compression_id", "")), "accuracy": record.get("accuracy"), "drop": record.get("drop"),
+            "min_accuracy": c.get("min_accuracy"), "max_drop": c.get("max_drop"), "status": status, "status_text": STATUS_TEXT[status],
+        })
+    return rows
+
+
+def summary_table_html(records: Iterable[Record]) -> str:
+    """An HTML table of every evaluation, pre-sorted and sortable by clicking a header.
+
+    Every cell carries a ``data-sort`` attribute (numbers as plain decimals, so numeric columns
+    sort numerically) and every value is escaped. The small inline script that makes the headers
+    clickable is idempotent; where scripts cannot run the table still reads well in its pre-sorted
+    order (model, dataset, uncompressed first, then each codec from mild to harsh).
+    """
+    rows = [_evaluation_row(r) for r in sorted(records, key=record_order)]
+    return render("table.html.j2", rows=rows, script=Markup(static_text("sort.js")))
+
+
+def _summary_link_text(row: TriageRow) -> str:
+    return f"{row.images} IG image{'s' * (row.images != 1)} on its row in Results" if row.images else "its row in Results"
+
+
+def summary_html(
+    records: Iterable[Record],
+    checks: Iterable[Mapping[str, Any]],
+    charts: Sequence[Chart],
+    *,
+    demo_note: str | None = None,
+    failures: Iterable[Mapping[str, Any]] = (),
+    skips: Iterable[Mapping[str, Any]] = (),
+    part: Literal["all", "triage", "details"] = "all",
+) -> str:
+    """The HTML fragment for pytest-html's summary section: what failed and why, then the charts, then the tables.
+
+    ``part`` picks the triage half (heading, demo note, verdict, failed and xfailed floors, skips)
+    or the details half (charts and tables), so the plugin can put the triage before pytest-html's
+    own counts and the charts after them.
+
+    pytest-html 4 pastes the strings of ``pytest_html_results_summary`` into its page unescaped, so
+    the fragment's ``<style>`` applies and its ``<script>`` (table sorting) runs when the page loads,
+    unless the page is served with a Content-Security-Policy that forbids inline scripts; the tables
+    are pre-sorted for that case. Attributions are on the failing rows of pytest-html's results
+    table (``#results-table``), where the triage rows link.
+    """
+    view = report_view(records, checks, failures, skips)
+    return render(
+        "summary.html.j2", view=view, charts=list(charts), demo_note=demo_note, show_triage=part != "details", show_details=part != "triage",
+        link_for=lambda row: "#results-table", link_text=_summary_link_text,
+        css=Markup(static_text("report.css")), script=Markup(static_text("sort.js")),
+    )
+
+
+def ig_rows(items: Iterable[Mapping[str, Any]]) -> list[list[str]]:
+    """The cells of the Integrated Gradients table, one row per explained image (from its record)."""
+
+    def name(item: Mapping[str, Any], key: str, index: str) -> str:
+        return str(item.get(key, item.get(index, DASH)))
+
+    def fmt(value: Any, spec: str) -> str:
+        return format(value, spec) if is_number(value) else DASH
+
+    return [
+        [
+            str(item.get("index", DASH)), name(item, "true_name", "label"), name(item, "pred_uncompressed_name", "pred_uncompressed"),
+            name(item, "pred_compressed_name", "pred_compressed"), fmt(item.get("prob_true_uncompressed"), ".3f"),
+            fmt(item.get("prob_true_compressed"), ".3f"), fmt(item.get("delta_f"), "+.4g"), fmt(item.get("sum_attributions"), "+.4g"),
+            fmt(item.get("completeness_gap"), ".2g"), fmt(item.get("positive_mass"), ".4g"), fmt(item.get("negative_mass"), ".4g"),
+            f"{fmt(item.get('boundary_share'), '.2f')} / {fmt(item.get('boundary_area_share'), '.2f')}",
+        ]
+        for item in items
+    ]
+
+
+def ig_table_html(items: Iterable[Mapping[str, Any]]) -> str:
+    """The Integrated Gradients table of a failing test (escaped)."""
+    return render("ig_table.html.j2", rows=ig_rows(items))
+
+
+def attribution_extra_html(items: Iterable[Mapping[str, Any]], summary: str) -> str:
+    """The extra on a failing test's pytest-html row: its IG table and one line of totals, all escaped."""
+    return render("ig_extra.html.j2", rows=ig_rows(items), summary=summary)
+
+
+def link_functions(anchor_of: Callable[[TriageRow], str]) -> dict[str, Any]:
+    """``link_for`` / ``link_text`` for the report folder, whose failure sections have anchors."""
+
+    def text(row: TriageRow) -> str:
+        return f"{row.images} IG image{'s' * (row.images != 1)}" if row.images else "details"
+
+    return {"link_for": anchor_of, "link_text": text}

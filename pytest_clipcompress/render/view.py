@@ -1,0 +1,261 @@
+"""What every report shows, computed once from plain records: statuses, counts, the triage list, skips.
+
+Renderers (terminal, HTML, report folder) read these instead of re-deriving them, so "failed"
+means the same thing everywhere: a floor check counts as failed only when its test failed
+unexpectedly. The input rows are the JSON-form dicts of the results file: ``checks`` rows carry the
+``outcome`` of their test (``passed``, ``failed``, ``xfailed``, ``xpassed``; missing in files
+written before it existed, which reads as an ordinary pass or fail).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .format import Record, ci, group_key, is_number, pct, safe_name, unique
+
+#: Display order and wording of a floor check's status.
+STATUS_TEXT: dict[str, str] = {
+    "failed": "FAILED",
+    "xpassed": "XPASS (passed unexpectedly)",
+    "xfailed": "xfailed (expected)",
+    "passed": "passed",
+}
+
+
+def check_status(check: Mapping[str, Any]) -> str:
+    """``failed`` only for a broken floor in a test that failed unexpectedly; ``xfailed`` for a broken
+    floor the test expected (an xfail mark, or the test caught the failure); ``xpassed`` for a floor
+    that held in an xfail test; else ``passed``."""
+    outcome = check.get("outcome")
+    if not check.get("passed", True):
+        return "failed" if outcome in (None, "failed", "error") else "xfailed"
+    return "xpassed" if outcome == "xpassed" else "passed"
+
+
+@dataclass(frozen=True)
+class Counts:
+    evaluations: int
+    models: int
+    datasets: int
+    checks: int
+    statuses: dict[str, int]
+
+    @property
+    def unexpected(self) -> int:
+        return self.statuses.get("failed", 0)
+
+    def sentence(self) -> str:
+        """``28 evaluations of 1 model on 1 dataset; 19 floor checks: 15 passed, 4 xfailed (expected).``"""
+        parts = [f"{_plural(self.evaluations, 'evaluation')} of {_plural(self.models, 'model')} on {_plural(self.datasets, 'dataset')}"]
+        if self.checks:
+            shown = ", ".join(f"{self.statuses[s]} {STATUS_TEXT[s]}" for s in ("passed", "failed", "xfailed", "xpassed") if self.statuses.get(s))
+            parts.append(f"{_plural(self.checks, 'floor check')}: {shown}")
+        return "; ".join(parts) + "."
+
+
+def counts(records: Sequence[Record], checks: Sequence[Mapping[str, Any]]) -> Counts:
+    statuses: dict[str, int] = {}
+    for check in checks:
+        status = check_status(check)
+        statuses[status] = statuses.get(status, 0) + 1
+    return Counts(
+        evaluations=len(records),
+        models=len({(r.get("model"), r.get("pretrained")) for r in records}),
+        datasets=len({r.get("dataset") for r in records}),
+        checks=len(checks),
+        statuses=statuses,
+    )
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' * (count != 1)}"
+
+
+@dataclass(frozen=True)
+class TriageRow:
+    """One broken floor (or one failing test whose floors held), with what was measured."""
+
+    test: str
+    outcome: str
+    status: str
+    model: str
+    dataset: str
+    compression_id: str
+    accuracy: Any = None
+    ci95: tuple[float, float] | None = None
+    baseline_accuracy: Any = None
+    drop: Any = None
+    drop_ci95: tuple[float, float] | None = None
+    min_accuracy: Any = None
+    max_drop: Any = None
+    max_regression: Any = None
+    reference: str = ""
+    broken: tuple[str, ...] = ()
+    images: int = 0
+
+    @property
+    def why(self) -> str:
+        """``accuracy 61.3% < floor 85.0%; drop 33.0 pp > max 5.0 pp``, or why there is no number."""
+        if not self.compression_id:
+            return "no floor check failed: the test failed for another reason (see its report)"
+        parts = []
+        if "min_accuracy" in self.broken:
+            parts.append(f"accuracy {pct(self.accuracy)} < floor {pct(self.min_accuracy)}")
+        if "max_drop" in self.broken:
+            parts.append(f"drop {_pp(self.drop)} > max {_pp(self.max_drop)}")
+        if is_number(self.max_regression):
+            parts.append(f"regressed by more than {_pp(self.max_regression)} against {self.reference or 'the baseline'}")
+        return "; ".join(parts) or "floors held; the test failed for another reason (see its report)"
+
+
+def _pp(value: Any) -> str:
+    return f"{value * 100:.1f} pp" if is_number(value) else "\u2014"
+
+
+@dataclass(frozen=True)
+class Triage:
+    """Failing tests first (unexpected failures, then expected ones), each with its broken floors."""
+
+    unexpected: list[TriageRow] = field(default_factory=list)
+    expected: list[TriageRow] = field(default_factory=list)
+    anchors: dict[str, str] = field(default_factory=dict)
+
+
+def _record_for(records: Sequence[Record], check: Mapping[str, Any]) -> Record | None:
+    key = (str(check.get("model")), str(check.get("pretrained")), str(check.get("dataset")))
+    for record in records:
+        if group_key(record) == key and record.get("compression_id") == check.get("compression_id"):
+            return record
+    return None
+
+
+def _broken(record: Record | None, check: Mapping[str, Any]) -> tuple[str, ...]:
+    """Which of the check's floors the measurement breaks."""
+    if record is None:
+        return ()
+    accuracy, drop = record.get("accuracy"), record.get("drop")
+    broken = []
+    minimum, max_drop = check.get("min_accuracy"), check.get("max_drop")
+    if is_number(minimum) and not (is_number(accuracy) and accuracy >= minimum):
+        broken.append("min_accuracy")
+    if is_number(max_drop) and not (is_number(drop) and drop <= max_drop):
+        broken.append("max_drop")
+    return tuple(broken)
+
+
+def failure_anchors(tests: Iterable[str]) -> dict[str, str]:
+    """A stable, unique, safe HTML id for each test (the report folder's failure sections)."""
+    used: set[str] = set()
+    return {test: "failure-" + unique(safe_name(test, lower=False, underscores=True), test, used) for test in sorted(set(tests))}
+
+
+def triage(
+    records: Sequence[Record], checks: Sequence[Mapping[str, Any]], failures: Sequence[Mapping[str, Any]] = ()
+) -> Triage:
+    """The failing and xfailed tests with their broken floors, in test-id order.
+
+    ``failures`` (``{"test", "outcome", "attributions"}``) adds tests that failed without a broken
+    floor and tells how many images were explained; broken floors come from ``checks`` alone, so the
+    list is complete without attributions (``--clip-ig-samples 0``).
+    """
+    outcome_of: dict[str, str] = {}
+    for failure in failures:
+        outcome_of[str(failure.get("test", ""))] = str(failure.get("outcome", "failed"))
+    images = {str(f.get("test", "")): len((f.get("attributions") or {}).get("items") or []) for f in failures}
+    for check in checks:
+        if check.get("outcome") in ("failed", "xfailed", "error"):
+            outcome_of.setdefault(str(check.get("test", "")), str(check["outcome"]))
+        elif check.get("outcome") is None and not check.get("passed", True):
+            outcome_of.setdefault(str(check.get("test", "")), "failed")
+    outcome_of = {test: outcome for test, outcome in outcome_of.items() if outcome in ("failed", "xfailed", "error")}
+    anchors = failure_anchors(outcome_of)
+    unexpected: list[TriageRow] = []
+    expected: list[TriageRow] = []
+    for test in sorted(outcome_of):
+        outcome = outcome_of[test]
+        own = [c for c in checks if str(c.get("test", "")) == test]
+        rows = []
+        for check in own:
+            if check.get("passed", True):
+                continue
+            record = _record_for(records, check)
+            rows.append(
+                TriageRow(
+                    test=test, outcome=outcome, status=check_status({**check, "outcome": outcome}),
+                    model=f"{check.get('model')}/{check.get('pretrained')}", dataset=str(check.get("dataset")),
+                    compression_id=str(check.get("compression_id")),
+                    accuracy=(record or {}).get("accuracy"), ci95=_ci(record), baseline_accuracy=(record or {}).get("baseline_accuracy"),
+                    drop=(record or {}).get("drop"), drop_ci95=_pair((record or {}).get("drop_ci95")),
+                    min_accuracy=check.get("min_accuracy"), max_drop=check.get("max_drop"),
+                    max_regression=check.get("max_regression"), reference=str(check.get("reference") or ""),
+                    broken=_broken(record, check), images=images.get(test, 0),
+                )
+            )
+        if not rows:
+            status = "xfailed" if outcome == "xfailed" else "failed"
+            rows.append(TriageRow(test=test, outcome=outcome, status=status, model="", dataset="", compression_id="", images=images.get(test, 0)))
+        (expected if outcome == "xfailed" else unexpected).extend(rows)
+    return Triage(unexpected=unexpected, expected=expected, anchors=anchors)
+
+
+def _pair(value: Any) -> tuple[float, float] | None:
+    """An interval as records carry it (a two-number list), else None."""
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(is_number(v) for v in value):
+        return float(value[0]), float(value[1])
+    return None
+
+
+def _ci(record: Record | None) -> tuple[float, float] | None:
+    return ci(record) if record is not None else None
+
+
+@dataclass(frozen=True)
+class SkipLine:
+    count: int
+    first_reason: str
+    reasons: list[tuple[str, str]]
+
+    def sentence(self) -> str:
+        """One line: the count and the first reason's first line, cut at 160 characters."""
+        reason = self.first_reason.strip().splitlines()[0] if self.first_reason.strip() else "no reason given"
+        if len(reason) > 160:
+            reason = reason[:159].rstrip() + "\u2026"
+        return f"{_plural(self.count, 'test')} skipped, first reason: {reason}"
+
+
+def skip_line(skips: Sequence[Mapping[str, Any]]) -> SkipLine | None:
+    """All skipped tests as one line: the count and the first reason (in test-id order)."""
+    if not skips:
+        return None
+    rows = sorted((str(s.get("test", "")), str(s.get("reason", ""))) for s in skips)
+    return SkipLine(count=len(rows), first_reason=rows[0][1], reasons=rows)
+
+
+def probe_keys(checks: Iterable[Mapping[str, Any]], breaking_points: Iterable[Mapping[str, Any]]) -> set[tuple[str, str, str, str]]:
+    """(model, pretrained, dataset, compression id) of evaluations made by a search, not the declared grid.
+
+    Breaking-point probes are in their frontier. A property-based (hypothesis) test shows as a test
+    whose id does not name the compression (parametrized cases carry it in their ``[...]`` id) and
+    that checked three or more settings; a hand-written test checking one or two stays on the grid,
+    and so does whatever a grid case also evaluated. (The records do not say which evaluation a
+    search made, so this is read from the test ids.)
+    """
+    probes: set[tuple[str, str, str, str]] = set()
+    grid: set[tuple[str, str, str, str]] = set()
+    for point in breaking_points:
+        for probe in point.get("frontier") or []:
+            probes.add((str(point.get("model")), str(point.get("pretrained")), str(point.get("dataset")), str(probe.get("setting"))))
+    unnamed: dict[str, set[tuple[str, str, str, str]]] = {}
+    for check in checks:
+        key = (str(check.get("model")), str(check.get("pretrained")), str(check.get("dataset")), str(check.get("compression_id")))
+        params = re.search(r"\[(.*)\]$", str(check.get("test", "")))
+        if params is not None and re.search(rf"(^|-){re.escape(key[3])}($|-)", params.group(1)):
+            grid.add(key)
+        else:
+            unnamed.setdefault(str(check.get("test", "")), set()).add(key)
+    for keys in unnamed.values():
+        (probes if len(keys) >= 3 else grid).update(keys)
+    return probes - grid
