@@ -28,11 +28,14 @@ def assert_accuracy(result: EvalResult, min_accuracy: float | None = None, max_d
             pytrace=False,
         )
     try:
-        for name, value in (("min_accuracy", min_accuracy), ("max_drop", max_drop)):
-            if value is not None:
-                check_fraction(name, float(value))
+        # Plain floats from here on: numpy, Decimal or tensor floors must not reach the results file.
+        min_accuracy = None if min_accuracy is None else check_fraction("min_accuracy", min_accuracy)
+        max_drop = None if max_drop is None else check_fraction("max_drop", max_drop)
+        problem = None
     except ConfigError as error:
-        pytest.fail(str(error), pytrace=False)
+        problem = str(error)
+    if problem:  # failed outside the except block, so no "During handling..." chain is printed
+        pytest.fail(problem, pytrace=False)
 
     accuracy_ok = min_accuracy is None or result.accuracy >= min_accuracy
     drop_ok = max_drop is None or result.drop <= max_drop

@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 
 from .compression import CODECS, Compression
 from .errors import ConfigError
+from .values import check_fraction
 
 __all__ = ["BreakingPoint", "MetricResult", "find_breaking_point", "max_evaluations", "mildness_order"]
 
@@ -76,12 +77,12 @@ def mildness_order(codec: str, param: str, low: float | None = None, high: float
         searchable = ", ".join(f"{c}.{p}" for c, p in _MILD_IS_HIGH)
         raise ConfigError(f"cannot search {codec}.{param}; searchable parameters: {searchable}")
     spec = CODECS[key[0]].params[param]
-    low = spec.low if low is None else low
-    high = spec.high if high is None else high
-    for name, bound in (("low", low), ("high", high)):
-        spec.check(key[0], param, bound)
-        if bound != int(bound):
-            raise ConfigError(f"{codec} {param} {name}={bound!r} must be a whole number: the search steps by 1")
+    bounds = {}
+    for name, bound in (("low", spec.low if low is None else low), ("high", spec.high if high is None else high)):
+        bounds[name] = spec.check(key[0], param, bound)  # plain numbers from here on
+        if bounds[name] != int(bounds[name]):
+            raise ConfigError(f"{codec} {param} {name}={bounds[name]!r} must be a whole number: the search steps by 1")
+    low, high = bounds["low"], bounds["high"]
     if low > high:
         raise ConfigError(f"{codec} {param}: low={low:g} is above high={high:g}")
     low, high = int(low), int(high)
@@ -108,6 +109,7 @@ def find_breaking_point(
     """
     if metric not in ("accuracy", "drop"):
         raise ConfigError(f"metric={metric!r} is not supported; choose 'accuracy' or 'drop'")
+    floor = check_fraction("floor", floor)  # accuracy and drop are both fractions
     codec = codec.lower()
     fixed = dict(fixed or {})
     if param in fixed:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from PIL import Image, features
 
 from .errors import ConfigError
+from .values import real_number, safe_id
 
 JPEG_SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
 
@@ -38,8 +40,10 @@ class ParamSpec:
                     f"{', '.join(repr(c) for c in self.choices)}"
                 )
             return value
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        number = real_number(value)  # numpy, Decimal and 0-d tensors too; never bool or str
+        if number is None or not math.isfinite(number):
             raise ConfigError(f"{codec} {name}={value!r} must be a number from {self.low:g} to {self.high:g}")
+        value = number
         if self.kind is int and value != int(value):
             raise ConfigError(f"{codec} {name}={value!r} must be a whole number from {self.low:g} to {self.high:g}")
         if not self.low <= value <= self.high:
@@ -56,6 +60,7 @@ class CodecSpec:
     feature: str | None
     params: Mapping[str, ParamSpec] = field(default_factory=dict)
     required: tuple[str, ...] = ()
+    max_side: int | None = None  # the encoder's (or its decoder's) largest width or height, checked before encoding
 
     def available(self) -> bool:
         return self.feature is None or bool(features.check(self.feature))
@@ -74,6 +79,7 @@ CODECS: dict[str, CodecSpec] = {
                 "subsampling": ParamSpec(str, "s", choices=tuple(JPEG_SUBSAMPLING)),
             },
             required=("quality",),
+            max_side=65500,  # libjpeg's JPEG_MAX_DIMENSION
         ),
         CodecSpec(
             "webp",
@@ -81,6 +87,7 @@ CODECS: dict[str, CodecSpec] = {
             "webp",
             {"quality": ParamSpec(int, "q", 0, 100), "method": ParamSpec(int, "m", 0, 6)},
             required=("quality",),
+            max_side=16383,  # libwebp's WEBP_MAX_DIMENSION
         ),
         CodecSpec(
             "avif",
@@ -88,6 +95,7 @@ CODECS: dict[str, CodecSpec] = {
             "avif",
             {"quality": ParamSpec(int, "q", 0, 100), "speed": ParamSpec(int, "speed", 0, 10)},
             required=("quality",),
+            max_side=32768,  # libavif's default decoder dimension limit; its encoder takes up to 65500
         ),
         # JPEG 2000 is rate-driven: ``rate`` is the compression ratio (e.g. 20 means 20:1).
         CodecSpec("jpeg2000", "JPEG2000", "jpg_2000", {"rate": ParamSpec(float, "r", 1, 1000)}, required=("rate",)),
@@ -120,7 +128,7 @@ class Compression:
         for name, value in self.params:
             text = value.replace(":", "") if isinstance(value, str) else f"{value:g}"
             parts.append(f"{spec.params[name].short}{text}")
-        return "-".join(parts)
+        return safe_id("-".join(parts))
 
     @property
     def is_identity(self) -> bool:

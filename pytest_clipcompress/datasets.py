@@ -14,10 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from .errors import ConfigError, DatasetError, DatasetMissingError
+from .images import check_image, open_image, to_rgb
 from .templates import CIFAR10_TEMPLATES, GENERIC_TEMPLATES, STL10_TEMPLATES
+from .values import DEFAULT_MAX_IMAGE_PIXELS, display_text
+
+__all__ = ["ArrayDataset", "ImageDataset", "ImageFolderDataset", "load_dataset", "to_rgb"]
 
 BUILTIN_DATASETS = ("cifar10", "stl10", "demo")
 IMAGEFOLDER_PREFIX = "imagefolder:"
@@ -72,6 +76,10 @@ class ImageDataset:
     def image(self, index: int) -> Image.Image:
         raise NotImplementedError
 
+    def describe(self, index: int) -> str:
+        """The image at ``index`` as messages name it."""
+        return f"{self.name} image {index}"
+
     def subset(self, samples: int | None, seed: int) -> np.ndarray:
         """Indices of a class-stratified, seeded subset of ``samples`` images (all when None)."""
         return stratified_subset(self.labels, samples, seed)
@@ -91,17 +99,18 @@ class ArrayDataset(ImageDataset):
 class ImageFolderDataset(ImageDataset):
     """A user's ``<class>/<image>`` folders; class names are the folder names."""
 
-    def __init__(self, name: str, classes: tuple[str, ...], paths: list[Path], labels: np.ndarray, fingerprint: str):
+    def __init__(
+        self, name: str, classes: tuple[str, ...], paths: list[Path], labels: np.ndarray, fingerprint: str, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    ):
         super().__init__(name, classes, labels, fingerprint, GENERIC_TEMPLATES)
         self.paths = paths
+        self.max_pixels = max_pixels
 
     def image(self, index: int) -> Image.Image:
-        path = self.paths[index]
-        try:
-            with Image.open(path) as image:
-                return to_rgb(image, path)
-        except (OSError, UnidentifiedImageError) as error:
-            raise DatasetError(f"cannot decode image {path}: {error}; replace or remove the file") from None
+        return open_image(self.paths[index], self.max_pixels)
+
+    def describe(self, index: int) -> str:
+        return display_text(str(self.paths[index]))
 
 
 def stratified_subset(labels: np.ndarray, samples: int | None, seed: int) -> np.ndarray:
@@ -139,8 +148,8 @@ def validate_dataset_name(spec: str) -> str:
     raise ConfigError(f"unknown dataset {spec!r}; choose one of {', '.join(BUILTIN_DATASETS)} or imagefolder:PATH")
 
 
-def load_dataset(spec: str, data_root: Path, offline: bool) -> ImageDataset:
-    """Load a dataset by its ``clip_dataset`` name."""
+def load_dataset(spec: str, data_root: Path, offline: bool, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> ImageDataset:
+    """Load a dataset by its ``clip_dataset`` name; image files with more than ``max_image_pixels`` are refused."""
     validate_dataset_name(spec)
     if spec == "cifar10":
         return load_cifar10(data_root, offline)
@@ -148,7 +157,7 @@ def load_dataset(spec: str, data_root: Path, offline: bool) -> ImageDataset:
         return load_stl10(data_root, offline)
     if spec == "demo":
         return load_demo()
-    return load_image_folder(Path(spec[len(IMAGEFOLDER_PREFIX):]).expanduser())
+    return load_image_folder(Path(spec[len(IMAGEFOLDER_PREFIX):]).expanduser(), max_image_pixels)
 
 
 # --- CIFAR-10 -----------------------------------------------------------------------------------
@@ -195,21 +204,50 @@ def load_cifar10(root: Path, offline: bool) -> ArrayDataset:
     folder = _ensure_downloaded(root, CIFAR10_DOWNLOAD, "cifar10", offline)
     batch_path, meta_path = folder / "test_batch", folder / "batches.meta"
     batch, meta = _unpickle(batch_path), _unpickle(meta_path)
-    try:
-        data = np.asarray(batch["data"], dtype=np.uint8)
-        labels = np.asarray(batch["labels"], dtype=np.int64)
-        names = meta["label_names"]
-        classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
-    except (KeyError, TypeError, ValueError) as error:
-        raise DatasetError(f"{folder} does not have the CIFAR-10 python layout ({error}); delete it and download again") from None
-    if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data) or len(data) == 0:
-        raise DatasetError(f"{batch_path} holds data of shape {data.shape} with {len(labels)} labels; expected (N, 3072) with N labels")
-    if labels.min() < 0 or labels.max() >= len(classes):
-        raise DatasetError(f"{batch_path} has labels outside 0..{len(classes) - 1}")
+    data, labels, classes = _cifar10_arrays(batch, meta, folder, batch_path)
     _check_official(batch_path, CIFAR10_DOWNLOAD, full_size=len(data) == CIFAR10_TEST_SIZE)
     images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     fingerprint = _hash_files([batch_path, meta_path])
     return ArrayDataset("cifar10", classes, images, labels, fingerprint, CIFAR10_TEMPLATES)
+
+
+def _cifar10_arrays(batch: dict, meta: dict, folder: Path, batch_path: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Data, labels and class names, checked for shape, type and range before anything is allocated.
+
+    A file that passes the pickle guard may still claim anything: object arrays of huge numbers,
+    labels as an (N, 1) column, pixel values of 300. Each is the clean layout error, never a
+    MemoryError, an OverflowError or a silently wrong accuracy.
+    """
+
+    def layout(problem: str) -> DatasetError:
+        return DatasetError(f"{folder} does not have the CIFAR-10 python layout ({problem}); delete it and download again")
+
+    try:
+        data, raw_labels, names = batch["data"], batch["labels"], meta["label_names"]
+    except KeyError as error:
+        raise layout(f"no {error}") from None
+    if not isinstance(data, np.ndarray) or data.dtype.kind not in "iu" or data.ndim != 2:
+        shown = f"an array of {data.dtype} with shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise layout(f"data must be a uint8 array of shape (N, 3072), found {shown}")
+    if data.shape[1] != 3072 or data.shape[0] == 0:
+        raise DatasetError(f"{batch_path} holds data of shape {data.shape}; expected (N, 3072) with N labels")
+    if isinstance(raw_labels, np.ndarray):
+        if raw_labels.ndim != 1 or raw_labels.dtype.kind not in "iu":
+            raise layout(f"labels must be a flat list of integers, found an array of {raw_labels.dtype} with shape {raw_labels.shape}")
+    elif not isinstance(raw_labels, list) or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in raw_labels):
+        raise layout(f"labels must be a flat list of integers, found {type(raw_labels).__name__}")
+    if len(raw_labels) != len(data):
+        raise DatasetError(f"{batch_path} holds data of shape {data.shape} with {len(raw_labels)} labels; expected (N, 3072) with N labels")
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, (bytes, str)) for n in names):
+        raise layout("label_names must be a list of class names")
+    classes = tuple(display_text(_decode_names(n) if isinstance(n, bytes) else n) for n in names)
+    # Range first (Python ints may be any size), then the conversion cannot overflow.
+    if min(raw_labels) < 0 or max(raw_labels) >= len(classes):
+        raise DatasetError(f"{batch_path} has labels outside 0..{len(classes) - 1}")
+    labels = np.asarray(raw_labels, dtype=np.int64)
+    if data.dtype != np.uint8 and (data.min() < 0 or data.max() > 255):
+        raise layout(f"pixel values must lie in 0..255, found {data.min()}..{data.max()}")
+    return data.astype(np.uint8, copy=False), labels, classes
 
 
 # --- STL-10 -------------------------------------------------------------------------------------
@@ -226,7 +264,7 @@ def load_stl10(root: Path, offline: bool) -> ArrayDataset:
         raise DatasetError(f"{x_path} has {size} bytes, not a whole number of 3x96x96 images; it is truncated or corrupt: delete it and download again")
     count = size // STL10_IMAGE_BYTES
     labels = np.fromfile(y_path, dtype=np.uint8).astype(np.int64) - 1
-    classes = tuple(line.strip() for line in names_path.read_text(encoding="utf-8").splitlines() if line.strip())
+    classes = tuple(line.strip() for line in _decode_names(names_path.read_bytes()).splitlines() if line.strip())
     if len(labels) != count:
         raise DatasetError(f"{y_path} has {len(labels)} labels for {count} images in {x_path}; the files do not belong together")
     if len(classes) != 10 or labels.min() < 0 or labels.max() >= len(classes):
@@ -240,33 +278,20 @@ def load_stl10(root: Path, offline: bool) -> ArrayDataset:
     return ArrayDataset("stl10", classes, images, labels, _hash_files([x_path, y_path, names_path]), STL10_TEMPLATES)
 
 
+def _decode_names(raw: bytes) -> str:
+    """Class names as UTF-8, else latin-1 (every byte is a latin-1 character, so re-saved files still load)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
 # --- image folders ------------------------------------------------------------------------------
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".avif", ".jp2"}
 
 
-def to_rgb(image: Image.Image, path: Path | str = "image") -> Image.Image:
-    """Convert any common mode to 8-bit RGB: alpha over white, palettes expanded, 16-bit scaled."""
-    if image.mode == "RGB":
-        return image.copy() if image.readonly else image.convert("RGB")
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if image.mode.startswith("I") else max(float(values.max()), 1.0)
-        gray = np.clip(np.rint(values / peak * 255.0), 0, 255).astype(np.uint8)
-        return Image.fromarray(gray, "L").convert("RGB")
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    try:
-        return image.convert("RGB")
-    except (ValueError, OSError) as error:
-        raise DatasetError(f"cannot convert {path} (mode {image.mode}) to RGB: {error}; save it as 8-bit RGB or remove it") from None
-
-
-def load_image_folder(root: Path) -> ImageFolderDataset:
+def load_image_folder(root: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> ImageFolderDataset:
     if not root.is_dir():
         raise DatasetError(f"image folder {root} does not exist; give imagefolder:PATH with one sub-folder per class")
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -280,18 +305,17 @@ def load_image_folder(root: Path) -> ImageFolderDataset:
         if not files:
             raise DatasetError(f"class folder {class_dir} has no images; add images or remove the folder")
         for path in files:
-            try:
-                with Image.open(path) as image:
-                    image.verify()
-            except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
-                unreadable.append(str(path))
+            problem = check_image(path, max_pixels)
+            if problem:
+                unreadable.append(problem)
                 continue
             paths.append(path)
             labels.append(label)
     if unreadable:
-        shown = ", ".join(unreadable[:5]) + (f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else "")
-        raise DatasetError(f"{len(unreadable)} file(s) in {root} are not readable images: {shown}; fix or remove them")
-    classes = tuple(d.name.replace("_", " ") for d in class_dirs)
+        shown = "; ".join(unreadable[:5]) + (f"; and {len(unreadable) - 5} more" if len(unreadable) > 5 else "")
+        raise DatasetError(f"{len(unreadable)} file(s) in {display_text(str(root))} are not readable images: {shown}; fix or remove them")
+    # Folder names as the OS gives them: undecodable bytes are shown as \xNN, never passed on raw.
+    classes = tuple(display_text(d.name).replace("_", " ") for d in class_dirs)
     fingerprint = _hash_files(paths, relative_to=root)
     return ImageFolderDataset(f"imagefolder:{root}", classes, paths, np.asarray(labels, dtype=np.int64), fingerprint)
 
@@ -322,7 +346,7 @@ def _hash_files(paths: list[Path], relative_to: Path | None = None) -> str:
     digest = hashlib.sha256()
     for path in paths:
         name = path.relative_to(relative_to) if relative_to else Path(path.name)
-        digest.update(str(name).encode() + b"\0")
+        digest.update(os.fsencode(name) + b"\0")  # the OS's bytes: names need not be valid UTF-8
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)

@@ -22,6 +22,7 @@ from .cache import LogitsCache
 from .compression import Compression
 from .datasets import ImageDataset, load_dataset
 from .errors import ClipCompressError
+from .images import round_trip
 from .models import LoadedModel, ModelSpec, class_text_features, load_model, resolve_device, zero_shot_classifier
 from .settings import Settings, register_model_configs
 from .templates import resolve_templates
@@ -203,7 +204,7 @@ class Evaluator:
         """Load once; a failure is remembered so every test that needs the dataset reports it at once."""
         if spec not in self._datasets:
             try:
-                self._datasets[spec] = load_dataset(spec, self.settings.data_root, self.settings.offline)
+                self._datasets[spec] = load_dataset(spec, self.settings.data_root, self.settings.offline, self.settings.max_image_pixels)
             except ClipCompressError as error:
                 self._datasets[spec] = error
         loaded = self._datasets[spec]
@@ -267,7 +268,9 @@ class Evaluator:
         if key in self._scored:
             return self._scored[key]
         cache_key = self._cache_key(model_name, dataset, indices, compression) if self.cache else None
-        cached = self.cache.load(cache_key) if cache_key else None
+        # An entry is trusted only with logits of this evaluation's shape and a finite bits-per-pixel.
+        shapes = {"logits": (len(indices), len(dataset.classes)), "bits_per_pixel": ()}
+        cached = self.cache.load(cache_key, shapes) if cache_key else None
         if cached is not None:
             scored = _Scored(cached["logits"], float(cached["bits_per_pixel"]))
         else:
@@ -333,7 +336,7 @@ class Evaluator:
             tensors, bits = [], 0.0
             for index in chunk:
                 image = dataset.image(int(index))
-                compressed, size = compression.apply(image)
+                compressed, size = round_trip(compression, image, dataset.describe(int(index)))
                 bits += 8.0 * size / (image.width * image.height)
                 tensors.append(loaded.preprocess(compressed))
             batch = torch.stack(tensors)

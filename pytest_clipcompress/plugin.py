@@ -11,6 +11,7 @@ import pytest
 
 from .errors import ClipCompressError, ConfigError, DatasetMissingError
 from .settings import OPTIONS, Option, Settings, build_settings, register_model_configs
+from .values import safe_id
 
 if TYPE_CHECKING:
     from .breaking_point import BreakingPoint
@@ -96,7 +97,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     settings = config.stash[SETTINGS]
     try:
         # Only when the user named models or configs: a plain run must not pay open_clip's import.
-        if settings.model_configs or not settings.uses_demo_model:
+        # An explicit --clip-pretrained is checked for the demo model too (a missing file, an unknown tag).
+        if settings.model_configs or not settings.uses_demo_model or settings.pretrained is not None:
             register_model_configs(settings)
             for name in settings.models:
                 settings.model_spec(name)
@@ -166,7 +168,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     except ClipCompressError as error:
         raise pytest.fail.Exception(f"{metafunc.definition.nodeid}: {error}", pytrace=False) from None
     if len(settings.models) > 1 and "clip_model" in metafunc.fixturenames:
-        metafunc.parametrize("clip_model", settings.models, indirect=True, ids=list(settings.models), scope="session")
+        metafunc.parametrize("clip_model", settings.models, indirect=True, ids=[safe_id(m) for m in settings.models], scope="session")
     if datasets and compressions:
         cases = [(d, c) for d in datasets for c in compressions]
         ids = [f"{_dataset_id(d)}-{c.id}" for d, c in cases]
@@ -214,8 +216,8 @@ def _dataset_id(name: str) -> str:
     from .datasets import IMAGEFOLDER_PREFIX
 
     if name.startswith(IMAGEFOLDER_PREFIX):
-        return "imagefolder-" + Path(name[len(IMAGEFOLDER_PREFIX):].rstrip("/\\")).name
-    return name
+        name = "imagefolder-" + Path(name[len(IMAGEFOLDER_PREFIX):].rstrip("/\\")).name
+    return safe_id(name)  # pytest-html prints ids unescaped: a folder name must not become markup
 
 
 # --- fixtures -----------------------------------------------------------------------------------

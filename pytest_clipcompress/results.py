@@ -75,7 +75,7 @@ class ResultsCollector:
             "checks": _stable(self.checks),
             "breaking_points": _stable(self.breaking_points),
         }
-        return json.dumps(payload, indent=2, sort_keys=True) + "\n"
+        return json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n"
 
     def write(self, path: Path) -> None:
         atomic_write_text(path, self.to_json())

@@ -14,6 +14,9 @@ from typing import Any
 
 from .errors import ConfigError
 from .models import DEVICE_PATTERN, ModelSpec, resolve_model_spec
+from .values import DEFAULT_MAX_IMAGE_PIXELS, check_fraction
+
+__all__ = ["OPTIONS", "Option", "Settings", "build_settings", "check_fraction"]
 
 IG_BASELINES = ("uncompressed", "black", "blur")
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -50,6 +53,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("workers", "threads that decode, compress and preprocess images ahead of the model; 0 runs them inline (default: up to 4)", "N"),
     Option("precision", "fp32, or fp16/bf16 autocast on CUDA (default: fp32)", "PRECISION"),
     Option("data-root", "folder holding the datasets (default: $CLIPCOMPRESS_DATA, else a per-user cache folder)", "DIR"),
+    Option("max-image-pixels", f"refuse images with more pixels than N, as decompression bombs (default: {DEFAULT_MAX_IMAGE_PIXELS})", "N"),
     Option("offline", "never touch the network: weights only from the local cache; missing datasets skip with a message saying where to put them", kind="flag"),
     Option("samples", "evaluate a class-stratified, seeded subset of N test images per dataset (default: all)", "N"),
     Option("seed", "seed of the subset (default: 0)", "N"),
@@ -81,6 +85,7 @@ class Settings:
     workers: int
     precision: str
     data_root: Path
+    max_image_pixels: int
     offline: bool
     samples: int | None
     seed: int
@@ -159,6 +164,7 @@ def build_settings(lookup: Callable[[Option], Any]) -> Settings:
         workers=_integer("workers", text["workers"], minimum=0) if text["workers"] else default_workers(),
         precision=precision,
         data_root=Path(text["data-root"]).expanduser() if text["data-root"] else default_data_root(),
+        max_image_pixels=_integer("max-image-pixels", text["max-image-pixels"], minimum=1) if text["max-image-pixels"] else DEFAULT_MAX_IMAGE_PIXELS,
         offline=bool(values["offline"]),
         samples=_integer("samples", samples_text, minimum=1) if samples_text and samples_text != "all" else None,
         seed=_integer("seed", text["seed"] or "0", minimum=0),
@@ -192,11 +198,5 @@ def _fraction(name: str, value: str | None) -> float | None:
     try:
         number = float(value)
     except ValueError:
-        raise ConfigError(f"--clip-{name} {value!r} is not a number") from None
-    check_fraction(name.replace("-", "_"), number)
-    return number
-
-
-def check_fraction(name: str, value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{name}={value} is outside [0, 1]; floors are fractions (0.8 means 80%)")
+        raise ConfigError(f"--clip-{name} {value!r} is not a number; floors are fractions (0.8 means 80%)") from None
+    return check_fraction(name.replace("-", "_"), number)
