@@ -6,7 +6,7 @@ import pytest
 
 from .errors import ConfigError
 from .evaluation import EvalResult
-from .settings import check_fraction
+from .values import check_fraction
 
 
 def assert_accuracy(result: EvalResult, min_accuracy: float | None = None, max_drop: float | None = None) -> None:

@@ -61,7 +61,7 @@ class LogitsCache:
             return None  # the ordinary miss
         # A damaged or hostile file can make numpy and zipfile raise nearly anything (BadZipFile,
         # ValueError, OSError, EOFError, RuntimeError for encrypted members, MemoryError...).
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001
             self.warn(f"ignoring unreadable cache entry {display_text(str(path))} ({type(error).__name__}: {error})")
             return None
         problem = _shape_problem(arrays, shapes or {})
@@ -125,7 +125,7 @@ class LogitsCache:
         try:
             with np.load(entry, allow_pickle=False) as stored:
                 return _digest(str(stored["key"])) == entry.name[:-4]
-        except Exception:  # not an npz, no key, unreadable: not provably ours, so kept
+        except Exception:  # noqa: BLE001 - not an npz, no key, unreadable: not provably ours, so kept
             return False
 
 

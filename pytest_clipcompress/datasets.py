@@ -17,11 +17,9 @@ import numpy as np
 from PIL import Image
 
 from .errors import ConfigError, DatasetError, DatasetMissingError
-from .images import check_image, open_image, to_rgb
+from .images import check_image, open_image
 from .templates import CIFAR10_TEMPLATES, GENERIC_TEMPLATES, STL10_TEMPLATES
 from .values import DEFAULT_MAX_IMAGE_PIXELS, display_text
-
-__all__ = ["ArrayDataset", "ImageDataset", "ImageFolderDataset", "load_dataset", "to_rgb"]
 
 BUILTIN_DATASETS = ("cifar10", "stl10", "demo")
 IMAGEFOLDER_PREFIX = "imagefolder:"

@@ -16,8 +16,6 @@ from .errors import ConfigError
 from .models import DEVICE_PATTERN, ModelSpec, resolve_model_spec
 from .values import DEFAULT_MAX_IMAGE_PIXELS, check_fraction
 
-__all__ = ["OPTIONS", "Option", "Settings", "build_settings", "check_fraction"]
-
 IG_BASELINES = ("uncompressed", "black", "blur")
 PRECISIONS = ("fp32", "fp16", "bf16")
 

@@ -17,9 +17,9 @@ from pytest_clipcompress.datasets import (
     load_image_folder,
     load_stl10,
     stratified_subset,
-    to_rgb,
 )
 from pytest_clipcompress.errors import DatasetError, DatasetMissingError
+from pytest_clipcompress.images import to_rgb
 
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 STL_CLASSES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]

@@ -8,10 +8,12 @@ stored as plain floats, and the ids we generate carry no markup.
 from __future__ import annotations
 
 import errno
+import html as html_module
 import io
 import json
 import os
 import pickle
+import re
 import struct
 import tempfile
 import warnings
@@ -33,10 +35,21 @@ from pytest_clipcompress.errors import ConfigError, DatasetError
 from pytest_clipcompress.images import check_image, open_image, round_trip
 from pytest_clipcompress.plugin import _dataset_id
 from pytest_clipcompress.settings import build_settings
-from pytest_clipcompress.values import check_fraction, display_text, real_number, safe_id
+from pytest_clipcompress.values import (
+    check_fraction,
+    display_text,
+    real_number,
+    safe_id,
+)
 
 from .conftest import TINY_CONFIG, TINY_MODEL
-from .test_datasets import CIFAR_CLASSES, STL_CLASSES, random_images, write_cifar10, write_stl10
+from .test_datasets import (
+    CIFAR_CLASSES,
+    STL_CLASSES,
+    random_images,
+    write_cifar10,
+    write_stl10,
+)
 
 KEY = {"k": 1}
 SHAPES = {"logits": (4, 3), "bits_per_pixel": ()}
@@ -77,11 +90,12 @@ def test_cache_write_failures_warn_once_and_raise_nothing(tmp_path: Path, monkey
         monkeypatch.setattr(tempfile, "mkstemp", cleared_meanwhile)
     else:
         cache.path_for(KEY).mkdir(parents=True)
-    with pytest.warns(CacheWarning) as record:
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
         cache.store(KEY, good_arrays())
         cache.store({"k": 2}, good_arrays())  # a second failure in the same run adds no second line
         assert cache.load(KEY, SHAPES) is None
-    assert len(record) == 1, [str(w.message) for w in record]
+    assert [w.category for w in record] == [CacheWarning], [str(w.message) for w in record]
     assert "results are computed without the cache" in str(record[0].message)
     assert not list(tmp_path.rglob(".tmp-*")), "a failed write leaves no temporary file"
 
@@ -519,7 +533,7 @@ def test_numpy_floors_pass_and_bad_floors_fail_cleanly(pytester: pytest.Pytester
     assert "INTERNALERROR" not in text and "Traceback" not in text and "During handling" not in text
     payload = json.loads(results.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in results"))
     assert sorted(record["compression_id"] for record in payload["evaluations"]) == ["jpeg-q60", "none"]
-    (check,) = [c for c in payload["checks"] if c["test"].endswith("test_numpy_floor")]
+    (check,) = [c for c in payload["checks"] if "::test_numpy_floor[" in c["test"]]
     assert check["min_accuracy"] == 0.0 and check["max_drop"] == 1.0 and check["passed"] is True
 
 
@@ -549,5 +563,49 @@ def test_markup_in_a_folder_name_never_reaches_the_html_report(pytester: pytest.
     result = pytester.runpytest(*tiny_args, "--clip-ig-samples=0", "--html=report.html", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     html = (pytester.path / "report.html").read_text()
-    assert "imagefolder-_img_src_x_onerror_alert_1__-jpeg-q50" in html
-    assert "<img src=x" not in html
+    # pytest-html keeps its rows as JSON in an attribute and inserts the id cells with innerHTML, unescaped.
+    blob = json.loads(html_module.unescape(re.search(r'data-jsonblob="([^"]*)"', html).group(1)))
+    (entry,) = [entry for entries in blob["tests"].values() for entry in entries]
+    assert entry["testId"].endswith("test_folder[imagefolder-_img_src_x_onerror_alert_1__-jpeg-q50]")
+    assert not [cell for cell in entry["resultsTableRow"] if "<img" in cell]
+
+
+def test_malformed_cache_entries_and_a_bomb_end_cleanly(pytester: pytest.Pytester, tiny_args: list[str]) -> None:
+    folder = pytester.path / "photos"
+    for name in ("cat", "dog"):
+        (folder / name).mkdir(parents=True)
+        Image.new("RGB", (16, 16)).save(folder / name / "1.png")
+    (folder / "dog" / "bomb.png").write_bytes(png_header(20000, 20000))
+    pytester.makepyfile(
+        f"""
+        import json
+        import pytest
+
+        @pytest.mark.clip_dataset("demo")
+        @pytest.mark.compression("jpeg", quality=40)
+        def test_demo(clip_eval):
+            print("LOGITS", json.dumps(clip_eval().logits.tolist()))
+
+        @pytest.mark.clip_dataset({("imagefolder:" + str(folder))!r})
+        def test_bomb(clip_eval):
+            clip_eval()
+        """
+    )
+    args = [arg for arg in tiny_args if arg != "--clip-no-cache"]
+    args += [f"--clip-cache-dir={pytester.path / 'cache'}", "--clip-samples=10", "--clip-ig-samples=0", "-p", "no:cacheprovider", "-s"]
+    cold = pytester.runpytest(*args)
+    cold.assert_outcomes(passed=1, errors=1)
+    cold.stdout.fnmatch_lines(["*1 file(s) in *photos are not readable images: cannot decode *bomb.png (*"])
+    entries = list((pytester.path / "cache").rglob("*.npz"))
+    assert len(entries) == 2
+    for entry in entries:
+        with np.load(entry) as stored:
+            key = stored["key"]
+        np.savez(entry, key=key, logits=np.zeros((3, 1), np.float32), bits_per_pixel=np.float64("nan"))
+    warm = pytester.runpytest(*args)
+    warm.assert_outcomes(passed=1, errors=1, warnings=1)
+    warm.stdout.fnmatch_lines(["*CacheWarning: ignoring cache entry *(logits is float32 of shape (3, 1), expected floats of shape (10, *"])
+    logits = re.findall(r"LOGITS (\[\[.*?\]\])", cold.stdout.str())
+    assert len(logits) == 1 and logits == re.findall(r"LOGITS (\[\[.*?\]\])", warm.stdout.str())  # recomputed, identical
+    for result in (cold, warm):
+        assert "INTERNALERROR" not in result.stdout.str() and "Traceback" not in result.stdout.str()
