@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 from PIL import Image, features
 
 from .errors import ConfigError
-from .values import real_number, safe_id
+from .values import is_finite, real_number, safe_id
 
 JPEG_SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
 
@@ -41,7 +40,7 @@ class ParamSpec:
                 )
             return value
         number = real_number(value)  # numpy, Decimal and 0-d tensors too; never bool or str
-        if number is None or not math.isfinite(number):
+        if number is None or not is_finite(number):
             raise ConfigError(f"{codec} {name}={value!r} must be a number from {self.low:g} to {self.high:g}")
         value = number
         if self.kind is int and value != int(value):

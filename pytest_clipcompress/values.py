@@ -40,12 +40,17 @@ def real_number(value: Any) -> int | float | None:
         return None
 
 
+def is_finite(number: int | float) -> bool:
+    """``math.isfinite`` for ints of any size too (it converts them to float, which overflows)."""
+    return isinstance(number, int) or math.isfinite(number)
+
+
 def check_fraction(name: str, value: Any) -> float:
     """A floor (a fraction in [0, 1]) as a plain float, else the one message every entry point shows."""
     number = real_number(value)
-    if number is None or not math.isfinite(number) or not 0.0 <= number <= 1.0:
+    if number is None or not is_finite(number) or not 0.0 <= number <= 1.0:
         shown = value if number is None else number
-        problem = "is not a number" if number is None else "is not finite" if not math.isfinite(number) else "is outside [0, 1]"
+        problem = "is not a number" if number is None else "is not finite" if not is_finite(number) else "is outside [0, 1]"
         # A value such as 85 was meant as a percentage: show its fraction.
         example = f"{number / 100:g} means {number:g}%" if number is not None and 1 < number <= 100 else "0.8 means 80%"
         raise ConfigError(f"{name}={shown!r} {problem}; floors are fractions ({example})")

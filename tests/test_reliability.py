@@ -460,6 +460,7 @@ def test_real_numbers_of_any_type_become_plain_values() -> None:
         (np.float32("inf"), r"floor=inf is not finite"),
         (85, r"floor=85 is outside \[0, 1\]; floors are fractions \(0\.85 means 85%\)"),
         (-0.1, r"floor=-0\.1 is outside \[0, 1\]"),
+        (10**400, r"floor=1000.* is outside \[0, 1\]"),
         (np.array([0.8]), "is not a number"),
         (1 + 0j, "is not a number"),
     ],
@@ -473,7 +474,7 @@ def test_bad_floors_get_one_message(value: object, message: str) -> None:
         find_breaking_point(lambda c: None, "jpeg", "quality", floor=value)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("value", [True, "75", float("nan"), np.float64(75.5), np.array([75]), Decimal("NaN")])
+@pytest.mark.parametrize("value", [True, "75", float("nan"), np.float64(75.5), np.array([75]), Decimal("NaN"), 10**400, np.bool_(True)])
 def test_bad_marker_values_are_refused(value: object) -> None:
     with pytest.raises(ConfigError, match="jpeg quality="):
         Compression("jpeg", quality=value)
