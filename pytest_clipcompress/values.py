@@ -2,7 +2,7 @@
 
 Floors, marker values, ini keys and options all go through :func:`real_number`, so numpy scalars,
 ``Decimal`` and 0-d tensors are accepted everywhere, strings, booleans, NaN and infinities nowhere,
-and nothing but ``int``/``float`` reaches the results file. Pytest-free, no imports from the package.
+and nothing but ``int``/``float`` reaches the results file. Pytest-free.
 """
 
 from __future__ import annotations
