@@ -522,7 +522,8 @@ def test_percentage_floor(clip_breaking_point):
 def test_numpy_floors_pass_and_bad_floors_fail_cleanly(pytester: pytest.Pytester, tiny_args: list[str], workers: list[str]) -> None:
     pytester.makepyfile(NUMBERS_SUITE)
     results = pytester.path / "results.json"
-    outcome = pytester.runpytest_subprocess(*tiny_args, "--clip-samples=20", "--clip-ig-samples=0", f"--clip-results={results}", "-p", "no:cacheprovider", *workers)
+    run = pytester.runpytest_subprocess if workers else pytester.runpytest  # xdist needs a real process
+    outcome = run(*tiny_args, "--clip-samples=20", "--clip-ig-samples=0", f"--clip-results={results}", "-p", "no:cacheprovider", *workers)
     outcome.assert_outcomes(passed=1, failed=2)
     outcome.stdout.fnmatch_lines(
         [
@@ -610,3 +611,12 @@ def test_malformed_cache_entries_and_a_bomb_end_cleanly(pytester: pytest.Pyteste
     assert len(logits) == 1 and logits == re.findall(r"LOGITS (\[\[.*?\]\])", warm.stdout.str())  # recomputed, identical
     for result in (cold, warm):
         assert "INTERNALERROR" not in result.stdout.str() and "Traceback" not in result.stdout.str()
+
+
+def test_results_json_is_strict() -> None:
+    from pytest_clipcompress.results import ResultsCollector
+
+    collector = ResultsCollector()
+    collector.add("t.py::test", {"checks": [{"min_accuracy": float("nan"), "passed": True}]})
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+        collector.to_json()  # never a bare NaN, which JSON readers reject
