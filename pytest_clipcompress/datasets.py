@@ -290,6 +290,13 @@ IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 
 
 def load_image_folder(root: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> ImageFolderDataset:
+    try:
+        return _load_image_folder(root, max_pixels)
+    except OSError as error:  # a folder or file that cannot be listed or read (permissions, I/O errors)
+        raise DatasetError(f"cannot read image folder {display_text(str(root))} ({type(error).__name__}: {display_text(str(error))}); check its permissions") from None
+
+
+def _load_image_folder(root: Path, max_pixels: int) -> ImageFolderDataset:
     if not root.is_dir():
         raise DatasetError(f"image folder {root} does not exist; give imagefolder:PATH with one sub-folder per class")
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -315,7 +322,7 @@ def load_image_folder(root: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) ->
     # Folder names as the OS gives them: undecodable bytes are shown as \xNN, never passed on raw.
     classes = tuple(display_text(d.name).replace("_", " ") for d in class_dirs)
     fingerprint = _hash_files(paths, relative_to=root)
-    return ImageFolderDataset(f"imagefolder:{root}", classes, paths, np.asarray(labels, dtype=np.int64), fingerprint)
+    return ImageFolderDataset(f"imagefolder:{root}", classes, paths, np.asarray(labels, dtype=np.int64), fingerprint, max_pixels)
 
 
 # --- demo ---------------------------------------------------------------------------------------

@@ -255,6 +255,25 @@ def test_pixel_limit_is_ours_and_the_option_raises_it(tmp_path: Path) -> None:
         build_settings(lambda option: {"max-image-pixels": "lots"}.get(option.name))
 
 
+def test_image_folders_keep_the_pixel_limit_for_decoding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "cat").mkdir()
+    Image.new("RGB", (20, 20)).save(tmp_path / "cat" / "1.png")
+    with pytest.raises(DatasetError, match="claims 20x20 = 400 pixels, above the limit of 399"):
+        load_image_folder(tmp_path, max_pixels=399)
+    dataset = load_image_folder(tmp_path, max_pixels=400)
+    assert dataset.image(0).size == (20, 20)
+    Image.new("RGB", (21, 20)).save(tmp_path / "cat" / "1.png")  # replaced after loading
+    with pytest.raises(DatasetError, match="above the limit of 400"):
+        dataset.image(0)
+
+    def denied(self: Path) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "iterdir", denied)  # root ignores chmod, so the OS error is simulated
+    with pytest.raises(DatasetError, match=r"cannot read image folder .* \(PermissionError: .*Permission denied.*\); check its permissions"):
+        load_image_folder(tmp_path)
+
+
 def test_bomb_in_an_image_folder_is_a_dataset_error(tmp_path: Path) -> None:
     (tmp_path / "cat").mkdir()
     Image.new("RGB", (8, 8)).save(tmp_path / "cat" / "fine.png")
