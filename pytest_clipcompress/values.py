@@ -40,7 +40,7 @@ def real_number(value: Any) -> int | float | None:
         return None
 
 
-def is_finite(number: int | float) -> bool:
+def is_finite(number: float) -> bool:
     """``math.isfinite`` for ints of any size too (it converts them to float, which overflows)."""
     return isinstance(number, int) or math.isfinite(number)
 
