@@ -37,7 +37,7 @@ class CacheWarning(UserWarning):
 
 
 class LogitsCache:
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
         self._warned = False
 
@@ -61,7 +61,7 @@ class LogitsCache:
             return None  # the ordinary miss
         # A damaged or hostile file can make numpy and zipfile raise nearly anything (BadZipFile,
         # ValueError, OSError, EOFError, RuntimeError for encrypted members, MemoryError...).
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             self.warn(f"ignoring unreadable cache entry {display_text(str(path))} ({type(error).__name__}: {error})")
             return None
         problem = _shape_problem(arrays, shapes or {})
@@ -102,7 +102,7 @@ class LogitsCache:
             folders = [f for f in sorted(self.directory.iterdir()) if _FOLDER_NAME.fullmatch(f.name) and f.is_dir()]
             for folder in folders:
                 for entry in sorted(folder.iterdir()):
-                    if _TEMPORARY_NAME.fullmatch(entry.name) and entry.is_file() or self._is_ours(entry):
+                    if (_TEMPORARY_NAME.fullmatch(entry.name) and entry.is_file()) or self._is_ours(entry):
                         _unlink(entry, self)
                 with contextlib.suppress(OSError):
                     folder.rmdir()  # only succeeds when nothing else is left in it
@@ -114,10 +114,8 @@ class LogitsCache:
         if self._warned:
             return
         self._warned = True
-        try:
+        with contextlib.suppress(CacheWarning):  # under -W error: the cache still must not fail a test
             warnings.warn(f"{message}; results are computed without the cache", CacheWarning, stacklevel=2)
-        except CacheWarning:
-            pass  # under -W error: the cache still must not fail a test
 
     def _is_ours(self, entry: Path) -> bool:
         if not (_ENTRY_NAME.fullmatch(entry.name) and entry.name.startswith(entry.parent.name) and entry.is_file()):
@@ -125,7 +123,7 @@ class LogitsCache:
         try:
             with np.load(entry, allow_pickle=False) as stored:
                 return _digest(str(stored["key"])) == entry.name[:-4]
-        except Exception:  # noqa: BLE001 - not an npz, no key, unreadable: not provably ours, so kept
+        except Exception:  # not an npz, no key, unreadable: not provably ours, so kept
             return False
 
 

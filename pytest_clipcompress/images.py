@@ -38,7 +38,7 @@ def open_image(source: Path | str | bytes, max_pixels: int = DEFAULT_MAX_IMAGE_P
         raise
     # Decoders raise OSError, ValueError, SyntaxError, struct.error, EOFError, IndexError, MemoryError...
     # for damaged or hostile files; each means only that this file cannot be decoded.
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         raise DatasetError(f"cannot decode {shown} ({reason(error)}); replace or remove the file") from None
 
 
@@ -50,7 +50,7 @@ def check_image(path: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> str |
             image.verify()
     except DatasetError as error:
         return str(error)
-    except Exception as error:  # noqa: BLE001 - as in open_image: anything a decoder raises
+    except Exception as error:  # as in open_image: anything a decoder raises
         return f"cannot decode {display_text(str(path))} ({reason(error)})"
     return None
 
@@ -67,7 +67,7 @@ def round_trip(compression: Compression, image: Image.Image, name: str) -> tuple
         )
     try:
         return compression.apply(image)
-    except Exception as error:  # noqa: BLE001 - encoders raise OSError, ValueError, RuntimeError... for images they cannot take
+    except Exception as error:  # encoders raise OSError, ValueError, RuntimeError... for images they cannot take
         raise DatasetError(f"cannot compress {name} with {compression.id} ({reason(error)})") from None
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .errors import ClipCompressError, ConfigError, DatasetMissingError
-from .settings import OPTIONS, Option, Settings, build_settings, register_model_configs
+from .settings import OPTIONS, Option, Settings, build_settings
 from .values import safe_id
 
 if TYPE_CHECKING:
@@ -27,12 +27,14 @@ ITEM_BREAKING_POINTS = pytest.StashKey["list[dict[str, Any]]"]()
 
 PROGRESS_AFTER_SECONDS = 3.0  # quick evaluations print nothing; slower ones a line every 3 s
 CLIP_FIXTURES = ("clip_eval", "clip_dataset", "compression", "clip_model")
-MARKERS = (
-    "compression(codec, **params): evaluate under a codec; list-valued params expand into one case per value "
-    "(cartesian product, stable order). Codecs: jpeg(quality 1-100, subsampling '4:4:4'|'4:2:2'|'4:2:0'), "
-    "webp(quality, method), avif(quality, speed), jpeg2000(rate), none.",
-    "clip_dataset(*names): datasets to evaluate on: cifar10, stl10, demo, imagefolder:PATH; one case per name.",
-)
+
+
+def markers() -> tuple[str, ...]:
+    """The markers' help lines, from the codec and dataset registries (conftest registrations included)."""
+    from .compression import marker_help as compression_help
+    from .datasets import marker_help as dataset_help
+
+    return (compression_help(), dataset_help())
 
 
 # --- options and configuration ------------------------------------------------------------------
@@ -63,7 +65,7 @@ def _lookup(config: pytest.Config) -> Callable[[Option], Any]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    for marker in MARKERS:
+    for marker in markers():
         config.addinivalue_line("markers", marker)
     try:
         config.stash[SETTINGS] = build_settings(_lookup(config))
@@ -99,7 +101,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         # Only when the user named models or configs: a plain run must not pay open_clip's import.
         # An explicit --clip-pretrained is checked for the demo model too (a missing file, an unknown tag).
         if settings.model_configs or not settings.uses_demo_model or settings.pretrained is not None:
-            register_model_configs(settings)
+            from .models import register_model_configs
+
+            register_model_configs(settings.model_config_paths)
             for name in settings.models:
                 settings.model_spec(name)
         if settings.device != "auto" and settings.device != "cpu":
@@ -161,6 +165,8 @@ def _progress_printer(config: pytest.Config) -> Callable[[str, int, int, float],
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if not any(name in metafunc.fixturenames for name in CLIP_FIXTURES):
         return
+    from .datasets import dataset_id
+
     settings = metafunc.config.stash[SETTINGS]
     try:
         datasets = _marked_datasets(metafunc)
@@ -171,10 +177,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("clip_model", settings.models, indirect=True, ids=[safe_id(m) for m in settings.models], scope="session")
     if datasets and compressions:
         cases = [(d, c) for d in datasets for c in compressions]
-        ids = [f"{_dataset_id(d)}-{c.id}" for d, c in cases]
+        ids = [f"{dataset_id(d)}-{c.id}" for d, c in cases]
         metafunc.parametrize(("clip_dataset", "compression"), cases, indirect=True, ids=ids)
     elif datasets:
-        metafunc.parametrize("clip_dataset", datasets, indirect=True, ids=[_dataset_id(d) for d in datasets])
+        metafunc.parametrize("clip_dataset", datasets, indirect=True, ids=[dataset_id(d) for d in datasets])
     elif compressions:
         metafunc.parametrize("compression", compressions, indirect=True, ids=[c.id for c in compressions])
 
@@ -192,8 +198,9 @@ def _marked_datasets(metafunc: pytest.Metafunc) -> list[str]:
         if mark.kwargs or not mark.args:
             raise ConfigError("clip_dataset takes dataset names, e.g. @pytest.mark.clip_dataset('cifar10', 'stl10')")
         for name in mark.args:
-            if validate_dataset_name(name) not in names:
-                names.append(name)
+            canonical = validate_dataset_name(name)
+            if canonical not in names:
+                names.append(canonical)
     return names
 
 
@@ -208,16 +215,6 @@ def _marked_compressions(metafunc: pytest.Metafunc) -> list[Compression]:
             if case not in cases:
                 cases.append(case)
     return cases
-
-
-def _dataset_id(name: str) -> str:
-    from pathlib import Path
-
-    from .datasets import IMAGEFOLDER_PREFIX
-
-    if name.startswith(IMAGEFOLDER_PREFIX):
-        name = "imagefolder-" + Path(name[len(IMAGEFOLDER_PREFIX):].rstrip("/\\")).name
-    return safe_id(name)  # pytest-html prints ids unescaped: a folder name must not become markup
 
 
 # --- fixtures -----------------------------------------------------------------------------------
@@ -311,6 +308,7 @@ def clip_breaking_point(request: pytest.FixtureRequest, clip_evaluator: Evaluato
     in the results file, the terminal summary and the HTML summary.
     """
     from .breaking_point import find_breaking_point
+    from .datasets import validate_dataset_name
 
     results = request.node.stash.setdefault(ITEM_RESULTS, [])
     found = request.node.stash.setdefault(ITEM_BREAKING_POINTS, [])
@@ -326,25 +324,28 @@ def clip_breaking_point(request: pytest.FixtureRequest, clip_evaluator: Evaluato
 
         with user_errors():
             point = find_breaking_point(evaluate, codec, param, floor=floor, metric=metric, **options)
-        name = dataset if isinstance(dataset, str) else dataset.name
+        # The canonical name, as the evaluations carry it, so the chart finds its breaking point.
+        name = validate_dataset_name(dataset) if isinstance(dataset, str) else dataset.name
         found.append({"model": clip_model.spec.name, "pretrained": clip_model.spec.pretrained_label, "dataset": name, **point.to_dict()})
         return point
 
     return search
 
 
-@pytest.fixture(scope="session")
-def cifar10(clip_evaluator: Evaluator) -> ImageDataset:
-    """The CIFAR-10 test split (skips with instructions when it is missing under --clip-offline)."""
-    with user_errors():
-        return clip_evaluator.dataset("cifar10")
+def dataset_fixture(name: str) -> Any:
+    """A session fixture called ``name`` holding that registered dataset (skips with instructions when
+    it is missing under --clip-offline). In a conftest: ``toy = dataset_fixture("toy")``."""
+
+    def fixture(clip_evaluator: Evaluator) -> ImageDataset:
+        with user_errors():
+            return clip_evaluator.dataset(name)
+
+    fixture.__doc__ = f"The {name} test split (skips with instructions when it is missing under --clip-offline)."
+    return pytest.fixture(scope="session", name=name)(fixture)
 
 
-@pytest.fixture(scope="session")
-def stl10(clip_evaluator: Evaluator) -> ImageDataset:
-    """The STL-10 test split (skips with instructions when it is missing under --clip-offline)."""
-    with user_errors():
-        return clip_evaluator.dataset("stl10")
+cifar10 = dataset_fixture("cifar10")
+stl10 = dataset_fixture("stl10")
 
 
 # --- reporting ----------------------------------------------------------------------------------
@@ -367,8 +368,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
             text = attribution_text(attributions)
             report.sections.append(("Captured stdout clipcompress attributions", text))
             item.add_report_section("call", "stdout clipcompress attributions", text)
+        from .metrics import METRICS
+
         for result in {result.key: result for result in results}.values():  # hypothesis repeats evaluations
             prefix = f"clip[{result.dataset}-{result.compression.id}]"
             # On the item, like record_property: JUnit XML reads them from the teardown report.
-            item.user_properties += [(f"{prefix}.accuracy", f"{result.accuracy:.6f}"), (f"{prefix}.drop", f"{result.drop:.6f}"), (f"{prefix}.n", str(result.n))]
+            properties = [(f"{prefix}.{metric.junit_property}", f"{metric.value(result):.6f}") for metric in METRICS.values()]
+            item.user_properties += [*properties, (f"{prefix}.n", str(result.n))]
     return report
