@@ -36,7 +36,6 @@ def assert_accuracy(
             "clip_max_drop in the ini file",
             pytrace=False,
         )
-    floors = ((ACCURACY, min_accuracy), (DROP, max_drop))
     try:
         # Plain floats from here on: numpy, Decimal or tensor floors must not reach the results file.
         min_accuracy = None if min_accuracy is None else check_fraction("min_accuracy", min_accuracy)
@@ -51,6 +50,7 @@ def assert_accuracy(
         problem = str(error)
     if problem:  # failed outside the except block, so no "During handling..." chain is printed
         pytest.fail(problem, pytrace=False)
+    floors = ((ACCURACY, min_accuracy), (DROP, max_drop))
 
     level = 0.95 if confidence is None else float(confidence)
     accuracy_high = result.accuracy_interval(level)[1]
