@@ -16,6 +16,11 @@ Measurements (all in one run, same model weights and images):
 (b2) ``auto_steps_integrated_gradients`` (1% tolerance) against fixed 50 steps.
 (c)  Disk cache: cold run (compute + store) against warm run (new Evaluator, reads the cache).
 (d)  Peak RSS of a full evaluation for a small and a 4x larger N, each in a fresh subprocess.
+(e)  A whole pytest session (small 224-px ViT, 200 CIFAR-10 images, uncompressed + JPEG 100/75/50/25,
+     --clip-no-cache) timed inside the session against a plain script timed after its imports.
+(f)  Ratio to the limit: plugin throughput / the zero-shot head's forward on pre-made tensors (same
+     batch size, same run), exact and fast preprocessing; IG against its own limit.
+(g)  Agreement of --clip-preprocess fast with exact on the CIFAR-10 sample and the demo set.
 
 No network and no pretrained weights are needed: models are randomly initialised (seeded, as the
 plugin does) and the images are the 200 real CIFAR-10 test images of
@@ -57,6 +62,8 @@ from pytest_clipcompress.models import LOGIT_SCALE, LoadedModel, register_model_
 from pytest_clipcompress.settings import build_settings  # noqa: E402
 from pytest_clipcompress.templates import PAPER_TEMPLATES  # noqa: E402
 
+import limits  # noqa: E402  (benchmarks/limits.py: measurements e, f, g)
+
 QUALITIES = (100, 75, 50, 25)  # the seed paper's JPEG qualities
 IG_STEPS = 50
 TINY_CONFIG = ROOT / "tests" / "assets" / "tiny-clip.json"
@@ -64,11 +71,16 @@ DATA_ROOT = ROOT.parent / "shared" / "datasets" / "cifar10-test-sample"
 if not DATA_ROOT.exists():
     DATA_ROOT = Path("/work/shared/datasets/cifar10-test-sample")
 
+SMALL_VIT_CONFIG = ROOT / "benchmarks" / "small-vit-224.json"
+DEMO_MODEL = "clipcompress-demo"
 MODELS = {
     # key: (open_clip name, default N, default N with --quick)
     "tiny": ("tiny-clip", 1000, 200),
+    "demo": (DEMO_MODEL, 1000, 200),  # its bundled trained weights
+    "small-vit": ("small-vit-224", 200, 200),
     "vit-b-32": ("ViT-B-32", 48, 16),
 }
+LIMIT_TARGETS = {"demo": 0.9}  # (f): CPU targets of issue 15; others are reported
 
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -163,11 +175,12 @@ def tiled_array_dataset(base: ArrayDataset, n: int) -> ArrayDataset:
     return ArrayDataset(f"cifar10-sample-x{n}", base.classes, images, labels, f"{base.fingerprint}-tiled-{n}", base.templates)
 
 
-def make_settings(model_name: str, args: argparse.Namespace, *, cache_dir: Path | None = None) -> Any:
+def make_settings(model_name: str, args: argparse.Namespace, *, cache_dir: Path | None = None, preprocess: str = "exact") -> Any:
     overrides: dict[str, Any] = {
         "model": [model_name],
-        "pretrained": "none",
-        "model-config": [str(TINY_CONFIG)],
+        "pretrained": None if model_name == DEMO_MODEL else "none",
+        "model-config": [str(TINY_CONFIG), str(SMALL_VIT_CONFIG)],
+        "preprocess": preprocess,
         "device": "cpu",
         "batch-size": str(args.batch_size),
         "offline": True,
@@ -508,9 +521,9 @@ def bench_cache(model_name: str, loaded: LoadedModel, dataset: ImageDataset, arg
 
 def rss_child(args: argparse.Namespace) -> None:
     """Runs in a fresh process: one full evaluation (4 qualities + baseline), prints JSON."""
-    key = args.model
+    key = args.model[0]
     model_name = MODELS[key][0]
-    register_model_configs([str(TINY_CONFIG)])
+    register_model_configs([str(TINY_CONFIG), str(SMALL_VIT_CONFIG)])
     base = base_dataset()
     dataset = TiledDataset(base, args.rss_child)
     settings = make_settings(model_name, args)
@@ -578,7 +591,7 @@ def run_model(key: str, args: argparse.Namespace, base: ArrayDataset) -> dict[st
     loaded = Evaluator(settings).model(model_name)
     load_s = now() - started
     dataset = tiled_array_dataset(base, n)
-    heavy = key != "tiny"
+    heavy = key == "vit-b-32"
     out: dict[str, Any] = {"key": key, "model": model_name, "n": n, "load_s": load_s, "tiled": n > len(base)}
     if "a" in args.only:
         out["a"] = bench_evaluation(model_name, loaded, dataset, args, repeats=args.repeats or (1 if args.quick or heavy else 3))
@@ -592,6 +605,26 @@ def run_model(key: str, args: argparse.Namespace, base: ArrayDataset) -> dict[st
         out["c"] = bench_cache(model_name, loaded, dataset, args, repeats=3)
     if "d" in args.only and key == "tiny":
         out["d"] = bench_rss(key, (500, 2000) if args.quick else (2000, 8000), args)
+    if "f" in args.only:
+        limit_n = args.limit_images or (len(base) if key in ("demo", "small-vit", "tiny") else 32)
+        limit_batch = min(args.batch_size, limit_n)
+        limit_args = argparse.Namespace(**{**vars(args), "batch_size": limit_batch})
+
+        def make_evaluator(mode: str) -> Evaluator:
+            return fresh_evaluator(make_settings(model_name, limit_args, preprocess=mode), model_name, loaded)
+
+        out["f"] = limits.bench_limit(
+            model_name, loaded, tiled_array_dataset(base, limit_n), tiled_array_dataset(base, 8), make_evaluator, plugin_evaluate,
+            limit_batch, repeats=args.repeats or (1 if args.quick else 3), ig_steps=args.ig_steps or (10 if heavy else IG_STEPS),
+            qualities=QUALITIES,
+        )
+    if "g" in args.only:
+        from pytest_clipcompress.datasets import load_demo
+
+        def make_evaluator(mode: str) -> Evaluator:
+            return fresh_evaluator(make_settings(model_name, args, preprocess=mode), model_name, loaded)
+
+        out["g"] = [limits.fast_agreement(model_name, d, make_evaluator, QUALITIES) for d in (base, load_demo())]
     return out
 
 
@@ -600,7 +633,7 @@ def report(info: dict[str, Any], runs: list[dict[str, Any]], markdown: bool) -> 
     sections = []
     summary: list[list[str]] = []
     for run in runs:
-        label = f"{run['model']} (random init)"
+        label = f"{run['model']} ({'bundled weights' if run['key'] == 'demo' else 'random init'})"
         rows: list[list[str]] = []
         if "a" in run:
             a: EvalFigures = run["a"]
@@ -664,10 +697,43 @@ def report(info: dict[str, Any], runs: list[dict[str, Any]], markdown: bool) -> 
                          f"eval increment {small['peak_mib'] - small['rss_before_mib']:.0f} -> "
                          f"{large['peak_mib'] - large['rss_before_mib']:.0f} MiB"])
             summary.append([label, f"(d) peak RSS growth N={small['n']}->{large['n']} <= 15%", f"{100 * growth:+.1f}%", met(growth <= 0.15)])
+        if "f" in run:
+            f: limits.LimitFigures = run["f"]
+            target = LIMIT_TARGETS.get(run["key"])
+            rows += [
+                ["(f) pure forward on pre-made tensors", f"{f.n} img x {f.passes} passes, batch {f.batch_size}", fmt_s(f.forward_s),
+                 f"{f.images_per_s(f.forward_s):.0f} img/s (the limit)"],
+                ["(f) plugin, exact preprocessing", "decode + JPEG + preprocess + forward", fmt_s(f.plugin_s), f"{f.images_per_s(f.plugin_s):.0f} img/s"],
+                ["(f) plugin, --clip-preprocess fast", "same, tensor resize", fmt_s(f.fast_s), f"{f.images_per_s(f.fast_s):.0f} img/s"],
+                ["(f) ratio to the limit, exact", f"target >= {target}" if target else "reported", f"{f.ratio:.2f}", ""],
+                ["(f) ratio to the limit, fast", "reported", f"{f.fast_ratio:.2f}", ""],
+            ]
+            summary.append([label, f"(f) plugin / pure forward, exact{f' >= {target}' if target else ' (info)'}", f"{f.ratio:.2f}",
+                            met(f.ratio >= target) if target else "-"])
+            if f.ig_plugin_s:
+                rows += [[f"(f) IG {f.ig_steps} steps: plugin / one fwd+bwd per internal batch", "target >= 0.8",
+                          f"{f.ig_ratio:.2f}", f"plugin {fmt_s(f.ig_plugin_s)}, limit {fmt_s(f.ig_limit_s)}"]]
+                summary.append([label, "(f) IG / its limit >= 0.8", f"{f.ig_ratio:.2f}", met(f.ig_ratio >= 0.8)])
+        if "g" in run:
+            for g in run["g"]:
+                rows.append([f"(g) fast vs exact on {g.dataset}", f"{g.predictions} predictions", f"{100 * g.identical_share:.2f}% identical",
+                             f"max |delta logit| {g.max_logit_delta:.2e}"])
+                summary.append([label, f"(g) fast == exact predictions on {g.dataset} (info)", f"{100 * g.identical_share:.2f}%", "-"])
         header = ["measurement", "what", "figure", "notes"]
         title = f"{label}, N={run['n']}" + (" (200 real CIFAR-10 images tiled)" if run["tiled"] else " real CIFAR-10 images")
         title += f", batch size {ARGS.batch_size}, model load {run['load_s']:.1f} s (not timed)"
         sections.append((title, header, rows))
+    session: limits.SessionFigures | None = info.pop("_session", None)
+    if session is not None:
+        rows = [
+            ["(e) pytest session, timed inside it", "sessionstart -> sessionfinish", fmt_s(session.session_s), f"pytest wall {fmt_s(session.pytest_wall_s)}"],
+            ["(e) plain loop, after its imports", "model load + prompts + 5 passes", fmt_s(session.loop_s), ""],
+            ["(e) ratio session / loop", "target <= 1.0", f"{session.ratio:.2f}", "identical predictions" if session.identical else "PREDICTIONS DIFFER"],
+        ]
+        sections.insert(0, ("(e) whole pytest session: small-vit-224, 200 CIFAR-10 images, none + JPEG 100/75/50/25, --clip-no-cache "
+                            + " ".join(session.extra_args), ["measurement", "what", "figure", "notes"], rows))
+        summary.insert(0, ["small-vit-224 (random init)", "(e) identical predictions", "yes" if session.identical else "no", met(session.identical)])
+        summary.insert(0, ["small-vit-224 (random init)", "(e) session / plain loop <= 1.0", f"{session.ratio:.2f}", met(session.ratio <= 1.0)])
     out = ["Machine"]
     out += [f"  {k}: {v}" for k, v in info.items()]
     for title, header, rows in sections:
@@ -694,7 +760,8 @@ ARGS: argparse.Namespace
 def main() -> None:
     global ARGS
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", choices=("tiny", "vit-b-32", "both"), default="tiny")
+    parser.add_argument("--model", choices=("tiny", "demo", "small-vit", "vit-b-32", "both"), nargs="+", default=["tiny"],
+                        help="models for a-d, f, g (both: tiny and vit-b-32)")
     parser.add_argument("--images", type=int, help="N images (default: 1000 tiny, 48 ViT-B-32; --quick: 200 / 16)")
     parser.add_argument("--quick", action="store_true", help="small N and single repetitions (~2 min)")
     parser.add_argument("--markdown", action="store_true", help="also print the tables as markdown")
@@ -707,7 +774,10 @@ def main() -> None:
     parser.add_argument("--seed-repeats", type=int, default=1, help="repetitions of the (slow) seed procedure")
     parser.add_argument("--auto-images", type=int, help="images for (b2) (default: 3 tiny, 0 ViT-B-32)")
     parser.add_argument("--ig-steps", type=int, help="IG steps for (b) (default: 50 tiny, 10 ViT-B-32)")
-    parser.add_argument("--only", default="abcd", help="subset of measurements, e.g. ab")
+    parser.add_argument("--only", default="abcd", help="subset of measurements a-g, e.g. ab or efg")
+    parser.add_argument("--session-repeats", type=int, help="pytest sessions and plain loops for (e), alternating (default: 3)")
+    parser.add_argument("--session-args", nargs="*", default=[], help="extra pytest arguments for the session of (e)")
+    parser.add_argument("--limit-images", type=int, help="N for (f) (default: 200, 32 for ViT-B-32)")
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     args = ARGS = parser.parse_args()
     if args.threads:
@@ -716,11 +786,13 @@ def main() -> None:
         rss_child(args)
         return
     info = machine_info(args)
-    register_model_configs([str(TINY_CONFIG)])
+    register_model_configs([str(TINY_CONFIG), str(SMALL_VIT_CONFIG)])
     base = base_dataset()
-    keys = ["tiny", "vit-b-32"] if args.model == "both" else [args.model]
+    keys = [k for key in args.model for k in (("tiny", "vit-b-32") if key == "both" else (key,))]
     started = now()
-    runs = [run_model(key, args, base) for key in keys]
+    if "e" in args.only:
+        info["_session"] = limits.bench_session(DATA_ROOT, args.session_repeats or (1 if args.quick else 3), tuple(args.session_args))
+    runs = [run_model(key, args, base) for key in keys if set(args.only) - {"e"}]
     info["total benchmark time"] = f"{now() - started:.0f} s"
     info["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(report(info, runs, args.markdown))

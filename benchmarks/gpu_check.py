@@ -5,6 +5,11 @@ Usage: python benchmarks/gpu_check.py [--images N] [--cifar-root DIR]
 Checks that ``--clip-device auto`` picks CUDA (worker i on GPU i mod count), that fp16/bf16 autocast
 keep predictions (agreement with fp32), times the plugin against a plain batched loop on CUDA, and
 runs Integrated Gradients on CUDA (completeness, batched steps against one pass per step).
+
+Ratio to the limit (issue 15): plugin throughput over the zero-shot head's own forward on
+pre-made tensors already on the GPU (same batch size 256, same run), fp32 and fp16 autocast, with
+``--clip-preprocess exact`` and ``fast``; target >= 0.8 for fp16. IG against one batched forward and
+backward of its steps (target >= 0.8).
 ViT-B-32 has random weights here (no downloads), so accuracies mean nothing; agreement and
 speed do.
 """
@@ -36,8 +41,9 @@ def synchronize() -> None:
         torch.cuda.synchronize()
 
 
-def settings_for(precision: str, workers: int = 4, batch_size: int = 256) -> object:
-    values = {"model": ["ViT-B-32"], "pretrained": "none", "precision": precision, "no-cache": True, "workers": str(workers), "batch-size": str(batch_size)}
+def settings_for(precision: str, workers: int = 4, batch_size: int = 256, preprocess: str = "exact") -> object:
+    values = {"model": ["ViT-B-32"], "pretrained": "none", "precision": precision, "no-cache": True, "workers": str(workers),
+              "batch-size": str(batch_size), "preprocess": preprocess}
     return build_settings(lambda option: values.get(option.name))
 
 
@@ -96,10 +102,49 @@ def lean_ig(classifier: torch.nn.Module, inputs: torch.Tensor, baseline: torch.T
     return (total * (inputs - baseline)).cpu()
 
 
+def autocast(precision: str) -> object:
+    return torch.autocast("cuda", dtype=torch.float16, enabled=precision == "fp16")
+
+
+def pure_forward(classifier: torch.nn.Module, tensors: torch.Tensor, batch_size: int, passes: int, precision: str) -> float:
+    """The limit: the zero-shot head on pre-made tensors already on the GPU."""
+    synchronize()
+    started = time.perf_counter()
+    with torch.inference_mode(), autocast(precision):
+        for _ in range(passes):
+            for start in range(0, len(tensors), batch_size):
+                classifier(tensors[start : start + batch_size])
+    synchronize()
+    return time.perf_counter() - started
+
+
+def limit_ratios(dataset: ArrayDataset, workers: int) -> None:
+    """Plugin images/s over pure-forward images/s, per precision and preprocess path, interleaved."""
+    evaluator = Evaluator(settings_for("fp32", workers))
+    loaded = evaluator.model("ViT-B-32")
+    classifier = evaluator.classifier("ViT-B-32", dataset)
+    tensors = torch.stack([loaded.preprocess(dataset.image(i)) for i in range(len(dataset))]).to(loaded.device)
+    passes = len(QUALITIES) + 1
+    for precision in ("fp32", "fp16"):
+        pure_forward(classifier, tensors, 256, 1, precision)  # warm-up
+        forward_s = []
+        plugin_s: dict[str, list[float]] = {"exact": [], "fast": []}
+        for _ in range(2):
+            forward_s.append(pure_forward(classifier, tensors, 256, passes, precision))
+            for mode, times in plugin_s.items():
+                times.append(plugin_run(settings_for(precision, workers, preprocess=mode), dataset)[1])
+        limit = len(dataset) * passes / min(forward_s)
+        for mode, times in plugin_s.items():
+            rate = len(dataset) * passes / min(times)
+            target = " (target >= 0.8: " + ("met" if rate / limit >= 0.8 else "NOT MET") + ")" if precision == "fp16" else ""
+            print(f"ratio to the limit, {precision}, {mode}: {rate:.0f} / {limit:.0f} images/s = {rate / limit:.2f}{target}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--cifar-root", default=".gpu")
+    parser.add_argument("--workers", type=int, default=4, help="--clip-workers for the plugin runs")
     args = parser.parse_args()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     print(f"torch {torch.__version__}, {gpu}, {torch.cuda.device_count()} GPU(s)")
@@ -112,6 +157,7 @@ def main() -> None:
     dataset = ArrayDataset("cifar10-tiled", sample.classes, images, labels, f"tiled-{args.images}", CIFAR10_TEMPLATES)
     print(f"{len(dataset)} images (the 200-image CIFAR-10 sample, tiled) x JPEG {QUALITIES} + uncompressed")
 
+    limit_ratios(dataset, args.workers)
     runs = {}
     for precision in ("fp32", "fp16", "bf16"):
         plugin_run(settings_for(precision), dataset)  # warm-up: cuDNN autotuning, allocator
@@ -145,6 +191,20 @@ def main() -> None:
     gap = abs(float(attributions.sum()) - (f_input - f_baseline))
     difference = float((attributions - lean).norm() / lean.norm())
     print(f"IG on CUDA, 50 steps: batched {batched:.3f} s, one pass per step {loop:.3f} s, speed-up {loop / batched:.1f}x")
+    internal = 64  # the plugin's internal batch size on CUDA
+    alphas = torch.linspace(0, 1, 50, device=inputs.device).view(-1, 1, 1, 1)
+    for _ in range(2):  # the first is a warm-up
+        synchronize()
+        started = time.perf_counter()
+        points = (baseline + alphas * (inputs - baseline)).requires_grad_(True)
+        for start in range(0, 50, internal):
+            x = points[start : start + internal]
+            loss = torch.nn.functional.cross_entropy(classifier(x), torch.full((len(x),), label, device=inputs.device), reduction="sum")
+            torch.autograd.grad(loss, points)
+        synchronize()
+        limit = time.perf_counter() - started
+    verdict = "met" if limit / batched >= 0.8 else "NOT MET"
+    print(f"IG ratio to its limit (one batched forward + backward of the 50 steps): {limit:.3f} / {batched:.3f} s = {limit / batched:.2f} (target >= 0.8: {verdict})")
     print(f"IG completeness gap {gap:.2e} (|F(in)-F(base)| = {abs(f_input - f_baseline):.3e}); batched vs loop relative difference {difference:.2e}")
 
 

@@ -24,6 +24,7 @@ from .errors import ClipCompressError
 from .images import round_trip
 from .models import LoadedModel, ModelSpec, class_text_features, load_model, register_model_configs, resolve_device, zero_shot_classifier
 from .outcomes import Outcomes, templates_digest
+from .preprocess import BatchPreprocess, batch_preprocess, check_fast_supported
 from .settings import Settings
 from .stats import PairedDifference, wilson_interval
 from .templates import resolve_templates
@@ -194,6 +195,7 @@ class Evaluator:
         self._classifiers: dict[tuple, torch.nn.Module] = {}
         self._scored: dict[tuple, _Scored] = {}
         self._results: dict[tuple, EvalResult] = {}
+        self._plans: dict[str, BatchPreprocess | None] = {}
         self._device: str | None = None
         self._stored_baseline: Any = None
 
@@ -320,7 +322,7 @@ class Evaluator:
 
     def _cache_key(self, model_name: str, dataset: ImageDataset, indices: np.ndarray, compression: Compression) -> dict[str, Any]:
         loaded = self.model(model_name)
-        return {
+        key = {
             "version": __version__,
             "model": loaded.spec.name,
             "weights": loaded.weights_hash(),
@@ -335,6 +337,9 @@ class Evaluator:
             "classes": list(dataset.classes),
             "templates": list(self.templates_for(dataset)),
         }
+        if self.settings.preprocess != "exact":  # exact tensors equal the per-image pipeline's: same entries
+            key["preprocess_path"] = self.settings.preprocess
+        return key
 
     def _compute(self, model_name: str, dataset: ImageDataset, indices: np.ndarray, compression: Compression) -> _Scored:
         import torch
@@ -366,26 +371,47 @@ class Evaluator:
     def prepared_batches(
         self, loaded: LoadedModel, dataset: ImageDataset, indices: np.ndarray, compression: Compression
     ) -> Iterator[tuple[torch.Tensor, float]]:
-        """Preprocessed batches (in order) and the bits the codec spent on each, made ahead in threads."""
+        """Preprocessed batches (in order) and the bits the codec spent on each.
+
+        The Pillow work (decode, codec round trip, the model's resize and crop) runs per image and the
+        conversion to normalised floats once per batch as a table look-up (see preprocess.py), ahead
+        in threads; no torch call runs there, so the threads never start OpenMP teams of their own.
+        """
         import torch
 
+        plan = self._batch_plan(loaded)
+        fast = self.settings.preprocess == "fast"
         pin = self.device.startswith("cuda")
 
-        def prepare(chunk: np.ndarray) -> tuple[torch.Tensor, float]:
-            tensors, bits = [], 0.0
+        def prepare(chunk: np.ndarray) -> tuple[Any, float]:
+            images, bits = [], 0.0
             for index in chunk:
                 image = dataset.image(int(index))
                 compressed, size = round_trip(compression, image, dataset.describe(int(index)))
                 bits += 8.0 * size / (image.width * image.height)
-                tensors.append(loaded.preprocess(compressed))
-            batch = torch.stack(tensors)
+                if fast:
+                    images.append(np.asarray(compressed))
+                elif plan is not None:
+                    images.append(plan.pil_array(compressed))
+                else:  # a pipeline this module cannot split: the model's own transform, image by image
+                    images.append(loaded.preprocess(compressed))
+            if fast:
+                return images, bits
+            return (plan.tabulated(images) if plan is not None else torch.stack(images)), bits
+
+        def finish(prepared: tuple[Any, float]) -> tuple[torch.Tensor, float]:
+            images, bits = prepared
+            if fast:
+                return plan.fast(images, self.device), bits
+            batch = torch.from_numpy(images) if plan is not None else images
             return (batch.pin_memory() if pin else batch), bits
 
         size = self.settings.batch_size
         chunks = [indices[start : start + size] for start in range(0, len(indices), size)]
-        workers = self.settings.workers
+        workers = self._prepare_workers()
         if workers == 0:
-            yield from map(prepare, chunks)
+            for chunk in chunks:
+                yield finish(prepare(chunk))
             return
         # A bounded look-ahead keeps at most workers + 1 batches in memory.
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clipcompress") as pool:
@@ -396,10 +422,24 @@ class Evaluator:
                 if len(pending) > workers:
                     break
             while pending:
-                yield pending.popleft().result()
+                prepared = pending.popleft().result()
                 next_chunk = next(chunk_iter, None)
                 if next_chunk is not None:
                     pending.append(pool.submit(prepare, next_chunk))
+                yield finish(prepared)
+
+    def _batch_plan(self, loaded: LoadedModel) -> BatchPreprocess | None:
+        """The model's preprocessing split for batching (once per model); fast mode checks it is supported."""
+        key = loaded.preprocess_id  # the transform's repr: size, interpolation, mean and std
+        if key not in self._plans:
+            plan = batch_preprocess(loaded.preprocess)
+            if self.settings.preprocess == "fast":
+                check_fast_supported(plan, loaded.spec.label)
+            self._plans[key] = plan
+        return self._plans[key]
+
+    def _prepare_workers(self) -> int:
+        return self.settings.workers
 
 
 def _digest(data: bytes) -> str:

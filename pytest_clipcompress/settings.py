@@ -23,6 +23,7 @@ PROTOCOLS = ("default", "paper")
 #: prompt, its IG baseline (the quality-100 JPEG of the image) and its 51 trapezoid points.
 PAPER_PROTOCOL = {"templates": "paper", "ig-baseline": "jpeg-q100", "ig-steps": "51"}
 PRECISIONS = ("fp32", "fp16", "bf16")
+PREPROCESS_MODES = ("exact", "fast")  # see preprocess.py
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("device", "auto (CUDA when present, xdist worker i on GPU i mod count), cpu, cuda, cuda:N or mps (default: auto)", "DEVICE"),
     Option("batch-size", "images per forward pass (default: 64)", "N"),
     Option("workers", "threads that decode, compress and preprocess images ahead of the model; 0 runs them inline (default: up to 4)", "N"),
+    Option("preprocess", "exact (bit-identical to the model's own preprocessing) or fast (batched tensor resize; pixels differ slightly) (default: exact)", "exact|fast"),
     Option("precision", "fp32, or fp16/bf16 autocast on CUDA (default: fp32)", "PRECISION"),
     Option("data-root", "folder holding the datasets (default: $CLIPCOMPRESS_DATA, else a per-user cache folder)", "DIR"),
     Option("max-image-pixels", f"refuse images with more pixels than N, as decompression bombs (default: {DEFAULT_MAX_IMAGE_PIXELS})", "N"),
@@ -97,6 +99,7 @@ class Settings:
     device: str
     batch_size: int
     workers: int
+    preprocess: str
     precision: str
     data_root: Path
     max_image_pixels: int
@@ -174,6 +177,9 @@ def build_settings(lookup: Callable[[Option], Any]) -> Settings:
     device = text["device"] or "auto"
     if not DEVICE_PATTERN.match(device):
         raise ConfigError(f"--clip-device {device!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
+    preprocess = text["preprocess"] or "exact"
+    if preprocess not in PREPROCESS_MODES:
+        raise ConfigError(f"--clip-preprocess {preprocess!r}: choose exact (the default, identical to the model's own preprocessing) or fast")
     precision = text["precision"] or "fp32"
     if precision not in PRECISIONS:
         raise ConfigError(f"--clip-precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
@@ -202,6 +208,7 @@ def build_settings(lookup: Callable[[Option], Any]) -> Settings:
         device=device,
         batch_size=_integer("batch-size", text["batch-size"] or "64", minimum=1),
         workers=_integer("workers", text["workers"], minimum=0) if text["workers"] else default_workers(),
+        preprocess=preprocess,
         precision=precision,
         data_root=Path(text["data-root"]).expanduser() if text["data-root"] else default_data_root(),
         max_image_pixels=_integer("max-image-pixels", text["max-image-pixels"], minimum=1) if text["max-image-pixels"] else DEFAULT_MAX_IMAGE_PIXELS,

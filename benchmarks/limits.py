@@ -1,0 +1,241 @@
+"""Measurements (e), (f) and (g) of ``bench.py`` (issue 15): the whole pytest session against the
+plain loop, the pipeline against the model's own forward pass, and the fast path's agreement.
+
+(e) A real pytest session (``benchmarks/small-vit-224.json``: a 224-px ViT, 4 layers, width 384,
+    random weights; the 200 CIFAR-10 sample images, uncompressed + JPEG 100/75/50/25,
+    ``--clip-no-cache``, the plugin's defaults otherwise), timed inside the session by
+    ``session_timer.py``, against ``plain_loop.py`` timed after its imports; alternating
+    subprocesses, medians, identical predictions checked.
+(f) Plugin throughput / pure forward of the zero-shot head on pre-made tensors (same batch size,
+    same run): the "ratio to the limit"; and IG against one batched forward + backward per
+    internal batch of its steps.
+(g) ``--clip-preprocess fast`` against ``exact``: share of identical predictions, max |delta logit|.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SMALL_VIT_CONFIG = HERE / "small-vit-224.json"
+SESSION_QUALITIES = (100, 75, 50, 25)
+SESSION_SUITE = """
+import numpy as np
+import pytest
+from pytest_clipcompress import assert_accuracy
+
+@pytest.mark.clip_dataset("cifar10")
+@pytest.mark.compression("none")
+@pytest.mark.compression("jpeg", quality=[100, 75, 50, 25])
+def test_zero_shot_under_jpeg(clip_eval, compression):
+    result = clip_eval()
+    np.save(f"predictions-{compression.id}.npy", result.predictions)
+    assert_accuracy(result, min_accuracy=0.0, max_drop=1.0)
+"""
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+# --- (e) whole pytest session vs the plain loop -----------------------------------------------------
+
+
+@dataclass
+class SessionFigures:
+    session_s: list[float] = field(default_factory=list)
+    pytest_wall_s: list[float] = field(default_factory=list)
+    loop_s: list[float] = field(default_factory=list)
+    identical: bool = True
+    extra_args: tuple[str, ...] = ()
+
+    @property
+    def ratio(self) -> float:
+        return median(self.session_s) / median(self.loop_s)
+
+
+def bench_session(data_root: Path, repeats: int, extra_args: tuple[str, ...] = ()) -> SessionFigures:
+    figures = SessionFigures(extra_args=extra_args)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE), os.environ.get("PYTHONPATH", "")])}
+    with tempfile.TemporaryDirectory(prefix="clipcompress-session-") as directory:
+        folder = Path(directory)
+        (folder / "test_session.py").write_text(SESSION_SUITE, encoding="utf-8")
+        timing = folder / "timing.json"
+        pytest_command = [
+            sys.executable, "-m", "pytest", "-q", "-p", "session_timer", "test_session.py", "--clip-model=small-vit-224",
+            f"--clip-model-config={SMALL_VIT_CONFIG}", "--clip-pretrained=none", f"--clip-data-root={data_root}",
+            "--clip-offline", "--clip-no-cache", "--clip-device=cpu", *extra_args,
+        ]
+        loop_command = [sys.executable, str(HERE / "plain_loop.py"), "--model", "small-vit-224", "--model-config", str(SMALL_VIT_CONFIG),
+                        "--data-root", str(data_root)]
+        loop_predictions: dict[str, list[int]] = {}
+
+        def run_pytest() -> None:
+            started = time.perf_counter()
+            done = subprocess.run(pytest_command, cwd=folder, env={**env, "CLIPCOMPRESS_SESSION_TIMING": str(timing)},
+                                  capture_output=True, text=True, check=False)
+            figures.pytest_wall_s.append(time.perf_counter() - started)
+            if done.returncode != 0:
+                raise SystemExit(f"(e) the pytest session failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+            figures.session_s.append(json.loads(timing.read_text())["seconds"])
+            log(f"  (e) pytest session: {figures.session_s[-1]:.2f} s inside the session, {figures.pytest_wall_s[-1]:.2f} s wall")
+
+        def run_loop() -> None:
+            done = subprocess.run(loop_command, cwd=folder, env=env, capture_output=True, text=True, check=True)
+            out = json.loads(done.stdout.strip().splitlines()[-1])
+            figures.loop_s.append(out["seconds"])
+            loop_predictions.update(out["predictions"])
+            log(f"  (e) plain loop: {figures.loop_s[-1]:.2f} s after imports")
+
+        for rep in range(repeats):
+            for step in ((run_pytest, run_loop) if rep % 2 == 0 else (run_loop, run_pytest)):
+                step()
+        for key, predictions in loop_predictions.items():
+            figures.identical &= bool(np.array_equal(np.load(folder / f"predictions-{key}.npy"), np.asarray(predictions)))
+    return figures
+
+
+# --- (f) ratio to the limit ---------------------------------------------------------------------------
+
+
+@dataclass
+class LimitFigures:
+    n: int
+    batch_size: int
+    passes: int
+    plugin_s: list[float] = field(default_factory=list)
+    fast_s: list[float] = field(default_factory=list)
+    forward_s: list[float] = field(default_factory=list)
+    ig_steps: int = 0
+    ig_plugin_s: list[float] = field(default_factory=list)
+    ig_limit_s: list[float] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        return median(self.forward_s) / median(self.plugin_s)
+
+    @property
+    def fast_ratio(self) -> float:
+        return median(self.forward_s) / median(self.fast_s) if self.fast_s else float("nan")
+
+    @property
+    def ig_ratio(self) -> float:
+        return median(self.ig_limit_s) / median(self.ig_plugin_s) if self.ig_plugin_s else float("nan")
+
+    def images_per_s(self, times: list[float]) -> float:
+        return self.n * self.passes / median(times)
+
+
+def pure_forward(classifier: torch.nn.Module, tensors: torch.Tensor, batch_size: int, passes: int) -> None:
+    """The limit: the zero-shot head on already-preprocessed tensors, batch by batch."""
+    with torch.inference_mode():
+        for _ in range(passes):
+            for start in range(0, len(tensors), batch_size):
+                classifier(tensors[start : start + batch_size])
+
+
+def ig_limit(classifier: torch.nn.Module, inputs: torch.Tensor, baseline: torch.Tensor, label: int, steps: int, batch_size: int) -> None:
+    """IG's limit: the steps' interpolated images through one forward + backward per internal batch."""
+    alphas = torch.linspace(0, 1, steps).view(-1, 1, 1, 1)
+    points = baseline + alphas * (inputs - baseline)
+    for start in range(0, steps, batch_size):
+        x = points[start : start + batch_size].clone().requires_grad_(True)
+        loss = torch.nn.functional.cross_entropy(classifier(x), torch.full((len(x),), label), reduction="sum")
+        torch.autograd.grad(loss, x)
+
+
+def bench_limit(model_name: str, loaded: Any, dataset: Any, warm_dataset: Any, make_evaluator: Callable[[str], Any], plugin_evaluate: Callable,
+                batch_size: int, repeats: int, ig_steps: int, qualities: tuple[int, ...]) -> LimitFigures:
+    from pytest_clipcompress.attribution import (
+        DEFAULT_INTERNAL_BATCH_SIZE,
+        integrated_gradients,
+    )
+    from pytest_clipcompress.compression import Compression
+
+    figures = LimitFigures(n=len(dataset), batch_size=batch_size, passes=len(qualities) + 1, ig_steps=ig_steps)
+    classifier = make_evaluator("exact").classifier(model_name, dataset)
+    # Pre-made tensors for every pass (uncompressed + each quality), made outside the timings.
+    tensors = torch.stack([loaded.preprocess(dataset.image(i)) for i in range(len(dataset))])
+    for mode in ("exact", "fast"):  # warm-up (first-call allocations, lazy imports) outside the timings
+        plugin_evaluate(make_evaluator(mode), model_name, warm_dataset, qualities=qualities[:1])
+    pure_forward(classifier, tensors[:batch_size], batch_size, 1)
+    def ready(mode: str) -> Any:
+        # A fresh Evaluator with its text features encoded outside the timing, like the model load:
+        # once per run, and for ViT-B-32 on a few images the prompts would outweigh the images.
+        evaluator = make_evaluator(mode)
+        evaluator.classifier(model_name, dataset)
+        return evaluator
+
+    variants = {
+        "plugin": (lambda e: plugin_evaluate(e, model_name, dataset, qualities=qualities), figures.plugin_s, "exact"),
+        "fast": (lambda e: plugin_evaluate(e, model_name, dataset, qualities=qualities), figures.fast_s, "fast"),
+        "forward": (lambda e: pure_forward(classifier, tensors, batch_size, figures.passes), figures.forward_s, None),
+    }
+    for rep in range(repeats):
+        for name in (list(variants) if rep % 2 == 0 else list(variants)[::-1]):
+            run, times, mode = variants[name]
+            evaluator = ready(mode) if mode else None
+            started = time.perf_counter()
+            run(evaluator)
+            times.append(time.perf_counter() - started)
+            log(f"  (f) rep {rep + 1}/{repeats} {name}: {times[-1]:.2f} s")
+    if ig_steps:
+        image = dataset.image(0)
+        compressed, _ = Compression("jpeg", quality=25).apply(image)
+        inputs, baseline, label = loaded.preprocess(compressed), loaded.preprocess(image), int(dataset.labels[0])
+        internal = DEFAULT_INTERNAL_BATCH_SIZE["cpu"]
+        integrated_gradients(classifier, inputs, baseline, label, steps=4)  # warm-up
+        for p in classifier.parameters():
+            p.requires_grad_(False)
+        for rep in range(repeats):
+            started = time.perf_counter()
+            integrated_gradients(classifier, inputs, baseline, label, steps=ig_steps)
+            figures.ig_plugin_s.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            ig_limit(classifier, inputs, baseline, label, ig_steps, internal)
+            figures.ig_limit_s.append(time.perf_counter() - started)
+            log(f"  (f) IG rep {rep + 1}/{repeats}: plugin {figures.ig_plugin_s[-1]:.2f} s, limit {figures.ig_limit_s[-1]:.2f} s")
+    return figures
+
+
+# --- (g) agreement of the fast path -------------------------------------------------------------------
+
+
+@dataclass
+class Agreement:
+    dataset: str
+    predictions: int
+    identical_share: float
+    max_logit_delta: float
+
+
+def fast_agreement(model_name: str, dataset: Any, make_evaluator: Callable[[str], Any], qualities: tuple[int, ...]) -> Agreement:
+    from pytest_clipcompress.compression import Compression
+
+    exact, fast = make_evaluator("exact"), make_evaluator("fast")
+    same = total = 0
+    delta = 0.0
+    for compression in [Compression("none"), *(Compression("jpeg", quality=q) for q in qualities)]:
+        a, b = exact.evaluate(model_name, dataset, compression), fast.evaluate(model_name, dataset, compression)
+        same += int((a.predictions == b.predictions).sum())
+        total += a.n
+        delta = max(delta, float(np.abs(a.logits - b.logits).max()))
+    return Agreement(dataset.name, total, same / total, delta)

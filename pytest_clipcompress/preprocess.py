@@ -1,0 +1,139 @@
+"""The model's own preprocessing, applied per batch instead of one torch call chain per image.
+
+open_clip's eval transform is ``Compose([Resize, CenterCrop, MaybeConvertMode, MaybeToTensor,
+Normalize])``. Run image by image, the last two steps are several small torch operations per image,
+each an OpenMP parallel region: on a few shared cores they cost more than the codec and, for a
+small model, more than the forward pass.
+
+- ``exact`` (the default): every step before the tensor conversion is the model's own transform
+  object applied to the Pillow image, as in the reference loop. The conversion and normalisation
+  map each (channel, uint8 value) to one float on their own, so they are tabulated once, by running
+  the model's own ToTensor and Normalize objects on an image holding all 256 values, and applied
+  per batch as a numpy table look-up: bit-identical to the per-image pipeline by construction, with
+  no torch call (and no OpenMP parallel region) outside the model.
+- ``fast`` (opt-in): the decoded images stay uint8 arrays at their native size; resize and crop run
+  batched on tensors (torchvision's tensor ``resize`` with antialiasing, in the model's own size and
+  interpolation), on the model's device. The pixels differ slightly from Pillow's resize, so
+  predictions may differ; ``benchmarks/bench.py`` measures by how much.
+
+Neither path changes the pixels the codec produced: the round trip stays Pillow's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class BatchPreprocess:
+    """A model's eval transform split into its per-image Pillow steps and its batched tensor tail."""
+
+    pil_steps: tuple[Callable[[Image.Image], Image.Image], ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    table: np.ndarray  # (3, 256) float32: the model's ToTensor + Normalize of each channel's values
+
+    def pil_array(self, image: Image.Image) -> np.ndarray:
+        """The model's Pillow steps (resize, crop, mode), as an (H, W, 3) uint8 array."""
+        for step in self.pil_steps:
+            image = step(image)
+        if image.mode != "RGB":  # the datasets and the codecs hand over RGB; anything else is converted
+            image = image.convert("RGB")
+        return np.asarray(image)
+
+    def tabulated(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
+        """Equal-sized (H, W, 3) uint8 arrays -> the (B, 3, H, W) float32 batch the model's transform makes."""
+        batch = np.stack(arrays)
+        out = np.empty((len(batch), 3, *batch.shape[1:3]), dtype=np.float32)
+        for channel in range(3):
+            out[:, channel] = self.table[channel][batch[..., channel]]
+        return out
+
+    def normalise(self, batch: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) uint8 -> contiguous float32, with torchvision's ToTensor and Normalize arithmetic."""
+        import torch
+
+        tensor = batch.contiguous().to(dtype=torch.float32).div(255)
+        mean = torch.as_tensor(self.mean, dtype=torch.float32, device=tensor.device).view(-1, 1, 1)
+        std = torch.as_tensor(self.std, dtype=torch.float32, device=tensor.device).view(-1, 1, 1)
+        return tensor.sub_(mean).div_(std)
+
+    def fast(self, arrays: Sequence[np.ndarray], device: str) -> torch.Tensor:
+        """Resize and crop on tensors, batched (one call per distinct input size), then normalise."""
+        import torch
+        from torchvision.transforms import functional
+
+        def tensor_steps(batch: torch.Tensor) -> torch.Tensor:
+            batch = batch.to(device, non_blocking=True).permute(0, 3, 1, 2)
+            for step in self.pil_steps:
+                batch = _tensor_step(step, batch, functional)
+            return batch
+
+        shapes = {array.shape for array in arrays}
+        if len(shapes) == 1:
+            resized = tensor_steps(torch.from_numpy(np.stack(arrays)))
+        else:  # an image folder with mixed sizes: each image on its own, still on tensors
+            resized = torch.cat([tensor_steps(torch.from_numpy(np.stack([array]))) for array in arrays])
+        return self.normalise(resized)
+
+
+def batch_preprocess(preprocess: Callable) -> BatchPreprocess | None:
+    """Split ``preprocess`` when it ends in ToTensor + Normalize; None means apply it per image."""
+    from torchvision import transforms
+
+    steps = list(getattr(preprocess, "transforms", ()))
+    if len(steps) < 2 or type(steps[-2]) not in (transforms.ToTensor, _maybe_to_tensor()) or not isinstance(steps[-1], transforms.Normalize):
+        return None
+    to_tensor, normalize = steps[-2], steps[-1]
+    mean, std = tuple(float(v) for v in normalize.mean), tuple(float(v) for v in normalize.std)
+    if len(mean) != 3 or len(std) != 3:
+        return None
+    values = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)  # one row: 0..255 in every channel
+    table = normalize(to_tensor(Image.fromarray(values, "RGB"))).numpy()[:, 0, :]
+    return BatchPreprocess(tuple(steps[:-2]), mean, std, np.ascontiguousarray(table, dtype=np.float32))
+
+
+def check_fast_supported(plan: BatchPreprocess | None, model_label: str) -> None:
+    """The tensor path knows Resize, CenterCrop and the RGB conversion; anything else is an error."""
+    from torchvision import transforms
+
+    supported = (transforms.Resize, transforms.CenterCrop, _maybe_convert_mode())
+    unknown = [type(step).__name__ for step in (plan.pil_steps if plan else ()) if not isinstance(step, supported)]
+    if plan is None or unknown:
+        what = ", ".join(unknown) if unknown else "a pipeline that does not end in ToTensor + Normalize"
+        raise ConfigError(
+            f"--clip-preprocess fast: the preprocessing of {model_label} has {what}, which the tensor path does not "
+            "reproduce; use --clip-preprocess exact (the default)"
+        )
+
+
+def _tensor_step(step: Any, batch: torch.Tensor, functional: Any) -> torch.Tensor:
+    from torchvision import transforms
+
+    if isinstance(step, transforms.Resize):
+        return functional.resize(batch, step.size, step.interpolation, step.max_size, antialias=True)
+    if isinstance(step, transforms.CenterCrop):
+        return functional.center_crop(batch, list(step.size))
+    return batch  # the RGB conversion: the arrays are RGB already
+
+
+def _maybe_to_tensor() -> type:
+    from open_clip.transform import MaybeToTensor
+
+    return MaybeToTensor
+
+
+def _maybe_convert_mode() -> type:
+    from open_clip.transform import MaybeConvertMode
+
+    return MaybeConvertMode
