@@ -10,7 +10,7 @@ from .evaluation import EvalResult
 from .metrics import ACCURACY, DROP
 from .outcomes import flip_text
 from .records import check_record
-from .settings import check_fraction
+from .values import check_fraction, is_finite, real_number
 
 
 def assert_accuracy(
@@ -36,15 +36,21 @@ def assert_accuracy(
             "clip_max_drop in the ini file",
             pytrace=False,
         )
-    floors = ((ACCURACY, min_accuracy), (DROP, max_drop))
     try:
-        for metric, value in floors:
-            if value is not None:
-                check_fraction(metric.floor, float(value))
-        if confidence is not None and not 0.0 < float(confidence) < 1.0:
-            raise ConfigError(f"confidence={confidence} is outside (0, 1); use e.g. 0.95, or leave it out to check the measured values")
+        # Plain floats from here on: numpy, Decimal or tensor floors must not reach the results file.
+        min_accuracy = None if min_accuracy is None else check_fraction("min_accuracy", min_accuracy)
+        max_drop = None if max_drop is None else check_fraction("max_drop", max_drop)
+        if confidence is not None:
+            number = real_number(confidence)
+            if number is None or not is_finite(number) or not 0.0 < number < 1.0:
+                raise ConfigError(f"confidence={confidence!r} is outside (0, 1); use e.g. 0.95, or leave it out to check the measured values")
+            confidence = float(number)
+        problem = None
     except ConfigError as error:
-        pytest.fail(str(error), pytrace=False)
+        problem = str(error)
+    if problem:  # failed outside the except block, so no "During handling..." chain is printed
+        pytest.fail(problem, pytrace=False)
+    floors = ((ACCURACY, min_accuracy), (DROP, max_drop))
 
     level = 0.95 if confidence is None else float(confidence)
     accuracy_high = result.accuracy_interval(level)[1]

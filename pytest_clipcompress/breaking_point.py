@@ -16,7 +16,8 @@ from typing import Any, Protocol
 
 from .compression import CODECS, Compression, searchable_params
 from .errors import ConfigError
-from .metrics import METRICS, metric_named
+from .metrics import ACCURACY, DROP, METRICS, metric_named
+from .values import check_fraction, is_finite, real_number
 
 __all__ = ["BreakingPoint", "MetricResult", "find_breaking_point", "max_evaluations", "mildness_order"]
 
@@ -66,12 +67,12 @@ def mildness_order(codec: str, param: str, low: float | None = None, high: float
         searchable = ", ".join(f"{c}.{p}" for c, p in searchable_params())
         raise ConfigError(f"cannot search {codec}.{param}; searchable parameters: {searchable}")
     spec = CODECS[key[0]].params[param]
-    low = spec.bounds[0] if low is None else low
-    high = spec.bounds[1] if high is None else high
-    for name, bound in (("low", low), ("high", high)):
-        spec.check(key[0], param, bound)
-        if bound != int(bound):
-            raise ConfigError(f"{codec} {param} {name}={bound!r} must be a whole number: the search steps by 1")
+    bounds = {}
+    for name, bound in (("low", spec.bounds[0] if low is None else low), ("high", spec.bounds[1] if high is None else high)):
+        bounds[name] = spec.check(key[0], param, bound)  # plain numbers from here on
+        if bounds[name] != int(bounds[name]):
+            raise ConfigError(f"{codec} {param} {name}={bounds[name]!r} must be a whole number: the search steps by 1")
+    low, high = bounds["low"], bounds["high"]
     if low > high:
         raise ConfigError(f"{codec} {param}: low={low:g} is above high={high:g}")
     low, high = int(low), int(high)
@@ -97,6 +98,13 @@ def find_breaking_point(
     ``{"subsampling": "4:4:4"}``). Each probed setting is evaluated exactly once.
     """
     measure = metric_named(metric)
+    if measure in (ACCURACY, DROP):
+        floor = check_fraction("floor", floor)  # accuracy and drop are both fractions
+    else:  # a registered metric has its own scale: any finite real number
+        number = real_number(floor)
+        if number is None or not is_finite(number):
+            raise ConfigError(f"floor={floor!r} is not a finite number")
+        floor = float(number)
     codec = codec.lower()
     fixed = dict(fixed or {})
     if param in fixed:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import ConfigError
+from .values import is_finite, real_number, safe_id
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -66,8 +67,10 @@ class ParamSpec:
                 )
             return value
         low, high = self.bounds
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        number = real_number(value)  # numpy, Decimal and 0-d tensors too; never bool or str
+        if number is None or not is_finite(number):
             raise ConfigError(f"{codec} {name}={value!r} must be a number from {low:g} to {high:g}")
+        value = number
         if self.kind is int and value != int(value):
             raise ConfigError(f"{codec} {name}={value!r} must be a whole number from {low:g} to {high:g}")
         if not low <= value <= high:
@@ -98,6 +101,7 @@ class CodecSpec:
     label: str = ""
     primary: str | None = None
     save_options: Mapping[str, Any] = field(default_factory=dict)
+    max_side: int | None = None  # the encoder's (or its decoder's) largest width or height, checked before encoding
 
     def available(self) -> bool:
         if self.feature is None:
@@ -162,6 +166,7 @@ for _spec in (
         },
         required=("quality",),
         label="JPEG",
+        max_side=65500,  # libjpeg's JPEG_MAX_DIMENSION
     ),
     CodecSpec(
         "webp",
@@ -170,6 +175,7 @@ for _spec in (
         {"quality": ParamSpec(int, "q", 0, 100, milder="higher", label="quality"), "method": ParamSpec(int, "m", 0, 6)},
         required=("quality",),
         label="WebP",
+        max_side=16383,  # libwebp's WEBP_MAX_DIMENSION
     ),
     CodecSpec(
         "avif",
@@ -178,6 +184,7 @@ for _spec in (
         {"quality": ParamSpec(int, "q", 0, 100, milder="higher", label="quality"), "speed": ParamSpec(int, "speed", 0, 10)},
         required=("quality",),
         label="AVIF",
+        max_side=32768,  # libavif's default decoder dimension limit; its encoder takes up to 65500
     ),
     # ``rate`` is the compression ratio (20 means 20:1): 10:1 is milder than 100:1.
     CodecSpec(
@@ -242,7 +249,7 @@ class Compression:
         for name, value in self.params:
             text = value.replace(":", "") if isinstance(value, str) else f"{value:g}"
             parts.append(f"{spec.params[name].short}{text}")
-        return "-".join(parts)
+        return safe_id("-".join(parts))
 
     @property
     def is_identity(self) -> bool:

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from .errors import ConfigError, DatasetError, DatasetMissingError
+from .images import check_image, open_image
 from .templates import CIFAR10_TEMPLATES, GENERIC_TEMPLATES, STL10_TEMPLATES
+from .values import DEFAULT_MAX_IMAGE_PIXELS, display_text, safe_id
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,10 @@ class ImageDataset:
     def image(self, index: int) -> Image.Image:
         raise NotImplementedError
 
+    def describe(self, index: int) -> str:
+        """The image at ``index`` as messages name it."""
+        return f"{self.name} image {index}"
+
     def subset(self, samples: int | None, seed: int) -> np.ndarray:
         """Indices of a class-stratified, seeded subset of ``samples`` images (all when None)."""
         return stratified_subset(self.labels, samples, seed)
@@ -89,17 +95,18 @@ class ArrayDataset(ImageDataset):
 class ImageFolderDataset(ImageDataset):
     """A user's ``<class>/<image>`` folders; class names are the folder names."""
 
-    def __init__(self, name: str, classes: tuple[str, ...], paths: list[Path], labels: np.ndarray, fingerprint: str):
+    def __init__(
+        self, name: str, classes: tuple[str, ...], paths: list[Path], labels: np.ndarray, fingerprint: str, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    ):
         super().__init__(name, classes, labels, fingerprint, GENERIC_TEMPLATES)
         self.paths = paths
+        self.max_pixels = max_pixels
 
     def image(self, index: int) -> Image.Image:
-        path = self.paths[index]
-        try:
-            with Image.open(path) as image:
-                return to_rgb(image, path)
-        except (OSError, UnidentifiedImageError) as error:
-            raise DatasetError(f"cannot decode image {path}: {error}; replace or remove the file") from None
+        return open_image(self.paths[index], self.max_pixels)
+
+    def describe(self, index: int) -> str:
+        return display_text(str(self.paths[index]))
 
 
 def stratified_subset(labels: np.ndarray, samples: int | None, seed: int) -> np.ndarray:
@@ -138,6 +145,7 @@ class DatasetSource:
     argument: str | None
     data_root: Path
     offline: bool
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # image files claiming more pixels are refused
 
 
 @dataclass(frozen=True)
@@ -202,9 +210,8 @@ def _canonical(spec: DatasetSpec, argument: str | None) -> str:
 def dataset_id(name: str) -> str:
     """The dataset's part of a test id: the name, or ``imagefolder-<folder name>``."""
     spec, argument = _parse(name)
-    if argument is None:
-        return spec.name
-    return f"{spec.name}-{Path(argument.rstrip(_SEPARATORS)).name}"
+    text = spec.name if argument is None else f"{spec.name}-{Path(argument.rstrip(_SEPARATORS)).name}"
+    return safe_id(text)  # pytest-html prints ids unescaped: a folder name must not become markup
 
 
 def marker_help() -> str:
@@ -213,11 +220,11 @@ def marker_help() -> str:
     return f"clip_dataset(*names): datasets to evaluate on: {names}; one case per name."
 
 
-def load_dataset(name: str, data_root: Path, offline: bool) -> ImageDataset:
-    """Load a dataset by its ``clip_dataset`` name."""
+def load_dataset(name: str, data_root: Path, offline: bool, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> ImageDataset:
+    """Load a dataset by its ``clip_dataset`` name; image files with more than ``max_image_pixels`` are refused."""
     spec, argument = _parse(name)
     canonical = _canonical(spec, argument)
-    dataset = spec.load(DatasetSource(canonical, argument, data_root, offline))
+    dataset = spec.load(DatasetSource(canonical, argument, data_root, offline, max_image_pixels))
     if not isinstance(dataset, ImageDataset) or dataset.name != canonical:
         got = repr(dataset.name) if isinstance(dataset, ImageDataset) else type(dataset).__name__
         raise ConfigError(f"the loader of dataset {spec.name!r} returned {got}; it must return an ImageDataset named {canonical!r}")
@@ -275,21 +282,50 @@ def load_cifar10(root: Path, offline: bool) -> ArrayDataset:
     folder = _ensure_downloaded(root, CIFAR10_DOWNLOAD, "cifar10", offline)
     batch_path, meta_path = folder / "test_batch", folder / "batches.meta"
     batch, meta = _unpickle(batch_path), _unpickle(meta_path)
-    try:
-        data = np.asarray(batch["data"], dtype=np.uint8)
-        labels = np.asarray(batch["labels"], dtype=np.int64)
-        names = meta["label_names"]
-        classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
-    except (KeyError, TypeError, ValueError) as error:
-        raise DatasetError(f"{folder} does not have the CIFAR-10 python layout ({error}); delete it and download again") from None
-    if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data) or len(data) == 0:
-        raise DatasetError(f"{batch_path} holds data of shape {data.shape} with {len(labels)} labels; expected (N, 3072) with N labels")
-    if labels.min() < 0 or labels.max() >= len(classes):
-        raise DatasetError(f"{batch_path} has labels outside 0..{len(classes) - 1}")
+    data, labels, classes = _cifar10_arrays(batch, meta, folder, batch_path)
     _check_official(batch_path, CIFAR10_DOWNLOAD, full_size=len(data) == CIFAR10_TEST_SIZE)
     images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     fingerprint = _hash_files([batch_path, meta_path])
     return ArrayDataset("cifar10", classes, images, labels, fingerprint, CIFAR10_TEMPLATES)
+
+
+def _cifar10_arrays(batch: dict, meta: dict, folder: Path, batch_path: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Data, labels and class names, checked for shape, type and range before anything is allocated.
+
+    A file that passes the pickle guard may still claim anything: object arrays of huge numbers,
+    labels as an (N, 1) column, pixel values of 300. Each is the clean layout error, never a
+    MemoryError, an OverflowError or a silently wrong accuracy.
+    """
+
+    def layout(problem: str) -> DatasetError:
+        return DatasetError(f"{folder} does not have the CIFAR-10 python layout ({problem}); delete it and download again")
+
+    try:
+        data, raw_labels, names = batch["data"], batch["labels"], meta["label_names"]
+    except KeyError as error:
+        raise layout(f"no {error}") from None
+    if not isinstance(data, np.ndarray) or data.dtype.kind not in "iu" or data.ndim != 2:
+        shown = f"an array of {data.dtype} with shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise layout(f"data must be a uint8 array of shape (N, 3072), found {shown}")
+    if data.shape[1] != 3072 or data.shape[0] == 0:
+        raise DatasetError(f"{batch_path} holds data of shape {data.shape}; expected (N, 3072) with N labels")
+    if isinstance(raw_labels, np.ndarray):
+        if raw_labels.ndim != 1 or raw_labels.dtype.kind not in "iu":
+            raise layout(f"labels must be a flat list of integers, found an array of {raw_labels.dtype} with shape {raw_labels.shape}")
+    elif not isinstance(raw_labels, list) or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in raw_labels):
+        raise layout(f"labels must be a flat list of integers, found {type(raw_labels).__name__}")
+    if len(raw_labels) != len(data):
+        raise DatasetError(f"{batch_path} holds data of shape {data.shape} with {len(raw_labels)} labels; expected (N, 3072) with N labels")
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, (bytes, str)) for n in names):
+        raise layout("label_names must be a list of class names")
+    classes = tuple(display_text(_decode_names(n) if isinstance(n, bytes) else n) for n in names)
+    # Range first (Python ints may be any size), then the conversion cannot overflow.
+    if min(raw_labels) < 0 or max(raw_labels) >= len(classes):
+        raise DatasetError(f"{batch_path} has labels outside 0..{len(classes) - 1}")
+    labels = np.asarray(raw_labels, dtype=np.int64)
+    if data.dtype != np.uint8 and (data.min() < 0 or data.max() > 255):
+        raise layout(f"pixel values must lie in 0..255, found {data.min()}..{data.max()}")
+    return data.astype(np.uint8, copy=False), labels, classes
 
 
 # --- STL-10 -------------------------------------------------------------------------------------
@@ -306,7 +342,7 @@ def load_stl10(root: Path, offline: bool) -> ArrayDataset:
         raise DatasetError(f"{x_path} has {size} bytes, not a whole number of 3x96x96 images; it is truncated or corrupt: delete it and download again")
     count = size // STL10_IMAGE_BYTES
     labels = np.fromfile(y_path, dtype=np.uint8).astype(np.int64) - 1
-    classes = tuple(line.strip() for line in names_path.read_text(encoding="utf-8").splitlines() if line.strip())
+    classes = tuple(line.strip() for line in _decode_names(names_path.read_bytes()).splitlines() if line.strip())
     if len(labels) != count:
         raise DatasetError(f"{y_path} has {len(labels)} labels for {count} images in {x_path}; the files do not belong together")
     if len(classes) != 10 or labels.min() < 0 or labels.max() >= len(classes):
@@ -320,33 +356,27 @@ def load_stl10(root: Path, offline: bool) -> ArrayDataset:
     return ArrayDataset("stl10", classes, images, labels, _hash_files([x_path, y_path, names_path]), STL10_TEMPLATES)
 
 
+def _decode_names(raw: bytes) -> str:
+    """Class names as UTF-8, else latin-1 (every byte is a latin-1 character, so re-saved files still load)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
 # --- image folders ------------------------------------------------------------------------------
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".avif", ".jp2"}
 
 
-def to_rgb(image: Image.Image, path: Path | str = "image") -> Image.Image:
-    """Convert any common mode to 8-bit RGB: alpha over white, palettes expanded, 16-bit scaled."""
-    if image.mode == "RGB":
-        return image.copy() if image.readonly else image.convert("RGB")
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if image.mode.startswith("I") else max(float(values.max()), 1.0)
-        gray = np.clip(np.rint(values / peak * 255.0), 0, 255).astype(np.uint8)
-        return Image.fromarray(gray, "L").convert("RGB")
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+def load_image_folder(root: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> ImageFolderDataset:
     try:
-        return image.convert("RGB")
-    except (ValueError, OSError) as error:
-        raise DatasetError(f"cannot convert {path} (mode {image.mode}) to RGB: {error}; save it as 8-bit RGB or remove it") from None
+        return _load_image_folder(root, max_pixels)
+    except OSError as error:  # a folder or file that cannot be listed or read (permissions, I/O errors)
+        raise DatasetError(f"cannot read image folder {display_text(str(root))} ({type(error).__name__}: {display_text(str(error))}); check its permissions") from None
 
 
-def load_image_folder(root: Path) -> ImageFolderDataset:
+def _load_image_folder(root: Path, max_pixels: int) -> ImageFolderDataset:
     if not root.is_dir():
         raise DatasetError(f"image folder {root} does not exist; give imagefolder:PATH with one sub-folder per class")
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -360,20 +390,19 @@ def load_image_folder(root: Path) -> ImageFolderDataset:
         if not files:
             raise DatasetError(f"class folder {class_dir} has no images; add images or remove the folder")
         for path in files:
-            try:
-                with Image.open(path) as image:
-                    image.verify()
-            except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
-                unreadable.append(str(path))
+            problem = check_image(path, max_pixels)
+            if problem:
+                unreadable.append(problem)
                 continue
             paths.append(path)
             labels.append(label)
     if unreadable:
-        shown = ", ".join(unreadable[:5]) + (f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else "")
-        raise DatasetError(f"{len(unreadable)} file(s) in {root} are not readable images: {shown}; fix or remove them")
-    classes = tuple(d.name.replace("_", " ") for d in class_dirs)
+        shown = "; ".join(unreadable[:5]) + (f"; and {len(unreadable) - 5} more" if len(unreadable) > 5 else "")
+        raise DatasetError(f"{len(unreadable)} file(s) in {display_text(str(root))} are not readable images: {shown}; fix or remove them")
+    # Folder names as the OS gives them: undecodable bytes are shown as \xNN, never passed on raw.
+    classes = tuple(display_text(d.name).replace("_", " ") for d in class_dirs)
     fingerprint = _hash_files(paths, relative_to=root)
-    return ImageFolderDataset(f"imagefolder:{root}", classes, paths, np.asarray(labels, dtype=np.int64), fingerprint)
+    return ImageFolderDataset(f"imagefolder:{root}", classes, paths, np.asarray(labels, dtype=np.int64), fingerprint, max_pixels)
 
 
 # --- demo ---------------------------------------------------------------------------------------
@@ -402,7 +431,7 @@ def _hash_files(paths: list[Path], relative_to: Path | None = None) -> str:
     digest = hashlib.sha256()
     for path in paths:
         name = path.relative_to(relative_to) if relative_to else Path(path.name)
-        digest.update(str(name).encode() + b"\0")
+        digest.update(os.fsencode(name) + b"\0")  # the OS's bytes: names need not be valid UTF-8
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
@@ -462,7 +491,7 @@ for _spec in (
     DatasetSpec("cifar10", lambda source: load_cifar10(source.data_root, source.offline)),
     DatasetSpec("stl10", lambda source: load_stl10(source.data_root, source.offline)),
     DatasetSpec("demo", lambda source: load_demo()),
-    DatasetSpec("imagefolder", lambda source: load_image_folder(Path(source.argument or "")), argument="PATH", canonical=_folder_path),
+    DatasetSpec("imagefolder", lambda source: load_image_folder(Path(source.argument or ""), source.max_image_pixels), argument="PATH", canonical=_folder_path),
 ):
     register_dataset(_spec)
 _BUILTIN_DATASETS.update(DATASETS)

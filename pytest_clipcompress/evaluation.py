@@ -21,6 +21,7 @@ from .cache import LogitsCache
 from .compression import Compression
 from .datasets import ImageDataset, load_dataset, validate_dataset_name
 from .errors import ClipCompressError
+from .images import round_trip
 from .models import LoadedModel, ModelSpec, class_text_features, load_model, register_model_configs, resolve_device, zero_shot_classifier
 from .outcomes import Outcomes, templates_digest
 from .preprocess import BatchPreprocess, batch_preprocess, check_fast_supported
@@ -214,7 +215,7 @@ class Evaluator:
         spec = validate_dataset_name(spec)  # one entry per dataset, however its name is spelled
         if spec not in self._datasets:
             try:
-                self._datasets[spec] = load_dataset(spec, self.settings.data_root, self.settings.offline)
+                self._datasets[spec] = load_dataset(spec, self.settings.data_root, self.settings.offline, self.settings.max_image_pixels)
             except ClipCompressError as error:
                 self._datasets[spec] = error
         loaded = self._datasets[spec]
@@ -287,7 +288,9 @@ class Evaluator:
         if key in self._scored:
             return self._scored[key]
         cache_key = self._cache_key(model_name, dataset, indices, compression) if self.cache else None
-        cached = self.cache.load(cache_key) if cache_key else None
+        # An entry is trusted only with logits of this evaluation's shape and a finite bits-per-pixel.
+        shapes = {"logits": (len(indices), len(dataset.classes)), "bits_per_pixel": ()}
+        cached = self.cache.load(cache_key, shapes) if cache_key else None
         if cached is not None:
             scored = _Scored(cached["logits"], float(cached["bits_per_pixel"]))
         else:
@@ -364,7 +367,7 @@ class Evaluator:
             images, bits = [], 0.0
             for index in chunk:
                 image = dataset.image(int(index))
-                compressed, size = compression.apply(image)
+                compressed, size = round_trip(compression, image, dataset.describe(int(index)))
                 bits += 8.0 * size / (image.width * image.height)
                 if fast:
                     images.append(np.asarray(compressed))

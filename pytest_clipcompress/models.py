@@ -325,7 +325,7 @@ def class_text_features(loaded: LoadedModel, classes: tuple[str, ...], templates
     features = []
     with torch.no_grad():
         for name in classes:
-            tokens = loaded.tokenizer([template.format(name) for template in templates]).to(loaded.device)
+            tokens = loaded.tokenizer([template.replace("{}", name) for template in templates]).to(loaded.device)
             embedded = torch.nn.functional.normalize(model.encode_text(tokens).float(), dim=-1)
             features.append(torch.nn.functional.normalize(embedded.mean(dim=0), dim=-1))
     return torch.stack(features)

@@ -13,6 +13,7 @@ from .errors import ClipCompressError, ConfigError, DatasetMissingError
 from .records import breaking_point_record
 from .session import SESSION, ClipSession
 from .settings import OPTIONS, Option, build_settings
+from .values import safe_id
 
 if TYPE_CHECKING:
     from .breaking_point import BreakingPoint
@@ -103,7 +104,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     except ClipCompressError as error:
         raise pytest.fail.Exception(f"{metafunc.definition.nodeid}: {error}", pytrace=False) from None
     if len(settings.models) > 1 and "clip_model" in metafunc.fixturenames:
-        metafunc.parametrize("clip_model", settings.models, indirect=True, ids=list(settings.models), scope="session")
+        metafunc.parametrize("clip_model", settings.models, indirect=True, ids=[safe_id(m) for m in settings.models], scope="session")
     if datasets and compressions:
         cases = [(d, c) for d in datasets for c in compressions]
         ids = [f"{dataset_id(d)}-{c.id}" for d, c in cases]

@@ -126,7 +126,8 @@ class ClipSession:
         settings = self.settings
         try:
             # Only when the user named models or configs: a plain run must not pay open_clip's import.
-            if settings.model_configs or not settings.uses_demo_model:
+            # An explicit --clip-pretrained is checked for the demo model too (a missing file, an unknown tag).
+            if settings.model_configs or not settings.uses_demo_model or settings.pretrained is not None:
                 from .models import register_model_configs
 
                 register_model_configs(settings.model_config_paths)

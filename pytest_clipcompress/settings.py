@@ -16,6 +16,7 @@ from typing import Any
 from .errors import ConfigError
 from .models import DEVICE_PATTERN, QUICK_GELU_MODES, ModelSpec, resolve_model_spec
 from .roles import ModelEntry, parse_model_entries
+from .values import DEFAULT_MAX_IMAGE_PIXELS, check_fraction
 
 IG_BASELINES = ("uncompressed", "jpeg-q100", "black", "blur")
 IG_ON = ("failed", "xfailed", "all", "never")
@@ -66,6 +67,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("preprocess", "exact (bit-identical to the model's own preprocessing) or fast (batched tensor resize; pixels differ slightly) (default: exact)", "exact|fast"),
     Option("precision", "fp32, or fp16/bf16 autocast on CUDA (default: fp32)", "PRECISION"),
     Option("data-root", "folder holding the datasets (default: $CLIPCOMPRESS_DATA, else a per-user cache folder)", "DIR"),
+    Option("max-image-pixels", f"refuse images with more pixels than N, as decompression bombs (default: {DEFAULT_MAX_IMAGE_PIXELS})", "N"),
     Option("offline", "never touch the network: weights only from the local cache; missing datasets skip with a message saying where to put them", kind="flag"),
     Option("samples", "evaluate a class-stratified, seeded subset of N test images per dataset (default: all)", "N"),
     Option("seed", "seed of the subset (default: 0)", "N"),
@@ -104,6 +106,7 @@ class Settings:
     preprocess: str
     precision: str
     data_root: Path
+    max_image_pixels: int
     offline: bool
     samples: int | None
     seed: int
@@ -217,6 +220,7 @@ def build_settings(lookup: Callable[[Option], Any]) -> Settings:
         preprocess=preprocess,
         precision=precision,
         data_root=Path(text["data-root"]).expanduser() if text["data-root"] else default_data_root(),
+        max_image_pixels=_integer("max-image-pixels", text["max-image-pixels"], minimum=1) if text["max-image-pixels"] else DEFAULT_MAX_IMAGE_PIXELS,
         offline=bool(values["offline"]),
         samples=_integer("samples", samples_text, minimum=1) if samples_text and samples_text != "all" else None,
         seed=_integer("seed", text["seed"] or "0", minimum=0),
@@ -265,9 +269,8 @@ def _fraction(name: str, value: str | None) -> float | None:
     try:
         number = float(value)
     except ValueError:
-        raise ConfigError(f"--clip-{name} {value!r} is not a number") from None
-    check_fraction(name.replace("-", "_"), number)
-    return number
+        raise ConfigError(f"--clip-{name} {value!r} is not a number; floors are fractions (0.8 means 80%)") from None
+    return check_fraction(name.replace("-", "_"), number)
 
 
 def _seconds(name: str, value: str | None) -> float | None:
@@ -281,7 +284,3 @@ def _seconds(name: str, value: str | None) -> float | None:
         raise ConfigError(f"--clip-{name} {value!r} must be a finite number of seconds, 0 or more")
     return number
 
-
-def check_fraction(name: str, value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{name}={value} is outside [0, 1]; floors are fractions (0.8 means 80%)")

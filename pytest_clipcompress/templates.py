@@ -55,4 +55,15 @@ def load_template_file(path: Path) -> tuple[str, ...]:
         raise ConfigError(f"--clip-templates: cannot read {path} ({error}); {hint}") from None
     if not isinstance(data, list) or not data or not all(isinstance(t, str) and "{}" in t for t in data):
         raise ConfigError(f"--clip-templates: {path} is not a usable template list; {hint}")
+    for template in data:
+        check_template(template, f"--clip-templates: {path}")
     return tuple(data)
+
+
+def check_template(template: str, source: str) -> None:
+    """Exactly one ``{}`` and no other brace: the class name is substituted with ``str.replace``, never ``format``."""
+    if template.count("{}") != 1 or "{" in template.replace("{}", "") or "}" in template.replace("{}", ""):
+        raise ConfigError(
+            f"{source}: template {template!r} must hold exactly one {{}} where the class name goes and no other "
+            "braces (format fields such as {0} or {name} are not supported)"
+        )

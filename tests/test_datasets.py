@@ -19,9 +19,9 @@ from pytest_clipcompress.datasets import (
     load_image_folder,
     load_stl10,
     stratified_subset,
-    to_rgb,
 )
 from pytest_clipcompress.errors import DatasetError, DatasetMissingError
+from pytest_clipcompress.images import to_rgb
 
 from .helpers import CIFAR_CLASSES, STL_CLASSES, random_images, write_cifar10, write_stl10
 

@@ -86,7 +86,7 @@ def test_fixture_search_and_strategy(toy, clip_breaking_point):
     assert toy.classes == ("red", "green", "blue")
     assert list(mildness_order("toyjpeg", "level")) == list(range(1, 10))
     assert find(cs.codec("toyjpeg"), lambda c: True, settings=settings(database=None)).param("level") == 1
-    point = clip_breaking_point("toy", "toyjpeg", "level", floor=1.01)  # no accuracy reaches 101%: the mildest breaks
+    point = clip_breaking_point("toy", "toyjpeg", "level", floor=1.0)  # floors are at most 1: only a perfect score passes, the mildest breaks
     assert point.breaking_value == 1 and point.last_passing_value is None
 """
 
@@ -139,7 +139,7 @@ def test_one_spelling_per_image_folder_keeps_the_breaking_point_on_its_chart(pyt
     pytester.makepyfile(
         f"""
         def test_search(clip_breaking_point):
-            clip_breaking_point("imagefolder:{folder}/", "jpeg", "quality", floor=1.01, low=90, high=95)
+            clip_breaking_point("imagefolder:{folder}/", "jpeg", "quality", floor=1.0, low=90, high=95)
         """
     )
     results_path = pytester.path / "results.json"
