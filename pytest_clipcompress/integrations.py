@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from .metadata import with_models
 from .results import ResultsCollector
 
 DEMO_NOTE = "bundled demo model; pass --clip-model for a real one"
@@ -29,8 +30,13 @@ class ResultsPlugin:
         self.config = config
         self.settings = config.stash[SETTINGS]
         self.collector = ResultsCollector()
+        if is_controller(config):
+            from .metadata import run_metadata
+
+            self.collector.run = run_metadata(self.settings.device, self.settings.precision, config.rootpath)
         self.failures: list[dict[str, Any]] = []
         self.running: pytest.Item | None = None
+        self.notes: list[str] = []  # optional outputs that could not be written, shown in the terminal summary
 
     @property
     def demo_note(self) -> str | None:
@@ -66,7 +72,23 @@ class ResultsPlugin:
         if self.settings.results:
             self.collector.write(self.settings.results)
 
+    def write_markdown_summary(self) -> None:
+        """``--clip-summary`` always (a run that evaluated nothing says so); ``$GITHUB_STEP_SUMMARY`` only when it evaluated something."""
+        import os
+
+        from .render.markdown import GITHUB_STEP_SUMMARY, summary_markdown, write_summary
+
+        environ = {GITHUB_STEP_SUMMARY: os.environ.get(GITHUB_STEP_SUMMARY, "")} if self.collector else {}
+        if self.settings.summary is None and not environ.get(GITHUB_STEP_SUMMARY):
+            return
+        collector = self.collector
+        run = collector.run and with_models(collector.run, collector.models)
+        text = summary_markdown(collector.sorted_records(), collector.checks, collector.breaking_points, run=run, demo_note=self.demo_note)
+        self.notes += write_summary(text, self.settings.summary, environ)
+
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        for note in self.notes:
+            terminalreporter.write_line(f"clipcompress: {note}", yellow=True)
         if not self.collector:
             return
         from .reporting import breaking_point_lines, terminal_table
@@ -85,10 +107,15 @@ class ResultsPlugin:
             terminalreporter.write_line(f"results: {self.settings.results}")
         if self.settings.report:
             terminalreporter.write_line(f"report: {self.settings.report / 'index.html'}")
+        if self.settings.summary:
+            terminalreporter.write_line(f"summary: {self.settings.summary}")
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if not self.collector or not is_controller(self.config):
+        if not is_controller(self.config):
+            return
+        self.write_markdown_summary()
+        if not self.collector:
             return
         if self.settings.results:
             self.collector.write(self.settings.results)
@@ -129,6 +156,20 @@ class HtmlReportPlugin:
             name = f"{item['compression_id']} image {item['index']}: {item['true_name']} -> {item['pred_compressed_name']}"
             added.append(extras.png(image, name=name))
         report.extras = [*getattr(report, "extras", []), *added]
+
+    @pytest.hookimpl(tryfirst=True)  # before pytest-html renders its page, Environment table included
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        run = self.results.collector.run
+        if run is None:
+            return
+        try:
+            from pytest_metadata.plugin import metadata_key
+        except ImportError:
+            return
+        from .metadata import environment_rows
+
+        if metadata_key in self.config.stash:
+            self.config.stash[metadata_key].update(environment_rows(with_models(run, self.results.collector.models)))
 
     def pytest_html_results_summary(self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session) -> None:
         collector = self.results.collector

@@ -23,12 +23,20 @@ def report_payload(results: list[EvalResult], breaking_points: list[dict[str, An
             for check in r.checks
         ],
         "breaking_points": breaking_points,
+        "models": _model_facts(results, evaluator),
     }
     if failed and evaluator.settings.ig_samples > 0:
         from .explain import explain_failures
 
         payload["attributions"] = explain_failures(results, evaluator)
     return payload
+
+
+def _model_facts(results: list[EvalResult], evaluator: Evaluator) -> list[dict[str, str]]:
+    """Facts of the models these results came from; they are loaded already, in this process."""
+    from .metadata import model_facts
+
+    return [model_facts(evaluator.model(name)) for name in sorted({result.model for result in results})]
 
 
 def group_records(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str, str, str], list[dict[str, Any]]]:

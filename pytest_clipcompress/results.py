@@ -50,6 +50,8 @@ class ResultsCollector:
         self.records: dict[tuple, dict[str, Any]] = {}
         self.checks: list[dict[str, Any]] = []
         self.breaking_points: list[dict[str, Any]] = []
+        self.models: list[dict[str, str]] = []  # facts of the models that produced the records (metadata.model_facts)
+        self.run: dict[str, Any] | None = None  # the run block (metadata.run_metadata), set by the controller
 
     def add(self, nodeid: str, data: dict[str, Any]) -> None:
         for record in data.get("evaluations", []):
@@ -60,6 +62,7 @@ class ResultsCollector:
                 self.checks.append(row)
         for point in data.get("breaking_points", []):
             self.breaking_points.append({"test": nodeid, **point})
+        self.models += [facts for facts in data.get("models", []) if facts not in self.models]
 
     def __bool__(self) -> bool:
         return bool(self.records)
@@ -75,6 +78,10 @@ class ResultsCollector:
             "checks": _stable(self.checks),
             "breaking_points": _stable(self.breaking_points),
         }
+        if self.run is not None:
+            from .metadata import with_models
+
+            payload["run"] = with_models(self.run, self.models)
         return json.dumps(payload, indent=2, sort_keys=True) + "\n"
 
     def write(self, path: Path) -> None:

@@ -61,6 +61,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("ig-steps", "integration steps for IG, or auto for the fewest steps meeting the completeness tolerance (default: 50)", "N|auto"),
     Option("ig-baseline", "IG baseline: uncompressed (the paper's), black or blur (default: uncompressed)", "|".join(IG_BASELINES)),
     Option("report", "write charts, attribution images and index.html to DIR (works without pytest-html)", "DIR"),
+    Option("summary", "write a Markdown summary (failures first, a table per model and dataset) to PATH; it is also appended to $GITHUB_STEP_SUMMARY when that is set", "PATH"),
     Option("cache-dir", "folder of the per-image logits cache (default: a per-user cache folder)", "DIR"),
     Option("no-cache", "neither read nor write the logits cache", kind="flag"),
     Option("cache-clear", "empty the logits cache at the start of the run", kind="flag"),
@@ -92,6 +93,7 @@ class Settings:
     ig_steps: int | str
     ig_baseline: str
     report: Path | None
+    summary: Path | None
     cache_dir: Path
     no_cache: bool
     cache_clear: bool
@@ -170,6 +172,7 @@ def build_settings(lookup: Callable[[Option], Any]) -> Settings:
         ig_steps=ig_steps,
         ig_baseline=ig_baseline,
         report=Path(text["report"]) if text["report"] else None,
+        summary=Path(text["summary"]) if text["summary"] else None,
         cache_dir=Path(text["cache-dir"]).expanduser() if text["cache-dir"] else default_cache_dir(),
         no_cache=bool(values["no-cache"]),
         cache_clear=bool(values["cache-clear"]),

@@ -1,0 +1,1 @@
+"""Renderers: turn the run's records into reports (they read records, never compute)."""
