@@ -119,6 +119,20 @@ def _image_attribution(result: EvalResult, position: int, index: int, label: int
     )
 
 
+# A completeness gap above this share of |ΔF| makes an image's attributions unreliable (docs/attributions.md).
+IG_GAP_FLAG = 0.05
+IG_GAP_FLOOR = 1e-4  # below this absolute gap (auto's own floor) a tiny ΔF is not flagged
+
+
+def gap_warning(item: dict[str, Any]) -> str | None:
+    """``IG gap 7% of ΔF: ...`` when an image's quadrature error is too large to trust its attributions."""
+    gap, delta = item["completeness_gap"], abs(item["delta_f"])
+    if gap <= max(IG_GAP_FLAG * delta, IG_GAP_FLOOR):
+        return None
+    share = f"{gap / delta:.0%}" if delta > 0 else "more than all"
+    return f"image {item['index']}: IG gap {share} of ΔF: raise --clip-ig-steps or use auto"
+
+
 def attribution_text(data: dict[str, Any]) -> str:
     """Plain-text IG numbers for a failing test's report section (terminal and JUnit)."""
     lines = [
@@ -132,6 +146,7 @@ def attribution_text(data: dict[str, Any]) -> str:
             f"{item['delta_f']:>13.4f} {item['sum_attributions']:>9.4f} {item['completeness_gap']:>9.2e} {item['positive_mass']:>8.3f} "
             f"{item['negative_mass']:>8.3f} {item['boundary_share']:>5.0%} of |IG| on {item['boundary_area_share']:.0%} of pixels"
         )
+    lines += [warning for warning in map(gap_warning, data["items"]) if warning]
     lines.append(aggregate_text(data["summary"]))
     return "\n".join(lines)
 

@@ -96,7 +96,16 @@ class ResultsPlugin:
         terminalreporter.section("clipcompress: zero-shot accuracy under compression")
         if self.demo_note:
             terminalreporter.write_line(f"model: {self.demo_note}")
-        for line in terminal_table(self.collector.sorted_records()) + breaking_point_lines(self.collector.breaking_points):
+        grid, probes = self.collector.grid_and_probes()
+        for line in terminal_table(grid):
+            terminalreporter.write_line(line)
+        bisected = {(p["model"], p["pretrained"], p["dataset"], probe["setting"]) for p in self.collector.breaking_points for probe in p["frontier"]}
+        sampled = [r for r in probes if (r["model"], r["pretrained"], r["dataset"], r["compression_id"]) not in bisected]
+        if sampled:  # hypothesis examples; bisection probes are listed under their breaking point
+            terminalreporter.write_line("search probes (hypothesis examples, apart from the grid above):")
+            for line in terminal_table(sampled):
+                terminalreporter.write_line(line)
+        for line in breaking_point_lines(self.collector.breaking_points):
             terminalreporter.write_line(line)
         images = sum(len(f["attributions"]["items"]) for f in self.failures)
         if images:

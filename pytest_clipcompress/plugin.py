@@ -24,7 +24,6 @@ EVALUATOR = pytest.StashKey["Evaluator"]()
 ITEM_RESULTS = pytest.StashKey["list[EvalResult]"]()
 ITEM_BREAKING_POINTS = pytest.StashKey["list[dict[str, Any]]"]()
 
-PROGRESS_AFTER_SECONDS = 3.0  # quick evaluations print nothing; slower ones a line every 3 s
 CLIP_FIXTURES = ("clip_eval", "clip_dataset", "compression", "clip_model")
 MARKERS = (
     "compression(codec, **params): evaluate under a codec; list-valued params expand into one case per value "
@@ -136,21 +135,16 @@ def _evaluator(config: pytest.Config) -> Evaluator:
 
 
 def _progress_printer(config: pytest.Config) -> Callable[[str, int, int, float], None] | None:
-    """Progress lines for evaluations that take a while, shown even under output capture."""
+    """Progress lines for evaluations that take a while, shown even under output capture (controller only)."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     capture = config.pluginmanager.get_plugin("capturemanager")
     if reporter is None or capture is None or not _is_controller(config):
         return None
-    last_shown = {"at": 0.0}
+    from .progress import ProgressLines
 
-    def show(label: str, done: int, total: int, elapsed: float) -> None:
-        if elapsed < PROGRESS_AFTER_SECONDS or (done < total and elapsed - last_shown["at"] < PROGRESS_AFTER_SECONDS):
-            return
-        last_shown["at"] = elapsed
-        with capture.global_and_fixture_disabled():
-            reporter.write_line(f"clipcompress: {label}: {done}/{total} images, {done / elapsed:.1f} images/s")
-
-    return show
+    printer = ProgressLines(reporter, capture)
+    config.pluginmanager.register(printer, "clipcompress-progress")
+    return printer
 
 
 # --- parametrization ----------------------------------------------------------------------------
@@ -346,6 +340,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 
         failed = report.failed or (report.skipped and hasattr(report, "wasxfail"))
         report.clipcompress = report_payload(results, item.stash.get(ITEM_BREAKING_POINTS, []), _evaluator(item.config), failed)
+        # Hypothesis examples are probes, kept apart from the grid in the terminal summary.
+        report.clipcompress["search"] = bool(getattr(getattr(item, "obj", None), "is_hypothesis_test", False))
         attributions = report.clipcompress.get("attributions")
         if attributions and attributions["items"]:
             from .explain import attribution_text
@@ -353,9 +349,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
             # A "Captured stdout" section shows under the failure; the item's copy reaches JUnit's system-out.
             text = attribution_text(attributions)
             report.sections.append(("Captured stdout clipcompress attributions", text))
+            report_dir = item.config.stash[SETTINGS].report
+            if report_dir is not None:  # GitLab shows these figures on the test's page in its JUnit view
+                from .junit import attachment_lines
+                from .report import attribution_figure, attribution_stem
+
+                stem = attribution_stem(item.nodeid)
+                text += "\n" + "\n".join(attachment_lines(report_dir, [attribution_figure(stem, k) for k in range(len(attributions["images"]))]))
             item.add_report_section("call", "stdout clipcompress attributions", text)
         for result in {result.key: result for result in results}.values():  # hypothesis repeats evaluations
             prefix = f"clip[{result.dataset}-{result.compression.id}]"
             # On the item, like record_property: JUnit XML reads them from the teardown report.
             item.user_properties += [(f"{prefix}.accuracy", f"{result.accuracy:.6f}"), (f"{prefix}.drop", f"{result.drop:.6f}"), (f"{prefix}.n", str(result.n))]
+        from .junit import check_properties
+
+        item.user_properties += check_properties(results)
     return report

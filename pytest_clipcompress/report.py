@@ -672,6 +672,16 @@ def _failure_section(failure: dict[str, Any], anchor: str, image_links: list[str
     return "".join(parts)
 
 
+def attribution_stem(test: str) -> str:
+    """The file-name stem of a test's attribution figures (made unique per report when two tests share it)."""
+    return safe_name(test, lower=False, underscores=True)
+
+
+def attribution_figure(stem: str, k: int) -> str:
+    """Where the report folder puts the k-th attribution figure of a test, relative to the folder."""
+    return f"attributions/{stem}_{k}.png"
+
+
 def write_report_dir(
     directory: Path,
     records: Iterable[dict[str, Any]],
@@ -706,7 +716,7 @@ def write_report_dir(
     toc = []
     for failure in failures:
         test = str(failure.get("test", ""))
-        stem = _unique(safe_name(test, lower=False, underscores=True), (test, failure.get("outcome")), used_ids)
+        stem = _unique(attribution_stem(test), (test, failure.get("outcome")), used_ids)
         attributions = failure.get("attributions") or {}
         links: list[str | None] = []
         for k, encoded in enumerate(attributions.get("images") or []):
@@ -714,7 +724,7 @@ def write_report_dir(
             if png is None:
                 links.append(None)
                 continue
-            relative = f"attributions/{stem}_{k}.png"
+            relative = attribution_figure(stem, k)
             atomic_write_bytes(directory / relative, png)
             links.append(relative)
         anchor = f"failure-{stem}"

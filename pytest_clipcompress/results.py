@@ -50,12 +50,16 @@ class ResultsCollector:
         self.records: dict[tuple, dict[str, Any]] = {}
         self.checks: list[dict[str, Any]] = []
         self.breaking_points: list[dict[str, Any]] = []
+        self.grid_keys: set[tuple] = set()  # evaluations a test asked for (markers, clip_eval calls)
+        self.probe_keys: set[tuple] = set()  # evaluations of hypothesis examples and breaking-point searches
         self.models: list[dict[str, str]] = []  # facts of the models that produced the records (metadata.model_facts)
         self.run: dict[str, Any] | None = None  # the run block (metadata.run_metadata), set by the controller
 
     def add(self, nodeid: str, data: dict[str, Any]) -> None:
+        search = bool(data.get("search") or data.get("breaking_points"))
         for record in data.get("evaluations", []):
             self.records.setdefault(record_key(record), record)
+            (self.probe_keys if search else self.grid_keys).add(record_key(record))
         for check in data.get("checks", []):
             row = {"test": nodeid, **check}
             if row not in self.checks:  # hypothesis replays the same check many times while shrinking
@@ -69,6 +73,12 @@ class ResultsCollector:
 
     def sorted_records(self) -> list[dict[str, Any]]:
         return [self.records[key] for key in sorted(self.records)]
+
+    def grid_and_probes(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Sorted records split into the tests' own evaluations and those only searches made."""
+        records = self.sorted_records()
+        grid = [r for r in records if record_key(r) in self.grid_keys or record_key(r) not in self.probe_keys]
+        return grid, [r for r in records if record_key(r) not in self.grid_keys and record_key(r) in self.probe_keys]
 
     def to_json(self) -> str:
         payload = {

@@ -272,7 +272,7 @@ def test_progress_shows_through_capture_only_for_slow_evaluations(
     quick.assert_outcomes(passed=1)
     assert "images/s" not in quick.stdout.str()
 
-    monkeypatch.setattr("pytest_clipcompress.plugin.PROGRESS_AFTER_SECONDS", 0.0)  # as if every batch were slow
+    monkeypatch.setattr("pytest_clipcompress.progress.PROGRESS_AFTER_SECONDS", 0.0)  # as if every batch were slow
     slow = pytester.runpytest(*args)
     slow.assert_outcomes(passed=1)
     slow.stdout.fnmatch_lines(["clipcompress: tiny-clip/tiny-clip.pt cifar10 none: 50/200 images, * images/s", "clipcompress: tiny-clip/tiny-clip.pt cifar10 jpeg-q50: 200/200 images, * images/s"])
