@@ -18,9 +18,11 @@ TITLE = "## clipcompress: zero-shot accuracy under compression"
 GITHUB_STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
 
 
-def code(text: Any) -> str:
-    """User text as an inline code span that survives a GFM table: no markup, no broken cells."""
-    value = re.sub(r"\s+", " ", str(text)).replace("|", "\\|")
+def code(text: Any, *, table: bool = True) -> str:
+    """User text as an inline code span: no markup, and in a GFM table cell no broken cells."""
+    value = re.sub(r"\s+", " ", str(text))
+    if table:  # GFM splits rows at pipes even inside code spans; a backslash keeps them in the cell
+        value = value.replace("|", "\\|")
     fence = "`" * (max((len(run) for run in re.findall(r"`+", value)), default=0) + 1)
     pad = " " if value.startswith("`") or value.endswith("`") else ""
     return f"{fence}{pad}{value}{pad}{fence}"
@@ -100,7 +102,7 @@ def _tables(records: list[Mapping[str, Any]], checks: list[Mapping[str, Any]]) -
         sizes = sorted({row["n"] for row in rows})
         baseline = ", ".join(_pct(a) for a in sorted({row["baseline_accuracy"] for row in rows}))
         lines += [
-            f"### {code(f'{model}/{pretrained}')} on {code(dataset)}",
+            f"### {code(f'{model}/{pretrained}', table=False)} on {code(dataset, table=False)}",
             "",
             f"n={', '.join(str(n) for n in sizes)} images; uncompressed accuracy {baseline}",
             "",
@@ -123,7 +125,7 @@ def _breaking_points(points: list[Mapping[str, Any]]) -> list[str]:
         return []
     lines = ["### Breaking points", ""]
     for point in sorted(points, key=lambda p: (p["test"], p["model"], p["dataset"], p["codec"], p["param"], p["floor"])):
-        where = f"{code(point['model'] + '/' + point['pretrained'])} on {code(point['dataset'])}, {point['codec']} {point['param']}"
+        where = f"{code(point['model'] + '/' + point['pretrained'], table=False)} on {code(point['dataset'], table=False)}, {point['codec']} {point['param']}"
         if point["breaking_value"] is None:
             verdict = f"holds the {point['metric']} floor {point['floor']:g} at every setting"
         else:
@@ -138,7 +140,7 @@ def _run_line(run: Mapping[str, Any] | None) -> list[str]:
     """Models, library versions and commit; no time, so repeated runs give the same bytes."""
     if not run:
         return []
-    parts = [f"{code(m['label'])} weights {m['weights_hash'][:12]} on {m['device']} ({m['precision']})" for m in run["models"]]
+    parts = [f"{code(m['label'], table=False)} weights {m['weights_hash'][:12]} on {m['device']} ({m['precision']})" for m in run["models"]]
     versions = run["versions"]
     parts.append(", ".join(f"{name} {versions[name]}" for name in ("torch", "open_clip", "Pillow") if name in versions))
     git = run.get("git")
