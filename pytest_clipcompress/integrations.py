@@ -36,6 +36,7 @@ class ResultsPlugin:
             self.collector.run = run_metadata(self.settings.device, self.settings.precision, config.rootpath)
         self.failures: list[dict[str, Any]] = []
         self.running: pytest.Item | None = None
+        self.outcomes: dict[str, str] = {}  # test outcome by node id, so the summary tells xfail from failure
         self.notes: list[str] = []  # optional outputs that could not be written, shown in the terminal summary
 
     @property
@@ -47,6 +48,7 @@ class ResultsPlugin:
         if not data or not is_controller(self.config):
             return
         self.collector.add(report.nodeid, data)
+        self.outcomes[report.nodeid] = "xfailed" if report.skipped else ("xpassed" if hasattr(report, "wasxfail") else report.outcome)
         if data.get("attributions"):
             outcome = "xfailed" if hasattr(report, "wasxfail") else "failed"
             self.failures.append({"test": report.nodeid, "outcome": outcome, "attributions": data["attributions"]})
@@ -83,7 +85,8 @@ class ResultsPlugin:
             return
         collector = self.collector
         run = collector.run and with_models(collector.run, collector.models)
-        text = summary_markdown(collector.sorted_records(), collector.checks, collector.breaking_points, run=run, demo_note=self.demo_note)
+        checks = [{"outcome": self.outcomes.get(check["test"], "failed"), **check} for check in collector.checks]
+        text = summary_markdown(collector.sorted_records(), checks, collector.breaking_points, run=run, demo_note=self.demo_note)
         self.notes += write_summary(text, self.settings.summary, environ)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:

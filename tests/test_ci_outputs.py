@@ -141,3 +141,122 @@ def test_attribution_text_flags_a_large_completeness_gap() -> None:
     # 6.29 / 88.29 = 7.1% and 0.09 / 2.0 = 4.5%: only the first is above the 5% docs/attributions.md states.
     assert flags == ["image 17: IG gap 7% of ΔF: raise --clip-ig-steps or use auto"]
     assert "above 1e-4" in (Path(__file__).parents[1] / "docs" / "attributions.md").read_text(encoding="utf-8")
+
+
+DEMO_SUITE = """
+import pytest
+from pytest_clipcompress import assert_accuracy
+
+@pytest.mark.clip_dataset("demo")
+@pytest.mark.compression("jpeg", quality=[100, 25], subsampling="4:4:4")
+def test_floor(clip_eval):
+    assert_accuracy(clip_eval(), min_accuracy=0.85)  # holds at q100, fails at q25
+
+@pytest.mark.clip_dataset("demo")
+@pytest.mark.compression("jpeg", quality=30)
+@pytest.mark.xfail(strict=True, reason="harsh JPEG")
+def test_expected(clip_eval):
+    assert_accuracy(clip_eval(), max_drop=0.05)
+"""
+DEMO_ARGS = ["--clip-samples=40", "--clip-device=cpu", "--clip-no-cache", "--clip-ig-samples=1", "--clip-ig-steps=2", "-p", "no:cacheprovider"]
+FAILING = "test_floor[demo-jpeg-q25-s444]"
+
+
+def environment(report: Path) -> dict[str, str]:
+    blob = re.search(r'data-jsonblob="([^"]*)"', report.read_text()).group(1)
+    return json.loads(html.unescape(blob))["environment"]
+
+
+def test_ci_outputs_are_the_same_serial_and_under_xdist(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytester.makepyfile(DEMO_SUITE)
+    seen = {}
+    for mode, extra in (("serial", []), ("xdist", ["-n", "2"])):
+        out = pytester.path / mode
+        monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(pytester.path / f"{mode}-step.md"))
+        result = pytester.runpytest_subprocess(
+            *DEMO_ARGS, *extra, f"--clip-summary={out}/summary.md", f"--clip-results={out}/results.json", f"--clip-report={mode}-report",
+            f"--html={out}/report.html", f"--junitxml={out}/junit.xml", "-o", "junit_logging=system-out",
+        )
+        result.assert_outcomes(passed=1, failed=1, xfailed=1)
+        summary = (out / "summary.md").read_bytes()
+        assert (pytester.path / f"{mode}-step.md").read_bytes() == summary
+        run = json.loads((out / "results.json").read_text())["run"]
+        cases = {case.get("name"): case for case in ET.parse(out / "junit.xml").getroot().iter("testcase")}
+        properties = [(p.get("name"), p.get("value")) for p in cases[FAILING].iter("property")]
+        system_out = cases[FAILING].find("system-out").text
+        attachments = re.findall(r"^\[\[ATTACHMENT\|(.+)\]\]$", system_out, re.MULTILINE)
+        seen[mode] = (summary, run["models"], properties, len(attachments))
+
+        lines = summary.decode().splitlines()
+        assert lines[lines.index("### Failures") + 4].startswith(f"| `test_ci_outputs_are_the_same_serial_and_under_xdist.py::{FAILING}` | `clipcompress-demo/clipcompress-demo.pt` | `demo` | `jpeg-q25-s444` | accuracy ")
+        assert "**1 of 3 floor checks failed**, 1 failed as expected (xfail); 3 evaluations." in lines
+        # The facts of the model the workers loaded, as this process computes them from the same checkpoint.
+        from pytest_clipcompress.evaluation import Evaluator
+        from pytest_clipcompress.metadata import model_facts
+        from pytest_clipcompress.settings import build_settings
+
+        loaded = Evaluator(build_settings(lambda option: "cpu" if option.name == "device" else None)).model("clipcompress-demo")
+        assert run["models"] == [model_facts(loaded)]
+        assert run["git"] is None  # pytester's folder is not a repository
+        env = environment(out / "report.html")
+        assert env[f"clipcompress model {loaded.spec.label}"] == f"weights {loaded.weights_hash()} on cpu (fp32)"
+        assert env["version torch"] == run["versions"]["torch"] and env["started (UTC)"] == run["started_utc"]
+
+        floors = dict(properties)
+        assert floors["clip[demo-jpeg-q25-s444].min_accuracy"] == "0.850000" and floors["clip[demo-jpeg-q25-s444].check"] == "failed"
+        passing = {p.get("name"): p.get("value") for p in cases["test_floor[demo-jpeg-q100-s444]"].iter("property")}
+        assert passing["clip[demo-jpeg-q100-s444].check"] == "passed"
+        assert len(attachments) == 1
+        for path in attachments:  # the report folder holds each attached figure under that name
+            assert path.startswith(f"{mode}-report/attributions/") and (pytester.path / path).is_file(), path
+    assert seen["serial"] == seen["xdist"]
+
+
+PROGRESS_SUITE = """
+import pytest
+from hypothesis import given, settings
+from pytest_clipcompress import assert_accuracy
+from pytest_clipcompress import strategies as cs
+
+def test_skipped():
+    pytest.skip("not here")
+
+@pytest.mark.clip_dataset("demo")
+@pytest.mark.compression("jpeg", quality=[90, 60])
+def test_grid(clip_eval):
+    clip_eval()
+
+@settings(max_examples=3, deadline=None, derandomize=True)
+@given(compression=cs.jpeg(quality=cs.qualities(10, 50)))
+def test_search(clip_eval, compression):
+    clip_eval(dataset="demo", compression=compression)
+
+def test_plain():
+    pass
+"""
+LETTERS = re.compile(r"^[.sFxXE]+(\s+\[\s*\d+%\])?$")
+
+
+def test_progress_lines_leave_pytests_line_whole(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytester.makepyfile(test_progress=PROGRESS_SUITE)
+    monkeypatch.setattr("pytest_clipcompress.progress.PROGRESS_AFTER_SECONDS", 0.0)  # as if every batch were slow
+    for verbosity in ([], ["-v"]):
+        result = pytester.runpytest("--clip-samples=20", "--clip-batch-size=10", "--clip-device=cpu", "--clip-no-cache", "-p", "no:cacheprovider", *verbosity)
+        result.assert_outcomes(passed=4, skipped=1)
+        lines = result.stdout.lines
+        progress = [line for line in lines if line.startswith("clipcompress: clipcompress-demo")]
+        assert len(progress) >= 4
+        for line in progress:
+            assert re.fullmatch(r"clipcompress: \S+ demo \S+: \d+/20 images, [\d.]+ images/s", line), line
+        assert not [line for line in lines if LETTERS.match(line.strip())], "a result letter was left alone on a line"
+        if not verbosity:
+            results = [line for line in lines if line.startswith("test_progress.py")]
+            assert "".join(re.sub(r"\s+\[.*\]$", "", line)[len("test_progress.py ") :] for line in results) == "s....", results
+        else:
+            assert all(line.startswith("test_progress.py::") for line in lines if "PASSED" in line or "SKIPPED" in line)
+    summary = lines[lines.index(next(line for line in lines if "zero-shot accuracy under compression" in line)) :]
+    probes = summary.index("search probes (hypothesis examples, apart from the grid above):")
+    grid = "\n".join(summary[:probes])
+    assert "jpeg-q90" in grid and "jpeg-q60" in grid
+    assert len(re.findall(r"^  jpeg-q\d+ ", "\n".join(summary[probes:]), re.MULTILINE)) >= 2  # the examples, apart
+    assert not re.search(r"^  jpeg-q(?!90 |60 )\d+ ", grid, re.MULTILINE)
