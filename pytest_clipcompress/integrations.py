@@ -78,7 +78,11 @@ class ResultsPlugin:
         """``--clip-summary`` always (a run that evaluated nothing says so); ``$GITHUB_STEP_SUMMARY`` only when it evaluated something."""
         import os
 
-        from .render.markdown import GITHUB_STEP_SUMMARY, summary_markdown, write_summary
+        from .render.markdown import (
+            GITHUB_STEP_SUMMARY,
+            summary_markdown,
+            write_summary,
+        )
 
         environ = {GITHUB_STEP_SUMMARY: os.environ.get(GITHUB_STEP_SUMMARY, "")} if self.collector else {}
         if self.settings.summary is None and not environ.get(GITHUB_STEP_SUMMARY):

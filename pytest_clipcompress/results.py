@@ -81,7 +81,7 @@ class ResultsCollector:
         return grid, [r for r in records if record_key(r) not in self.grid_keys and record_key(r) in self.probe_keys]
 
     def to_json(self) -> str:
-        payload = {
+        payload: dict[str, Any] = {
             "plugin": "pytest-clipcompress",
             "version": __version__,
             "evaluations": self.sorted_records(),

@@ -51,3 +51,9 @@ def tiny_args(tiny_checkpoint: Path) -> list[str]:
     # "--option=value" keeps paths out of pytest's rootdir guess, so pytester's own ini files are used.
     # The CPU keeps the runs comparable with the CPU reference computations (also on GPU machines).
     return [f"--clip-model={TINY_MODEL}", f"--clip-model-config={TINY_CONFIG}", f"--clip-pretrained={tiny_checkpoint}", "--clip-no-cache", "--clip-device=cpu"]
+
+
+@pytest.fixture(autouse=True)
+def _no_github_step_summary(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs inside tests must not append their summaries to the CI job's own page (tests that need it set it)."""
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)

@@ -252,12 +252,11 @@ def test_progress_lines_leave_pytests_line_whole(pytester: pytest.Pytester) -> N
         if not verbosity:
             results = [line for line in lines if line.startswith("test_progress.py")]
             assert "".join(re.sub(r"\s+\[.*\]$", "", line)[len("test_progress.py ") :] for line in results) == "s....", results
-        else:
-            assert all(line.startswith("test_progress.py::") for line in lines if "PASSED" in line or "SKIPPED" in line)
-        if not verbosity:
             summary = lines[lines.index(next(line for line in lines if "zero-shot accuracy under compression" in line)) :]
             probes = summary.index("search probes (hypothesis examples, apart from the grid above):")
             grid = "\n".join(summary[:probes])
             assert "jpeg-q90" in grid and "jpeg-q60" in grid
             assert len(re.findall(r"^  jpeg-q\d+ ", "\n".join(summary[probes:]), re.MULTILINE)) >= 2  # the examples, apart
             assert not re.search(r"^  jpeg-q(?!90 |60 )\d+ ", grid, re.MULTILINE)
+        else:
+            assert all(line.startswith("test_progress.py::") for line in lines if "PASSED" in line or "SKIPPED" in line)
