@@ -86,8 +86,10 @@ def test_junit_has_properties_and_attribution_text(pytester: pytest.Pytester, ru
     pytester.runpytest(*run_args, f"--junitxml={junit}", "-o", "junit_logging=system-out")
     cases = {case.get("name"): case for case in ET.parse(junit).getroot().iter("testcase")}
     properties = {p.get("name"): p.get("value") for p in cases["test_floor[cifar10-jpeg-q25]"].iter("property")}
-    assert set(properties) == {"clip[cifar10-jpeg-q25].accuracy", "clip[cifar10-jpeg-q25].drop", "clip[cifar10-jpeg-q25].n"}
-    assert properties["clip[cifar10-jpeg-q25].n"] == "80"
+    prefix = "clip[cifar10-jpeg-q25]"
+    assert set(properties) == {f"{prefix}.{name}" for name in ("accuracy", "drop", "n", "max_drop", "check")}
+    assert properties[f"{prefix}.n"] == "80"
+    assert properties[f"{prefix}.max_drop"] == "0.000000" and properties[f"{prefix}.check"] == "failed"  # the floor and its verdict
     assert "Integrated Gradients" in cases["test_floor[cifar10-jpeg-q25]"].find("system-out").text
 
 
