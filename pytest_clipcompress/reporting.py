@@ -63,18 +63,22 @@ def terminal_table(records: Iterable[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def breaking_point_verdict(point: dict[str, Any]) -> str:
+    """``breaks accuracy floor 0.85 at quality=57 (last passing 58)``, or that it holds everywhere."""
+    if point["breaking_value"] is None:
+        return f"holds {point['metric']} floor {point['floor']:g} at every setting"
+    verdict = f"breaks {point['metric']} floor {point['floor']:g} at {point['param']}={point['breaking_value']:g}"
+    if point["last_passing_value"] is not None:
+        verdict += f" (last passing {point['last_passing_value']:g})"
+    return verdict
+
+
 def breaking_point_lines(points: Iterable[dict[str, Any]]) -> list[str]:
     """One line per breaking-point search, then its frontier from mild to harsh."""
     lines: list[str] = []
     for point in points:
         where = f"{point['model']}/{point['pretrained']} on {point['dataset']}, {point['codec']} {point['param']}"
-        if point["breaking_value"] is None:
-            verdict = f"holds {point['metric']} floor {point['floor']:g} at every setting"
-        else:
-            verdict = f"breaks {point['metric']} floor {point['floor']:g} at {point['param']}={point['breaking_value']:g}"
-            if point["last_passing_value"] is not None:
-                verdict += f" (last passing {point['last_passing_value']:g})"
-        lines.append(f"breaking point: {where} {verdict}")
+        lines.append(f"breaking point: {where} {breaking_point_verdict(point)}")
         for probe in point["frontier"]:
             lines.append(
                 f"  {probe['setting']:<18} accuracy {probe['accuracy']:7.2%}  drop {probe['drop'] * 100:6.2f}  "

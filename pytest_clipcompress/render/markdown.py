@@ -120,19 +120,15 @@ def _tables(records: list[Mapping[str, Any]], checks: list[Mapping[str, Any]]) -
     return lines
 
 
-def _breaking_points(points: list[Mapping[str, Any]]) -> list[str]:
+def _breaking_points(points: list[dict[str, Any]]) -> list[str]:
+    from ..reporting import breaking_point_verdict
+
     if not points:
         return []
     lines = ["### Breaking points", ""]
     for point in sorted(points, key=lambda p: (p["test"], p["model"], p["dataset"], p["codec"], p["param"], p["floor"])):
         where = f"{code(point['model'] + '/' + point['pretrained'], table=False)} on {code(point['dataset'], table=False)}, {point['codec']} {point['param']}"
-        if point["breaking_value"] is None:
-            verdict = f"holds the {point['metric']} floor {point['floor']:g} at every setting"
-        else:
-            verdict = f"breaks the {point['metric']} floor {point['floor']:g} at {point['param']}={point['breaking_value']:g}"
-            if point["last_passing_value"] is not None:
-                verdict += f" (last passing {point['last_passing_value']:g})"
-        lines.append(f"- {where}: {verdict}; {len(point['frontier'])} probes")
+        lines.append(f"- {where}: {breaking_point_verdict(point)}; {len(point['frontier'])} probes")
     return [*lines, ""]
 
 
@@ -152,7 +148,7 @@ def _run_line(run: Mapping[str, Any] | None) -> list[str]:
 def summary_markdown(
     records: Iterable[Mapping[str, Any]],
     checks: Iterable[Mapping[str, Any]],
-    breaking_points: Iterable[Mapping[str, Any]] = (),
+    breaking_points: Iterable[dict[str, Any]] = (),
     *,
     run: Mapping[str, Any] | None = None,
     demo_note: str | None = None,
