@@ -48,7 +48,8 @@ class ResultsPlugin:
         if not data or not is_controller(self.config):
             return
         self.collector.add(report.nodeid, data)
-        self.outcomes[report.nodeid] = "xfailed" if report.skipped else ("xpassed" if hasattr(report, "wasxfail") else report.outcome)
+        expected = hasattr(report, "wasxfail")
+        self.outcomes[report.nodeid] = ("xfailed" if report.skipped else "xpassed") if expected else report.outcome
         if data.get("attributions"):
             outcome = "xfailed" if hasattr(report, "wasxfail") else "failed"
             self.failures.append({"test": report.nodeid, "outcome": outcome, "attributions": data["attributions"]})
