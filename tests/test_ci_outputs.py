@@ -35,6 +35,7 @@ def check(test: str, dataset: str, compression_id: str, passed: bool, outcome: s
 
 RECORDS = [
     record("cifar10", "jpeg-q75", "jpeg", 0.88, 2.1),
+    record("cifar10", "jpeg-q31", "jpeg", 0.79, 1.0),  # a breaking-point probe: no floor check of its own
     record("cifar10", "jpeg-q25", "jpeg", 0.71, 0.9),
     record("cifar10", "webp-q50", "webp", 0.86, 1.2),
     record("imagefolder:/data/a|b <b>pets</b>", "jpeg-q50", "jpeg", 0.5, 1.5, baseline=0.625),
@@ -66,7 +67,7 @@ def test_summary_matches_the_golden_file() -> None:
 def test_summary_puts_unexpected_failures_first_and_counts_xfail_apart() -> None:
     text = summary_markdown(RECORDS, CHECKS, POINTS, run=RUN)
     lines = text.splitlines()
-    assert lines[2] == "**2 of 4 floor checks failed**, 1 failed as expected (xfail); 4 evaluations."
+    assert lines[2] == "**2 of 4 floor checks failed**, 1 failed as expected (xfail); 5 evaluations."
     failures = lines[lines.index("### Failures") + 4 :]
     assert failures[0].startswith("| `tests/test_x.py::test_jpeg[cifar10-jpeg-q25]` | `ViT-B-32/openai` | `cifar10` | `jpeg-q25` | accuracy 71.00%; drop 19.00 points |")
     assert "min_accuracy 80.00% **failed**; max_drop 5.00 points **failed**" in failures[0]

@@ -111,7 +111,7 @@ def _tables(records: list[Mapping[str, Any]], checks: list[Mapping[str, Any]]) -
         ]
         for row in rows:
             low, high = row["ci95"]
-            verdict = verdicts.get((model, pretrained, dataset, row["compression_id"]), "")
+            verdict = verdicts.get((model, pretrained, dataset, row["compression_id"]), "not checked")  # e.g. a bisection probe
             lines.append(
                 f"| {code(row['compression_id'])} | {row['bits_per_pixel']:.2f} | {_pct(row['accuracy'])} | {low:.1%} to {high:.1%} | "
                 f"{_points(row['drop'])} | {row['flipped']} | {'**failed**' if verdict == 'failed' else verdict} |"
