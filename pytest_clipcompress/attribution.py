@@ -1,14 +1,15 @@
 """Integrated Gradients explanations of compression-induced CLIP failures.
 
 Following Chen et al. 2023, "Understanding the Vulnerability of CLIP to Image Compression":
-the attributed function is the cross-entropy of the zero-shot logits against the true label,
-the IG *baseline* is the uncompressed image and the IG *input* is the compressed one. The
-attributions then sum (up to quadrature error) to ``F(compressed) - F(uncompressed)``, the
+the attributed function is the cross-entropy of the zero-shot logits against the true label
+and the IG *input* is the compressed image. The IG *baseline* is by default the uncompressed
+image (the paper's released code uses its quality-100 JPEG instead; see ``--clip-ig-baseline``).
+The attributions then sum (up to quadrature error) to ``F(compressed) - F(baseline)``, the
 change of loss caused by compression, and show which pixel changes made the model worse
 (positive) or better (negative).
 
 Everything here works in the model-input grid, i.e. on tensors already produced by the
-model's preprocessing (resize, centre crop, normalisation). This module is imported lazily by
+model's preprocessing (resize, crop, normalisation; the geometry module maps it back to the source). This module is imported lazily by
 the plugin because it pulls in torch, captum and matplotlib. Figures are drawn on a bare
 ``matplotlib.figure.Figure``, never through pyplot's global state, so rendering is thread-safe.
 """
@@ -30,6 +31,9 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from PIL import Image
+
+from .geometry import InputGeometry, block_boundary_mask
+from .geometry import display_grid as _display_grid
 
 __all__ = [
     "DEFAULT_INTERNAL_BATCH_SIZE",
@@ -60,8 +64,8 @@ IG_METHODS = ("riemann_trapezoid", "gausslegendre", "riemann_left", "riemann_rig
 class ImageAttribution:
     """IG summary for one image whose prediction was explained.
 
-    ``f_input`` / ``f_baseline`` are the cross-entropy losses of the compressed / uncompressed
-    image; ``positive_mass`` and ``negative_mass`` are the sums of the positive and of the
+    ``f_input`` / ``f_baseline`` are the cross-entropy losses of the compressed image / the IG
+    baseline; ``positive_mass`` and ``negative_mass`` are the sums of the positive and of the
     absolute negative attributions; ``boundary_share`` is the share of ``sum |IG|`` on pixels
     sampled from JPEG 8x8 block-boundary pixels and ``boundary_area_share`` the share of such
     pixels, so a ratio above one means attributions concentrate on block edges.
@@ -207,7 +211,7 @@ def integrated_gradients(
     """Integrated Gradients of the zero-shot cross-entropy from ``baseline`` to ``inputs``.
 
     ``classifier`` maps a normalised batch (B, 3, H, W) to zero-shot logits (B, C); ``inputs``
-    (the compressed image) and ``baseline`` (the uncompressed image) are (3, H, W) tensors in
+    (the compressed image) and ``baseline`` (e.g. the uncompressed image) are (3, H, W) tensors in
     that same normalised model-input space. The steps run ``internal_batch_size`` at a time
     (default: :data:`DEFAULT_INTERNAL_BATCH_SIZE` for the classifier's device).
 
@@ -267,49 +271,6 @@ def auto_steps_integrated_gradients(
     return attributions, f_input, f_baseline, steps, method
 
 
-def _resize_geometry(source_hw: tuple[int, int], input_size: int) -> tuple[int, int, int, int]:
-    """Resized (height, width) and centre-crop (top, left) of open_clip's val transform.
-
-    Mirrors torchvision ``Resize(input_size)`` (shortest side to ``input_size``, long side
-    truncated) followed by ``CenterCrop(input_size)`` (offsets rounded as torchvision does).
-    """
-    height, width = source_hw
-    if height < 1 or width < 1 or input_size < 1:
-        raise ValueError(f"sizes must be positive, got source {source_hw} and input_size {input_size}")
-    if width <= height:
-        new_w, new_h = input_size, int(input_size * height / width)
-    else:
-        new_h, new_w = input_size, int(input_size * width / height)
-    top = int(round((new_h - input_size) / 2.0))
-    left = int(round((new_w - input_size) / 2.0))
-    return new_h, new_w, top, left
-
-
-def _source_indices(source_len: int, resized_len: int, offset: int, input_size: int) -> np.ndarray:
-    # The centre of resized pixel d sits at (d + 0.5) * scale in source coordinates, so the
-    # nearest source pixel round((d + 0.5) * scale - 0.5) is floor((d + 0.5) * scale). Integer
-    # arithmetic keeps this exact; a centre exactly on a source pixel edge takes the later pixel.
-    resized = np.arange(input_size) + offset
-    return np.clip(((2 * resized + 1) * source_len) // (2 * resized_len), 0, source_len - 1)
-
-
-def block_boundary_mask(source_hw: tuple[int, int], input_size: int, block: int = 8) -> np.ndarray:
-    """Which model-input pixels are sampled from JPEG block-boundary pixels of the source.
-
-    A source pixel lies on a block boundary when its row or column index modulo ``block`` is 0
-    or ``block - 1``. Each pixel of the ``input_size`` x ``input_size`` model grid (after the
-    val transform's shortest-side resize and centre crop) is mapped back to the source pixel
-    nearest to its centre. Returns a boolean (input_size, input_size) array.
-    """
-    height, width = source_hw
-    new_h, new_w, top, left = _resize_geometry(source_hw, input_size)
-    rows = _source_indices(height, new_h, top, input_size) % block
-    cols = _source_indices(width, new_w, left, input_size) % block
-    on_row = (rows == 0) | (rows == block - 1)
-    on_col = (cols == 0) | (cols == block - 1)
-    return on_row[:, None] | on_col[None, :]
-
-
 def _to_numpy(attributions: np.ndarray | torch.Tensor) -> np.ndarray:
     if isinstance(attributions, torch.Tensor):
         attributions = attributions.detach().cpu().numpy()
@@ -355,16 +316,6 @@ def _class_name(class_names: Sequence[str], index: int) -> str:
     return class_names[index] if 0 <= index < len(class_names) else str(index)
 
 
-def _display_grid(image: Image.Image, input_size: int) -> np.ndarray:
-    """The image cropped and scaled like the model input, as float RGB in [0, 1]."""
-    new_h, new_w, top, left = _resize_geometry((image.height, image.width), input_size)
-    # NEAREST when enlarging shows the real (e.g. 32x32) pixels and their JPEG blocks.
-    resample = Image.Resampling.NEAREST if new_w >= image.width else Image.Resampling.BICUBIC
-    resized = image.convert("RGB").resize((new_w, new_h), resample)
-    cropped = resized.crop((left, top, left + input_size, top + input_size))
-    return np.asarray(cropped, dtype=np.float64) / 255.0
-
-
 def render_attribution_png(
     original: Image.Image,
     compressed: Image.Image,
@@ -373,16 +324,18 @@ def render_attribution_png(
     class_names: Sequence[str],
     info: ImageAttribution,
     compression_label: str,
+    geometry: InputGeometry | None = None,
 ) -> bytes:
     """Three panels (original, compressed, IG overlay) as PNG bytes.
 
-    The images are shown cropped and scaled like the model input so that all panels align with
-    the (3, H, W) attribution grid. The overlay sums IG over channels and paints positive
+    The images are shown resized and cropped like the model input (``geometry``, measured from
+    the model's preprocessing; default: shortest-side resize and centre crop) so that all panels
+    align with the (3, H, W) attribution grid. The overlay sums IG over channels and paints positive
     attributions (pixel changes that raised the loss) red and negative ones blue, clipped at
     the 99th percentile of |IG|, over a faded grayscale of the compressed image.
     """
     heat = _to_numpy(attributions).sum(axis=0)
-    size = heat.shape[0]
+    size = geometry or heat.shape[0]
     scale = float(np.percentile(np.abs(heat), 99)) or 1.0
     signed = np.clip(heat / scale, -1.0, 1.0)
     cmap = colormaps["RdBu_r"]

@@ -64,6 +64,7 @@ class EvalResult:
     min_accuracy_default: float | None = None
     max_drop_default: float | None = None
     checks: list[dict[str, Any]] = field(default_factory=list)
+    activation: str = "GELU"  # the built model's activation, QuickGELU for OpenAI's weights
 
     @property
     def n(self) -> int:
@@ -126,6 +127,7 @@ class EvalResult:
         return {
             "model": self.model,
             "pretrained": self.pretrained,
+            "activation": self.activation,
             "dataset": self.dataset,
             "n": self.n,
             "seed": self.seed,
@@ -258,6 +260,7 @@ class Evaluator:
                 seed=self.settings.seed,
                 min_accuracy_default=self.settings.min_accuracy,
                 max_drop_default=self.settings.max_drop,
+                activation=self.model(model_name).activation,
             )
         # Each caller gets its own copy so the floors it checks are recorded per test.
         return replace(self._results[key], checks=[])
@@ -283,6 +286,7 @@ class Evaluator:
             "version": __version__,
             "model": loaded.spec.name,
             "weights": loaded.weights_hash(),
+            "activation": loaded.activation,  # GELU and QuickGELU share weights but not logits
             "preprocess": loaded.preprocess_id,
             "device_type": self.device.split(":")[0],
             "precision": self.settings.precision,

@@ -2,7 +2,8 @@
 
 Picks up to ``--clip-ig-samples`` flipped images (correct uncompressed, wrong compressed; most
 confident flips first), attributes the zero-shot loss from the baseline (by default the same
-image uncompressed, as in the seed paper) to the compressed image, and returns JSON-able numbers,
+image uncompressed; the seed paper's released code uses its quality-100 JPEG, ``jpeg-q100``) to
+the compressed image, and returns JSON-able numbers,
 a table and PNG pictures that travel with the test report (also from pytest-xdist workers).
 """
 
@@ -20,13 +21,32 @@ if TYPE_CHECKING:
 
 
 def baseline_image(kind: str, uncompressed: Image.Image, compressed: Image.Image) -> Image.Image:
-    """The IG baseline in pixel space: the uncompressed image, black, or a blur of the compressed input."""
+    """The IG baseline in pixel space (``--clip-ig-baseline``).
+
+    ``uncompressed``: the image itself; ``jpeg-q100``: its quality-100 JPEG through Pillow with
+    Pillow's other defaults, the baseline of the seed paper's released ``compute_IG.py``;
+    ``black``; ``blur``: a Gaussian blur of the compressed input.
+    """
     if kind == "uncompressed":
         return uncompressed
+    if kind == "jpeg-q100":
+        from .compression import Compression
+
+        return Compression("jpeg", quality=100).apply(uncompressed)[0]
     if kind == "black":
         return Image.new("RGB", uncompressed.size)
     radius = max(1.0, min(compressed.size) / 16)
     return compressed.filter(ImageFilter.GaussianBlur(radius))
+
+
+def _geometry(preprocess: Any, image: Image.Image, input_hw: Any) -> Any:
+    """Where the model's own preprocessing puts the image's pixels; centre crop if it cannot be measured."""
+    from .geometry import InputGeometry, measured_geometry
+
+    try:
+        return measured_geometry(preprocess, (image.height, image.width))
+    except ValueError:
+        return InputGeometry.centre_crop((image.height, image.width), int(input_hw[-1]))
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -67,9 +87,10 @@ def explain_failures(results: list[EvalResult], evaluator: Evaluator) -> dict[st
                 steps, method = int(settings.ig_steps), "riemann_trapezoid"
                 attributions, f_input, f_baseline = integrated_gradients(classifier, inputs, baseline, label, steps=steps)
             attributions = attributions.numpy()
-            summary = summarize_attribution(attributions, block_boundary_mask((original.height, original.width), inputs.shape[-1]))
+            geometry = _geometry(loaded.preprocess, original, inputs.shape[-2:])
+            summary = summarize_attribution(attributions, block_boundary_mask((original.height, original.width), geometry))
             info = _image_attribution(result, position, index, label, steps, method, f_input, f_baseline, summary, time.perf_counter() - image_started)
-            png = render_attribution_png(original, compressed, attributions, class_names=result.classes, info=info, compression_label=result.compression.id)
+            png = render_attribution_png(original, compressed, attributions, class_names=result.classes, info=info, compression_label=result.compression.id, geometry=geometry)
             infos.append(info)
             items.append(
                 {

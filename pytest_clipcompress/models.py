@@ -21,18 +21,26 @@ if TYPE_CHECKING:
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 LOGIT_SCALE = 100.0  # zero-shot logits are 100 x cosine similarity, as in CLIP's evaluation code
 REQUIRED_CONFIG_KEYS = ("embed_dim", "vision_cfg", "text_cfg")
+QUICK_GELU_MODES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What to load: an open_clip model name and its weights (a tag, a checkpoint path, or None for random)."""
+    """What to load: an open_clip model name and its weights (a tag, a checkpoint path, or None for random).
+
+    ``quick_gelu`` is the activation to build with where it differs from the model config's own
+    (True: QuickGELU, False: GELU); None builds the config as it is. OpenAI's weights, for one,
+    were trained with QuickGELU while open_clip's ``ViT-B-32`` config says GELU.
+    """
 
     name: str
     pretrained: str | None
+    quick_gelu: bool | None = None
 
     @property
     def label(self) -> str:
-        return f"{self.name}/{self.pretrained_label}"
+        suffix = "" if self.quick_gelu is None else f" ({activation_name(self.quick_gelu)})"
+        return f"{self.name}/{self.pretrained_label}{suffix}"
 
     @property
     def pretrained_label(self) -> str:
@@ -58,6 +66,13 @@ class LoadedModel:
     def preprocess_id(self) -> str:
         return repr(self.preprocess)
 
+    @property
+    def activation(self) -> str:
+        """The activation the built model really uses, read from its modules (hf-hub configs say their own)."""
+        from open_clip.transformer import QuickGELU
+
+        return activation_name(any(isinstance(module, QuickGELU) for module in self.model.modules()))
+
     def weights_hash(self) -> str:
         """A digest of every parameter and buffer, so a changed checkpoint never reuses stale results.
 
@@ -73,6 +88,10 @@ class LoadedModel:
                 digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
             self._weights_hash = digest.hexdigest()
         return self._weights_hash
+
+
+def activation_name(quick_gelu: bool) -> str:
+    return "QuickGELU" if quick_gelu else "GELU"
 
 
 def is_checkpoint_path(value: str) -> bool:
@@ -109,12 +128,62 @@ def validate_model_config(path: Path) -> None:
         raise ModelError(f"--clip-model-config: {path} lacks {', '.join(missing)}; an open_clip config looks like {example}")
 
 
-def resolve_model_spec(name: str, pretrained: str | None) -> ModelSpec:
-    """Check the model name and choose its weights without loading anything.
+def resolve_model_spec(name: str, pretrained: str | None, quick_gelu: str = "auto") -> ModelSpec:
+    """Check the model name and choose its weights and activation without loading anything.
 
     ``pretrained`` None means the default: ``openai`` where open_clip has it, else the first tag
-    open_clip lists for the model. ``none`` means random initialisation.
+    open_clip lists for the model. ``none`` means random initialisation. ``quick_gelu`` ``auto``
+    takes the activation a tag's weights were trained with (open_clip's pretrained config), or
+    the model config's own for a checkpoint file; ``on``/``off`` choose QuickGELU/GELU.
     """
+    spec = _resolve_weights(name, pretrained)
+    if quick_gelu not in QUICK_GELU_MODES:
+        raise ConfigError(f"--clip-quick-gelu {quick_gelu!r}: choose one of {', '.join(QUICK_GELU_MODES)}")
+    if spec.name.startswith(("hf-hub:", "local-dir:")):
+        if quick_gelu != "auto":
+            raise ConfigError(
+                f"--clip-quick-gelu {quick_gelu} does not apply to {spec.name}: its open_clip_config.json says which "
+                "activation it uses; leave --clip-quick-gelu at auto"
+            )
+        return spec
+    own = config_quick_gelu(spec.name)
+    if quick_gelu == "auto":
+        wanted = published_quick_gelu(spec.name, spec.pretrained)
+        wanted = own if wanted is None else wanted
+    else:
+        wanted = quick_gelu == "on"
+    return ModelSpec(spec.name, spec.pretrained, None if wanted == own else wanted)
+
+
+def config_quick_gelu(name: str) -> bool:
+    """Whether the registered open_clip config of ``name`` builds QuickGELU (open_clip's default is GELU)."""
+    import open_clip
+
+    return bool((open_clip.get_model_config(name) or {}).get("quick_gelu", False))
+
+
+def published_quick_gelu(name: str, pretrained: str | None) -> bool | None:
+    """The activation a pretrained tag's weights were trained with; None if ``pretrained`` is not a tag.
+
+    open_clip's pretrained config says ``quick_gelu`` where the weights need another activation
+    than the base config (``openai`` on ``ViT-B-32``); where it says nothing, the weights were
+    trained with the model's own config (``roberta-ViT-B-32``, whose config is QuickGELU).
+    """
+    tag_config = _tag_config(name, pretrained)
+    if not tag_config:
+        return None
+    return bool(tag_config["quick_gelu"]) if "quick_gelu" in tag_config else config_quick_gelu(name)
+
+
+def _tag_config(name: str, pretrained: str | None) -> dict[str, Any]:
+    import open_clip
+
+    if pretrained is None or is_checkpoint_path(pretrained):
+        return {}
+    return open_clip.get_pretrained_cfg(name, pretrained)
+
+
+def _resolve_weights(name: str, pretrained: str | None) -> ModelSpec:
     import open_clip
 
     if name.startswith(("hf-hub:", "local-dir:")):
@@ -159,6 +228,35 @@ def resolve_device(option: str, worker_index: int | None) -> str:
     return option
 
 
+def load_arguments(spec: ModelSpec, download: Callable[[dict[str, Any]], str] | None = None) -> dict[str, Any]:
+    """Keyword arguments for ``open_clip.create_model_and_transforms`` that build ``spec`` as published.
+
+    A tag's weights load through the tag, so open_clip applies the tag's own preprocessing (mean,
+    std, interpolation, resize mode). ``force_quick_gelu`` makes a GELU config (``ViT-B-32``) match
+    QuickGELU weights (``openai``), which open_clip would otherwise only warn about. Building
+    deliberately against the tag's activation loads the tag's file as a checkpoint with the tag's
+    preprocessing, so that open_clip has no tag to compare with and nothing to warn about (also
+    where open_clip's own tables disagree, as for ``roberta-ViT-B-32``). ``download`` resolves
+    the tag's file (default: ``open_clip.download_pretrained``, which honours the hub cache).
+    """
+    import open_clip
+
+    arguments: dict[str, Any] = {"pretrained": spec.pretrained}
+    if spec.quick_gelu is True:
+        arguments["force_quick_gelu"] = True
+    elif spec.quick_gelu is False:
+        arguments["quick_gelu"] = False  # a model keyword, applied after open_clip's tag check
+    tag_config = _tag_config(spec.name, spec.pretrained)
+    builds = config_quick_gelu(spec.name) if spec.quick_gelu is None else spec.quick_gelu
+    if tag_config and builds != bool(tag_config.get("quick_gelu", False)):
+        arguments["pretrained"] = (download or open_clip.download_pretrained)(tag_config)
+        arguments.update(
+            image_mean=tag_config["mean"], image_std=tag_config["std"],
+            image_interpolation=tag_config["interpolation"], image_resize_mode=tag_config["resize_mode"],
+        )
+    return arguments
+
+
 def load_model(spec: ModelSpec, device: str, precision: str = "fp32", offline: bool = False) -> LoadedModel:
     """Load through ``open_clip.create_model_and_transforms`` with the model's own preprocessing and tokenizer."""
     import open_clip
@@ -169,7 +267,7 @@ def load_model(spec: ModelSpec, device: str, precision: str = "fp32", offline: b
         with torch.random.fork_rng(devices=[]), _hub_offline(offline):
             torch.manual_seed(0)
             model, _, preprocess = open_clip.create_model_and_transforms(
-                spec.name, pretrained=spec.pretrained, device=device, pretrained_text=False
+                spec.name, device=device, pretrained_text=False, **load_arguments(spec)
             )
         tokenizer = open_clip.get_tokenizer(spec.name)
     except Exception as error:  # open_clip raises many types for bad files and failed downloads

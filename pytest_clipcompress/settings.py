@@ -13,9 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .models import DEVICE_PATTERN, ModelSpec, resolve_model_spec
+from .models import DEVICE_PATTERN, QUICK_GELU_MODES, ModelSpec, resolve_model_spec
 
-IG_BASELINES = ("uncompressed", "black", "blur")
+IG_BASELINES = ("uncompressed", "jpeg-q100", "black", "blur")
+PROTOCOLS = ("default", "paper")
+#: What ``--clip-protocol paper`` sets, each unless given explicitly: the released code's single
+#: prompt, its IG baseline (the quality-100 JPEG of the image) and its 51 trapezoid points.
+PAPER_PROTOCOL = {"templates": "paper", "ig-baseline": "jpeg-q100", "ig-steps": "51"}
 PRECISIONS = ("fp32", "fp16", "bf16")
 
 
@@ -44,6 +48,7 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("model", "open_clip model name or hf-hub:org/repo; repeat for several models (default: the bundled demo model)", "NAME", "list"),
     Option("pretrained", "open_clip pretrained tag, a checkpoint file, or none for random weights (default: openai where available, else the first tag)", "TAG|PATH|none"),
+    Option("quick-gelu", "activation: auto (what the pretrained tag was trained with, else the model config's own), on (QuickGELU, e.g. for a checkpoint fine-tuned from openai weights) or off (GELU) (default: auto)", "|".join(QUICK_GELU_MODES)),
     Option("model-config", "JSON model config (or folder of them) registered with open_clip before loading; repeatable", "PATH", "list"),
     Option("device", "auto (CUDA when present, xdist worker i on GPU i mod count), cpu, cuda, cuda:N or mps (default: auto)", "DEVICE"),
     Option("batch-size", "images per forward pass (default: 64)", "N"),
@@ -54,12 +59,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("samples", "evaluate a class-stratified, seeded subset of N test images per dataset (default: all)", "N"),
     Option("seed", "seed of the subset (default: 0)", "N"),
     Option("templates", "prompts: clip (CLIP's ensemble for the dataset), paper (the seed paper's single prompt) or a JSON file (default: clip)", "clip|paper|FILE"),
+    Option("protocol", "paper: the seed paper's released settings (paper prompt, jpeg-q100 IG baseline, 51 IG steps) wherever no option sets them; default: ours (default: default)", "|".join(PROTOCOLS)),
     Option("results", "write a JSON file with one record per evaluation", "PATH"),
     Option("min-accuracy", "default floor for assert_accuracy(min_accuracy=...), in [0, 1]", "FLOAT"),
     Option("max-drop", "default floor for assert_accuracy(max_drop=...), in [0, 1]", "FLOAT"),
     Option("ig-samples", "Integrated Gradients for up to K flipped images of each failing test; 0 disables (default: 4)", "K"),
     Option("ig-steps", "integration steps for IG, or auto for the fewest steps meeting the completeness tolerance (default: 50)", "N|auto"),
-    Option("ig-baseline", "IG baseline: uncompressed (the paper's), black or blur (default: uncompressed)", "|".join(IG_BASELINES)),
+    Option("ig-baseline", "IG baseline: uncompressed (the image itself), jpeg-q100 (its quality-100 JPEG, the paper's released code), black or blur (default: uncompressed)", "|".join(IG_BASELINES)),
     Option("report", "write charts, attribution images and index.html to DIR (works without pytest-html)", "DIR"),
     Option("summary", "write a Markdown summary (failures first, a table per model and dataset) to PATH; it is also appended to $GITHUB_STEP_SUMMARY when that is set", "PATH"),
     Option("cache-dir", "folder of the per-image logits cache (default: a per-user cache folder)", "DIR"),
@@ -76,6 +82,7 @@ class Settings:
 
     models: tuple[str, ...]
     pretrained: str | None
+    quick_gelu: str
     model_configs: tuple[str, ...]
     device: str
     batch_size: int
@@ -86,6 +93,7 @@ class Settings:
     samples: int | None
     seed: int
     templates: str
+    protocol: str
     results: Path | None
     min_accuracy: float | None
     max_drop: float | None
@@ -107,8 +115,8 @@ class Settings:
         if name == DEMO_MODEL and self.pretrained is None:
             from .demo import DEMO_WEIGHTS
 
-            return ModelSpec(DEMO_MODEL, str(DEMO_WEIGHTS))
-        return resolve_model_spec(name, self.pretrained)
+            return resolve_model_spec(DEMO_MODEL, str(DEMO_WEIGHTS), self.quick_gelu)
+        return resolve_model_spec(name, self.pretrained, self.quick_gelu)
 
 
 def register_model_configs(settings: Settings) -> None:
@@ -134,6 +142,14 @@ def build_settings(lookup: Callable[[Option], Any]) -> Settings:
 
     values = {option.name: lookup(option) for option in OPTIONS}
     text = {name: (value.strip() if isinstance(value, str) else value) for name, value in values.items()}
+    protocol = text["protocol"] or "default"
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"--clip-protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+    if protocol == "paper":  # explicit options still win
+        text.update({name: value for name, value in PAPER_PROTOCOL.items() if not text[name]})
+    quick_gelu = text["quick-gelu"] or "auto"
+    if quick_gelu not in QUICK_GELU_MODES:
+        raise ConfigError(f"--clip-quick-gelu {quick_gelu!r}: choose one of {', '.join(QUICK_GELU_MODES)}")
 
     device = text["device"] or "auto"
     if not DEVICE_PATTERN.match(device):
@@ -155,6 +171,7 @@ def build_settings(lookup: Callable[[Option], Any]) -> Settings:
     return Settings(
         models=tuple(values["model"] or ()) or (DEMO_MODEL,),
         pretrained=text["pretrained"] or None,
+        quick_gelu=quick_gelu,
         model_configs=tuple(values["model-config"] or ()),
         device=device,
         batch_size=_integer("batch-size", text["batch-size"] or "64", minimum=1),
@@ -165,6 +182,7 @@ def build_settings(lookup: Callable[[Option], Any]) -> Settings:
         samples=_integer("samples", samples_text, minimum=1) if samples_text and samples_text != "all" else None,
         seed=_integer("seed", text["seed"] or "0", minimum=0),
         templates=templates,
+        protocol=protocol,
         results=Path(text["results"]) if text["results"] else None,
         min_accuracy=_fraction("min-accuracy", text["min-accuracy"]),
         max_drop=_fraction("max-drop", text["max-drop"]),

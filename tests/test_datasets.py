@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
+import struct
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -25,17 +28,85 @@ CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
 STL_CLASSES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
 
 
-def write_cifar10(root: Path, images: np.ndarray, labels: list[int]) -> Path:
-    """The official python layout: Python-2 style pickles with bytes keys, planar R, G, B rows."""
+def python2_pickle(value: object) -> bytes:
+    """A protocol-2 pickle as Python 2 writes it: its ``str`` (here bytes) as SHORT_BINSTRING/BINSTRING.
+
+    Python 3's own pickler writes bytes as ``_codecs.encode`` calls, which load as bytes under
+    every encoding; Python 2 strings load as bytes under ``encoding="bytes"`` and as str under
+    ``encoding="latin1"`` (what torchvision uses). Arrays are numpy's own protocol-2 reduction.
+    """
+    out = bytearray(pickle.PROTO + b"\x02")
+
+    def emit(item: object) -> None:
+        if isinstance(item, bytes):
+            out.extend(pickle.SHORT_BINSTRING + bytes([len(item)]) + item if len(item) < 256 else pickle.BINSTRING + struct.pack("<I", len(item)) + item)
+        elif isinstance(item, int) and 0 <= item < 256:
+            out.extend(pickle.BININT1 + bytes([item]))
+        elif isinstance(item, int):
+            out.extend(pickle.BININT + struct.pack("<i", item))
+        elif isinstance(item, list):
+            out.extend(pickle.EMPTY_LIST + pickle.MARK)
+            for element in item:
+                emit(element)
+            out.extend(pickle.APPENDS)
+        elif isinstance(item, dict):
+            out.extend(pickle.EMPTY_DICT + pickle.MARK)
+            for key, element in item.items():
+                emit(key)
+                emit(element)
+            out.extend(pickle.SETITEMS)
+        elif isinstance(item, np.ndarray):
+            out.extend(pickle.dumps(item, protocol=2)[2:-1])  # without its PROTO header and STOP
+        else:
+            raise TypeError(f"cannot write {type(item).__name__}")
+
+    emit(value)
+    return bytes(out + pickle.STOP)
+
+
+def write_cifar10(root: Path, images: np.ndarray, labels: list[int], python2: bool = True) -> Path:
+    """The official python layout: Python-2 pickles (bytes keys), or a Python 3 re-save with str keys; planar R, G, B rows."""
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)
     data = images.transpose(0, 3, 1, 2).reshape(len(images), 3072)
     batch = {b"batch_label": b"testing batch 1 of 1", b"labels": labels, b"data": data, b"filenames": [b"x.png"] * len(labels)}
-    with open(folder / "test_batch", "wb") as handle:
-        pickle.dump(batch, handle, protocol=2)
-    with open(folder / "batches.meta", "wb") as handle:
-        pickle.dump({b"label_names": [name.encode() for name in CIFAR_CLASSES], b"num_vis": 3072}, handle, protocol=2)
+    meta = {b"label_names": [name.encode() for name in CIFAR_CLASSES], b"num_cases_per_batch": 10000, b"num_vis": 3072}
+    for name, content in (("test_batch", batch), ("batches.meta", meta)):
+        if python2:
+            (folder / name).write_bytes(python2_pickle(content))
+        else:
+            text = {key.decode(): [v.decode() for v in value] if key == b"label_names" else value for key, value in content.items()}
+            (folder / name).write_bytes(pickle.dumps(text, protocol=2))
     return folder
+
+
+def torchvision_cifar10_test(root: Path):
+    """torchvision's own CIFAR-10 reader on ``root``; its md5s are those of the files there (a subset is not the official file)."""
+    from torchvision.datasets import CIFAR10
+
+    folder = root / CIFAR10.base_folder
+
+    def md5(name: str) -> str:
+        return hashlib.md5((folder / name).read_bytes(), usedforsecurity=False).hexdigest()
+
+    class Sample(CIFAR10):
+        train_list: ClassVar[list] = []
+        test_list: ClassVar[list] = [["test_batch", md5("test_batch")]]
+        meta: ClassVar[dict] = {**CIFAR10.meta, "md5": md5("batches.meta")}
+
+    return Sample(str(root), train=False, download=False)
+
+
+def assert_same_as_torchvision(root: Path) -> None:
+    ours = load_cifar10(root, offline=True)
+    theirs = torchvision_cifar10_test(root)
+    assert ours.classes == tuple(theirs.classes)
+    assert ours.labels.tolist() == list(theirs.targets)
+    assert len(ours) == len(theirs)
+    for index in range(len(theirs)):
+        image, label = theirs[index]
+        assert label == ours.labels[index]
+        assert np.array_equal(np.asarray(ours.image(index)), np.asarray(image)), f"pixels differ at image {index}"
 
 
 def write_stl10(root: Path, images: np.ndarray, labels: list[int]) -> Path:
@@ -61,6 +132,28 @@ def test_cifar10_official_layout_round_trips(tmp_path: Path) -> None:
     assert list(dataset.labels) == labels
     assert np.array_equal(np.asarray(dataset.image(5)), images[5])
     assert dataset.image(5).mode == "RGB"
+
+
+@pytest.mark.parametrize("python2", [True, False], ids=["python2-pickles", "python3-resave"])
+def test_cifar10_reads_python2_pickles_and_python3_copies_like_torchvision(tmp_path: Path, python2: bool) -> None:
+    images = random_images(12, 32, seed=4)
+    labels = [(3 * i) % 10 for i in range(12)]
+    folder = write_cifar10(tmp_path, images, labels, python2=python2)
+    with open(folder / "test_batch", "rb") as handle:
+        as_bytes = pickle.load(handle, encoding="bytes")
+    with open(folder / "test_batch", "rb") as handle:
+        as_latin1 = pickle.load(handle, encoding="latin1")
+    # Official files: bytes keys under encoding="bytes", str under torchvision's latin1; a re-save: str in both.
+    assert set(map(type, as_bytes)) == ({bytes} if python2 else {str})
+    assert set(map(type, as_latin1)) == {str}
+    dataset = load_cifar10(tmp_path, offline=True)
+    assert list(dataset.labels) == labels and dataset.classes == tuple(CIFAR_CLASSES)
+    assert all(np.array_equal(np.asarray(dataset.image(i)), images[i]) for i in range(12))
+    assert_same_as_torchvision(tmp_path)
+
+
+def test_real_sample_agrees_with_torchvision_on_every_pixel_and_label(cifar_sample_root: Path) -> None:
+    assert_same_as_torchvision(cifar_sample_root)
 
 
 def test_cifar10_real_sample(cifar_sample_root: Path) -> None:

@@ -15,7 +15,7 @@ from .conftest import TINY_CONFIG, TINY_MODEL
 def test_default_weights_are_openai_where_available_else_the_first_tag() -> None:
     import open_clip
 
-    assert resolve_model_spec("ViT-B-32", None) == ModelSpec("ViT-B-32", "openai")
+    assert resolve_model_spec("ViT-B-32", None) == ModelSpec("ViT-B-32", "openai", quick_gelu=True)  # as OpenAI trained it
     without_openai = next(m for m in open_clip.list_models() if open_clip.list_pretrained_tags_by_model(m) and "openai" not in open_clip.list_pretrained_tags_by_model(m))
     assert resolve_model_spec(without_openai, None).pretrained == open_clip.list_pretrained_tags_by_model(without_openai)[0]
 
@@ -75,8 +75,8 @@ def test_checkpoint_of_another_architecture_is_a_clear_error(tmp_path: Path, tin
 def test_offline_tag_without_cached_weights_says_what_to_do(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-cache"))
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-hf-cache" / "hub"))
-    with pytest.raises(ModelError, match="weights for RN50/openai are not in the local cache and --clip-offline forbids downloading them"):
-        load_model(ModelSpec("RN50", "openai"), "cpu", offline=True)
+    with pytest.raises(ModelError, match=r"weights for RN50/openai \(QuickGELU\) are not in the local cache and --clip-offline forbids downloading them"):
+        load_model(resolve_model_spec("RN50", "openai"), "cpu", offline=True)
     import huggingface_hub.constants as hub
 
     assert hub.HF_HUB_OFFLINE is False  # the process-wide switch is restored
@@ -89,8 +89,8 @@ def test_failed_weights_download_is_a_clear_error(monkeypatch: pytest.MonkeyPatc
         raise ConnectionError("connection reset by peer")
 
     monkeypatch.setattr(open_clip.factory, "download_pretrained", interrupted)
-    with pytest.raises(ModelError, match=r"cannot load RN50/openai .*connection reset by peer.*check the network, or pass --clip-pretrained PATH"):
-        load_model(ModelSpec("RN50", "openai"), "cpu")
+    with pytest.raises(ModelError, match=r"cannot load RN50/openai \(QuickGELU\) .*connection reset by peer.*check the network, or pass --clip-pretrained PATH"):
+        load_model(resolve_model_spec("RN50", "openai"), "cpu")
 
 
 def test_invalid_configs_are_clear_errors(tmp_path: Path) -> None:
