@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .errors import ClipCompressError, ConfigError, DatasetMissingError
+from .progress import ProgressLines
 from .settings import OPTIONS, Option, Settings, build_settings, register_model_configs
 
 if TYPE_CHECKING:
@@ -140,8 +141,6 @@ def _progress_printer(config: pytest.Config) -> Callable[[str, int, int, float],
     capture = config.pluginmanager.get_plugin("capturemanager")
     if reporter is None or capture is None or not _is_controller(config):
         return None
-    from .progress import ProgressLines
-
     printer = ProgressLines(reporter, capture)
     config.pluginmanager.register(printer, "clipcompress-progress")
     return printer
