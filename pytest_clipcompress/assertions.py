@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from .errors import ConfigError
 from .evaluation import EvalResult
+from .outcomes import flip_text
 from .settings import check_fraction
 
 
-def assert_accuracy(result: EvalResult, min_accuracy: float | None = None, max_drop: float | None = None) -> None:
+def assert_accuracy(
+    result: EvalResult, min_accuracy: float | None = None, max_drop: float | None = None, *, confidence: float | None = None
+) -> None:
     """Fail when accuracy is below ``min_accuracy`` or fell by more than ``max_drop`` under compression.
 
     Called without floors, it uses the ``clip_min_accuracy`` / ``clip_max_drop`` ini keys (or
     ``--clip-min-accuracy`` / ``--clip-max-drop``); floors given in the call replace both. Floors
-    are fractions: 0.8 means 80%.
+    are fractions: 0.8 means 80%. By default the floors apply to the measured values. With
+    ``confidence`` (e.g. 0.95) they apply to the interval: a floor fails only when the whole interval
+    is on the wrong side of it (Wilson for the accuracy, Newcombe's paired interval for the drop),
+    i.e. only on significant evidence (docs/floors.md).
     """
     __tracebackhide__ = True
     if not isinstance(result, EvalResult):
@@ -31,33 +39,63 @@ def assert_accuracy(result: EvalResult, min_accuracy: float | None = None, max_d
         for name, value in (("min_accuracy", min_accuracy), ("max_drop", max_drop)):
             if value is not None:
                 check_fraction(name, float(value))
+        if confidence is not None and not 0.0 < float(confidence) < 1.0:
+            raise ConfigError(f"confidence={confidence} is outside (0, 1); use e.g. 0.95, or leave it out to check the measured values")
     except ConfigError as error:
         pytest.fail(str(error), pytrace=False)
 
-    accuracy_ok = min_accuracy is None or result.accuracy >= min_accuracy
-    drop_ok = max_drop is None or result.drop <= max_drop
-    result.checks.append({"min_accuracy": min_accuracy, "max_drop": max_drop, "passed": accuracy_ok and drop_ok})
+    level = 0.95 if confidence is None else float(confidence)
+    accuracy_high = result.accuracy_interval(level)[1]
+    drop_low = result.paired_drop(level).interval[0]
+    if confidence is None:
+        accuracy_ok = min_accuracy is None or result.accuracy >= min_accuracy
+        drop_ok = max_drop is None or result.drop <= max_drop
+    else:  # fail only when the whole interval is on the wrong side of the floor
+        accuracy_ok = min_accuracy is None or accuracy_high >= min_accuracy
+        drop_ok = max_drop is None or drop_low <= max_drop
+    check: dict[str, Any] = {"min_accuracy": min_accuracy, "max_drop": max_drop, "passed": accuracy_ok and drop_ok}
+    if confidence is not None:
+        check["confidence"] = level
+    result.checks.append(check)
     if not (accuracy_ok and drop_ok):
-        raise AssertionError(failure_message(result, min_accuracy, max_drop, accuracy_ok, drop_ok))
+        raise AssertionError(failure_message(result, min_accuracy, max_drop, accuracy_ok, drop_ok, confidence))
 
 
-def failure_message(result: EvalResult, min_accuracy: float | None, max_drop: float | None, accuracy_ok: bool, drop_ok: bool) -> str:
+def failure_message(
+    result: EvalResult, min_accuracy: float | None, max_drop: float | None, accuracy_ok: bool, drop_ok: bool, confidence: float | None = None
+) -> str:
     def verdict(ok: bool) -> str:
         return "ok" if ok else "FAILED"
 
+    level = 0.95 if confidence is None else confidence
+    applies = "" if confidence is None else f" on the {level:.0%} interval"
+    low, high = result.accuracy_interval(level)
+    paired = result.paired_drop(level)
+    drop_low, drop_high = paired.interval
     lines = [
-        f"zero-shot accuracy of {result.model}/{result.pretrained} on {result.dataset} under {result.compression.id} "
-        f"is below its floor (n={result.n})",
-        f"  accuracy      {result.accuracy:7.2%}  (95% CI {result.ci_low:.1%} to {result.ci_high:.1%})"
-        + (f"   floor min_accuracy={min_accuracy:.2%}: {verdict(accuracy_ok)}" if min_accuracy is not None else ""),
+        (
+            f"zero-shot accuracy of {result.model}/{result.pretrained} on {result.dataset} under {result.compression.id} "
+            f"is below its floor (n={result.n})"
+        ),
+        f"  accuracy      {result.accuracy:7.2%}  ({level:.0%} CI {low:.1%} to {high:.1%})"
+        + (f"   floor min_accuracy={min_accuracy:.2%}{applies}: {verdict(accuracy_ok)}" if min_accuracy is not None else ""),
         f"  uncompressed  {result.baseline_accuracy:7.2%}  (same {result.n} images)",
         f"  drop          {result.drop * 100:6.2f} points"
-        + (f"   floor max_drop={max_drop * 100:.2f} points: {verdict(drop_ok)}" if max_drop is not None else ""),
+        + (f"   floor max_drop={max_drop * 100:.2f} points{applies}: {verdict(drop_ok)}" if max_drop is not None else ""),
+        (
+            f"  drop {level:.0%} CI   {drop_low * 100:.2f} to {drop_high * 100:.2f} points (paired: b={paired.b} right only uncompressed, "
+            f"c={paired.c} right only compressed; exact McNemar p={paired.p_value:.3g})"
+        ),
         "  worst classes " + ", ".join(f"{name} {acc:.1%}" for name, acc in result.worst_classes()),
         f"  flipped       {_images(len(result.flipped))} correct uncompressed and wrong compressed",
     ]
-    if min_accuracy is not None and result.ci_low <= min_accuracy <= result.ci_high:
+    flips = result.outcomes.flip_confusion()
+    if flips:
+        lines.append(f"  top flips     {flip_text(flips)}")
+    if confidence is None and min_accuracy is not None and low <= min_accuracy <= high:
         lines.append("  note: the floor lies inside the 95% interval, so this may be sampling noise; raise --clip-samples")
+    if confidence is None and not drop_ok and max_drop is not None and drop_low <= max_drop <= drop_high:
+        lines.append("  note: max_drop lies inside the drop's 95% interval, so this may be sampling noise; raise --clip-samples")
     lines.append("If this compression is expected to hurt, lower the floor or mark the case xfail; otherwise the model regressed.")
     return "\n".join(lines)
 

@@ -7,7 +7,6 @@ and the codec overlaps the forward passes.
 
 from __future__ import annotations
 
-import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -23,26 +22,16 @@ from .compression import Compression
 from .datasets import ImageDataset, load_dataset
 from .errors import ClipCompressError
 from .models import LoadedModel, ModelSpec, class_text_features, load_model, resolve_device, zero_shot_classifier
+from .outcomes import Outcomes, templates_digest
 from .settings import Settings, register_model_configs
+from .stats import PairedDifference, wilson_interval
 from .templates import resolve_templates
 
 if TYPE_CHECKING:
     import torch
 
-Z_95 = 1.959963984540054
 NO_COMPRESSION = Compression("none")
 ProgressCallback = Callable[[str, int, int, float], None]
-
-
-def wilson_interval(correct: int, n: int, z: float = Z_95) -> tuple[float, float]:
-    """95% Wilson score interval for a binomial proportion (well-behaved near 0 and 1)."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = correct / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 @dataclass
@@ -65,10 +54,19 @@ class EvalResult:
     max_drop_default: float | None = None
     checks: list[dict[str, Any]] = field(default_factory=list)
     activation: str = "GELU"  # the built model's activation, QuickGELU for OpenAI's weights
+    role: str = ""  # the --clip-model id (role, else model name): the comparison key
+    fingerprint: str = ""
+    templates_digest: str = ""
+    stored_baseline: Any = field(default=None, repr=False)  # the --clip-baseline file (gate.BaselineFile), if any
 
     @property
     def n(self) -> int:
         return len(self.labels)
+
+    @property
+    def model_id(self) -> str:
+        """The id the evaluator knows this model by (its role, else its name)."""
+        return self.role or self.model
 
     @property
     def predictions(self) -> np.ndarray:
@@ -102,6 +100,19 @@ class EvalResult:
     def ci_high(self) -> float:
         return wilson_interval(self.correct, self.n)[1]
 
+    def accuracy_interval(self, confidence: float = 0.95) -> tuple[float, float]:
+        return wilson_interval(self.correct, self.n, confidence)
+
+    def paired_drop(self, confidence: float = 0.95) -> PairedDifference:
+        """The drop as a paired difference: uncompressed minus compressed accuracy on the same images."""
+        return PairedDifference.from_hits(self.baseline_predictions == self.labels, self.predictions == self.labels, confidence)
+
+    @property
+    def outcomes(self) -> Outcomes:
+        return Outcomes(
+            self.indices, self.labels, self.predictions, self.baseline_predictions, self.classes, self.fingerprint, self.templates_digest, self.seed
+        )
+
     @property
     def per_class(self) -> dict[str, float]:
         """Accuracy per class name, for the classes present in the subset."""
@@ -117,15 +128,18 @@ class EvalResult:
 
     @property
     def key(self) -> tuple:
-        return (self.model, self.pretrained, self.dataset, self.compression.id, self.n, self.seed, self.templates)
+        return (self.model, self.pretrained, self.dataset, self.compression.id, self.n, self.seed, self.templates, self.role)
 
     def worst_classes(self, count: int = 3) -> list[tuple[str, float]]:
         return sorted(self.per_class.items(), key=lambda item: (item[1], item[0]))[:count]
 
     def to_record(self) -> dict[str, Any]:
         """One JSON-able record for the results file and the reports."""
+        outcomes = self.outcomes
+        drop = self.paired_drop()
         return {
             "model": self.model,
+            "role": self.model_id,
             "pretrained": self.pretrained,
             "activation": self.activation,
             "dataset": self.dataset,
@@ -141,6 +155,11 @@ class EvalResult:
             "per_class": self.per_class,
             "bits_per_pixel": self.bits_per_pixel,
             "flipped": int(len(self.flipped)),
+            "drop_ci95": list(drop.interval),
+            "drop_p_value": drop.p_value,
+            "discordant": {"lost": drop.b, "gained": drop.c},
+            "flip_confusion": outcomes.flip_confusion(),
+            **outcomes.record_fields(),
         }
 
 
@@ -174,6 +193,16 @@ class Evaluator:
         self._scored: dict[tuple, _Scored] = {}
         self._results: dict[tuple, EvalResult] = {}
         self._device: str | None = None
+        self._stored_baseline: Any = None
+
+    @property
+    def stored_baseline(self) -> Any:
+        """The ``--clip-baseline`` file (a :class:`~.gate.BaselineFile`), read once; None without the option."""
+        if self.settings.baseline is not None and self._stored_baseline is None:
+            from .gate import BaselineFile
+
+            self._stored_baseline = BaselineFile.load(self.settings.baseline)
+        return self._stored_baseline
 
     # --- loading ----------------------------------------------------------------------------
 
@@ -221,7 +250,7 @@ class Evaluator:
         return resolve_templates(self.settings.templates, dataset.templates)
 
     def classifier_for(self, result: EvalResult) -> torch.nn.Module:
-        return self.classifier(result.model, self.dataset_named(result.dataset))
+        return self.classifier(result.model_id, self.dataset_named(result.dataset))
 
     def classifier(self, model_name: str, dataset: ImageDataset) -> torch.nn.Module:
         """The zero-shot head for the dataset's classes; text prompts are encoded once per run."""
@@ -260,6 +289,10 @@ class Evaluator:
                 seed=self.settings.seed,
                 min_accuracy_default=self.settings.min_accuracy,
                 max_drop_default=self.settings.max_drop,
+                role=model_name,
+                fingerprint=dataset.fingerprint,
+                templates_digest=templates_digest(self.templates_for(dataset)),
+                stored_baseline=self.stored_baseline,
                 activation=self.model(model_name).activation,
             )
         # Each caller gets its own copy so the floors it checks are recorded per test.

@@ -72,7 +72,7 @@ def explain_failures(results: list[EvalResult], evaluator: Evaluator) -> dict[st
             break
         dataset = evaluator.dataset_named(result.dataset)
         classifier = evaluator.classifier_for(result)
-        loaded = evaluator.model(result.model)
+        loaded = evaluator.model(result.model_id)
         for position in result.flipped[:budget]:
             index = int(result.indices[position])
             label = int(result.labels[position])

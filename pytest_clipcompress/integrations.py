@@ -115,6 +115,10 @@ class ResultsPlugin:
                 terminalreporter.write_line(line)
         for line in breaking_point_lines(self.collector.breaking_points):
             terminalreporter.write_line(line)
+        from .gate import summary_lines
+
+        for line in summary_lines(self.collector.sorted_records(), self.settings.models, self.settings.baseline):
+            terminalreporter.write_line(line)
         images = sum(len(f["attributions"]["items"]) for f in self.failures)
         if images:
             tests = sum(1 for f in self.failures if f["attributions"]["items"])
@@ -122,6 +126,8 @@ class ResultsPlugin:
             terminalreporter.write_line(f"attributions: {images} flipped images of {tests} failing tests explained with Integrated Gradients in {seconds:.1f} s")
         if self.settings.results:
             terminalreporter.write_line(f"results: {self.settings.results}")
+        if self.settings.baseline_save:
+            terminalreporter.write_line(f"baseline saved: {self.settings.baseline_save}")
         if self.settings.report:
             terminalreporter.write_line(f"report: {self.settings.report / 'index.html'}")
         if self.settings.summary:
@@ -136,6 +142,8 @@ class ResultsPlugin:
             return
         if self.settings.results:
             self.collector.write(self.settings.results)
+        if self.settings.baseline_save:
+            self.collector.write(self.settings.baseline_save)  # a baseline is a results file
         if self.settings.report:
             from .report import write_report_dir
 
@@ -143,6 +151,15 @@ class ResultsPlugin:
             write_report_dir(
                 self.settings.report, records, self.collector.checks, self.failures, demo_note=self.demo_note, breaking_points=self.collector.breaking_points
             )
+            from .compare_report import write_comparison_pages
+            from .errors import ClipCompressError
+
+            try:  # optional pages: a fault here must not take the run down
+                write_comparison_pages(self.settings.report, records, self.settings.models, self.settings.baseline)
+            except (OSError, ClipCompressError) as error:
+                reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+                if reporter is not None:
+                    reporter.write_line(f"clipcompress: comparison pages not written: {error}")
 
 
 class HtmlReportPlugin:

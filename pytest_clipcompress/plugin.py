@@ -226,6 +226,14 @@ def user_errors() -> Iterator[None]:
         raise pytest.fail.Exception(str(error), pytrace=False) from None
 
 
+def _model_id(request: pytest.FixtureRequest) -> str:
+    """This case's ``--clip-model`` id (role, else name): its parameter, else the only model."""
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and "clip_model" in callspec.params:
+        return str(callspec.params["clip_model"])
+    return request.config.stash[SETTINGS].models[0]
+
+
 @pytest.fixture(scope="session")
 def clip_evaluator(pytestconfig: pytest.Config) -> Evaluator:
     """The run-wide evaluator: models, datasets and results, each loaded or computed once."""
@@ -260,13 +268,15 @@ def compression(request: pytest.FixtureRequest) -> Compression | None:
 def clip_eval(
     request: pytest.FixtureRequest, clip_evaluator: Evaluator, clip_model: LoadedModel, clip_dataset: ImageDataset | None, compression: Compression | None
 ) -> Callable[..., EvalResult]:
-    """``clip_eval(dataset=None, compression=None)`` evaluates zero-shot accuracy; defaults come from the markers."""
+    """``clip_eval(dataset=None, compression=None, model=None)`` evaluates zero-shot accuracy; defaults come
+    from the markers, and ``model`` (a ``--clip-model`` role or name) defaults to this case's model."""
     from .compression import Compression
 
     results = request.node.stash.setdefault(ITEM_RESULTS, [])
     marked_dataset, marked_compression = clip_dataset, compression
+    case_model = _model_id(request)
 
-    def evaluate(dataset: str | ImageDataset | None = None, compression: Compression | str | None = None) -> EvalResult:
+    def evaluate(dataset: str | ImageDataset | None = None, compression: Compression | str | None = None, model: str | None = None) -> EvalResult:
         __tracebackhide__ = True
         with user_errors():
             chosen_dataset = dataset if dataset is not None else marked_dataset
@@ -277,7 +287,7 @@ def clip_eval(
                 chosen = Compression(chosen or "none")
             if not isinstance(chosen, Compression):
                 raise ConfigError(f"clip_eval(compression=...) takes a Compression or a codec name, not {type(chosen).__name__}")
-            result = clip_evaluator.evaluate(clip_model.spec.name, chosen_dataset, chosen)
+            result = clip_evaluator.evaluate(model or case_model, chosen_dataset, chosen)
         results.append(result)
         return result
 
@@ -295,12 +305,13 @@ def clip_breaking_point(request: pytest.FixtureRequest, clip_evaluator: Evaluato
 
     results = request.node.stash.setdefault(ITEM_RESULTS, [])
     found = request.node.stash.setdefault(ITEM_BREAKING_POINTS, [])
+    model_id = _model_id(request)
 
     def search(dataset: str | ImageDataset, codec: str = "jpeg", param: str = "quality", *, floor: float, metric: str = "accuracy", **options: Any) -> BreakingPoint:
         __tracebackhide__ = True
 
         def evaluate(compression: Compression) -> EvalResult:
-            result = clip_evaluator.evaluate(clip_model.spec.name, dataset, compression)
+            result = clip_evaluator.evaluate(model_id, dataset, compression)
             results.append(result)
             return result
 

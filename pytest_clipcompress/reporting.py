@@ -9,6 +9,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from .outcomes import flip_text
+
 if TYPE_CHECKING:
     from .evaluation import EvalResult, Evaluator
 
@@ -36,7 +38,7 @@ def _model_facts(results: list[EvalResult], evaluator: Evaluator) -> list[dict[s
     """Facts of the models these results came from; they are loaded already, in this process."""
     from .metadata import model_facts
 
-    return [model_facts(evaluator.model(name)) for name in sorted({result.model for result in results})]
+    return [model_facts(evaluator.model(name)) for name in sorted({result.model_id for result in results})]
 
 
 def group_records(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str, str, str], list[dict[str, Any]]]:
@@ -53,13 +55,17 @@ def terminal_table(records: Iterable[dict[str, Any]]) -> list[str]:
     for (model, pretrained, dataset, codec), rows in group_records(records).items():
         first = rows[0]
         lines.append(f"{model}/{pretrained} on {dataset} ({codec}, n={first['n']}; uncompressed {first['baseline_accuracy']:.2%})")
-        lines.append(f"  {'compression':<18} {'accuracy':>9} {'95% CI':>17} {'drop':>7} {'bits/px':>8} {'flipped':>8}")
+        lines.append(f"  {'compression':<18} {'accuracy':>9} {'95% CI':>17} {'drop':>7} {'drop 95% CI':>15} {'bits/px':>8} {'flipped':>8}")
         for row in rows:
             low, high = row["ci95"]
+            drop_low, drop_high = row.get("drop_ci95") or (float("nan"), float("nan"))
             lines.append(
                 f"  {row['compression_id']:<18} {row['accuracy']:>9.2%} {f'{low:.1%}-{high:.1%}':>17} "
-                f"{row['drop'] * 100:>7.2f} {row['bits_per_pixel']:>8.2f} {row['flipped']:>8}"
+                f"{row['drop'] * 100:>7.2f} {f'{drop_low * 100:.1f} to {drop_high * 100:.1f}':>15} {row['bits_per_pixel']:>8.2f} {row['flipped']:>8}"
             )
+        for row in rows:
+            if row.get("flip_confusion"):
+                lines.append(f"  flips under {row['compression_id']}: " + flip_text(row["flip_confusion"]))
     return lines
 
 

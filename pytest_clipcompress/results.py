@@ -40,7 +40,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def record_key(record: dict[str, Any]) -> tuple:
     compression = json.dumps(record["compression"], sort_keys=True)
-    return (record["model"], record["pretrained"], record["dataset"], record["compression"]["codec"], compression, record["n"], record["seed"], record["templates"])
+    role = record.get("role") or record["model"]  # two roles may share a model name and a weights label
+    return (record["model"], record["pretrained"], record["dataset"], record["compression"]["codec"], compression, record["n"], record["seed"], record["templates"], role)
 
 
 class ResultsCollector:

@@ -14,6 +14,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .models import DEVICE_PATTERN, QUICK_GELU_MODES, ModelSpec, resolve_model_spec
+from .roles import ModelEntry, parse_model_entries
 
 IG_BASELINES = ("uncompressed", "jpeg-q100", "black", "blur")
 PROTOCOLS = ("default", "paper")
@@ -46,7 +47,13 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("model", "open_clip model name or hf-hub:org/repo; repeat for several models (default: the bundled demo model)", "NAME", "list"),
+    Option(
+        "model",
+        "[ROLE=]NAME[:WEIGHTS]: open_clip model name or hf-hub:org/repo, with an optional role (the id in results and test names) "
+        "and its own weights (tag, checkpoint file or none); repeat for several models (default: the bundled demo model)",
+        "[ROLE=]NAME[:WEIGHTS]",
+        "list",
+    ),
     Option("pretrained", "open_clip pretrained tag, a checkpoint file, or none for random weights (default: openai where available, else the first tag)", "TAG|PATH|none"),
     Option("quick-gelu", "activation: auto (what the pretrained tag was trained with, else the model config's own), on (QuickGELU, e.g. for a checkpoint fine-tuned from openai weights) or off (GELU) (default: auto)", "|".join(QUICK_GELU_MODES)),
     Option("model-config", "JSON model config (or folder of them) registered with open_clip before loading; repeatable", "PATH", "list"),
@@ -61,6 +68,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("templates", "prompts: clip (CLIP's ensemble for the dataset), paper (the seed paper's single prompt) or a JSON file (default: clip)", "clip|paper|FILE"),
     Option("protocol", "paper: the seed paper's released settings (paper prompt, jpeg-q100 IG baseline, 51 IG steps) wherever no option sets them; default: ours (default: default)", "|".join(PROTOCOLS)),
     Option("results", "write a JSON file with one record per evaluation", "PATH"),
+    Option("baseline", "results file of an earlier run (e.g. the last release) that assert_no_regression compares with, image by image", "PATH"),
+    Option("baseline-save", "at the end of the run, write the results file to PATH for later use as --clip-baseline", "PATH"),
     Option("min-accuracy", "default floor for assert_accuracy(min_accuracy=...), in [0, 1]", "FLOAT"),
     Option("max-drop", "default floor for assert_accuracy(max_drop=...), in [0, 1]", "FLOAT"),
     Option("ig-samples", "Integrated Gradients for up to K flipped images of each failing test; 0 disables (default: 4)", "K"),
@@ -95,6 +104,9 @@ class Settings:
     templates: str
     protocol: str
     results: Path | None
+    baseline: Path | None
+    baseline_save: Path | None
+    model_entries: tuple[ModelEntry, ...]
     min_accuracy: float | None
     max_drop: float | None
     ig_samples: int
@@ -108,15 +120,23 @@ class Settings:
 
     @property
     def uses_demo_model(self) -> bool:
-        return self.models == (DEMO_MODEL,)
+        return self.models == (DEMO_MODEL,) and self.model_entries[0].weights is None
 
-    def model_spec(self, name: str) -> ModelSpec:
-        """The weights to load for ``name``; the demo model defaults to its bundled checkpoint."""
-        if name == DEMO_MODEL and self.pretrained is None:
+    def model_entry(self, model_id: str) -> ModelEntry:
+        for entry in self.model_entries:
+            if entry.id == model_id:
+                return entry
+        raise ConfigError(f"no --clip-model has the id {model_id!r}; this run's models: {', '.join(self.models)}")
+
+    def model_spec(self, model_id: str) -> ModelSpec:
+        """The weights to load for a model id (role or name); the demo model defaults to its bundled checkpoint."""
+        entry = self.model_entry(model_id)
+        pretrained = entry.weights if entry.weights is not None else self.pretrained
+        if entry.name == DEMO_MODEL and pretrained is None:
             from .demo import DEMO_WEIGHTS
 
             return resolve_model_spec(DEMO_MODEL, str(DEMO_WEIGHTS), self.quick_gelu)
-        return resolve_model_spec(name, self.pretrained, self.quick_gelu)
+        return resolve_model_spec(entry.name, pretrained, self.quick_gelu)
 
 
 def register_model_configs(settings: Settings) -> None:
@@ -168,8 +188,14 @@ def build_settings(lookup: Callable[[Option], Any]) -> Settings:
 
         load_template_file(Path(templates))  # fail now, not in the middle of the run
     samples_text = text["samples"]
+    model_entries = parse_model_entries(tuple(values["model"] or ()) or (DEMO_MODEL,))
+    baseline = Path(text["baseline"]).expanduser() if text["baseline"] else None
+    if baseline is not None:
+        from .gate import BaselineFile
+
+        BaselineFile.load(baseline)  # a missing or foreign file is a usage error now, not a failure per test
     return Settings(
-        models=tuple(values["model"] or ()) or (DEMO_MODEL,),
+        models=tuple(entry.id for entry in model_entries),
         pretrained=text["pretrained"] or None,
         quick_gelu=quick_gelu,
         model_configs=tuple(values["model-config"] or ()),
@@ -184,6 +210,9 @@ def build_settings(lookup: Callable[[Option], Any]) -> Settings:
         templates=templates,
         protocol=protocol,
         results=Path(text["results"]) if text["results"] else None,
+        baseline=baseline,
+        baseline_save=_output_file("baseline-save", text["baseline-save"]),
+        model_entries=model_entries,
         min_accuracy=_fraction("min-accuracy", text["min-accuracy"]),
         max_drop=_fraction("max-drop", text["max-drop"]),
         ig_samples=_integer("ig-samples", text["ig-samples"] or "4", minimum=0),
@@ -195,6 +224,15 @@ def build_settings(lookup: Callable[[Option], Any]) -> Settings:
         no_cache=bool(values["no-cache"]),
         cache_clear=bool(values["cache-clear"]),
     )
+
+
+def _output_file(name: str, value: str | None) -> Path | None:
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"--clip-{name} {path} is a folder; give the path of a JSON file to write")
+    return path
 
 
 def _integer(name: str, value: str, minimum: int) -> int:

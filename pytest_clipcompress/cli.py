@@ -1,0 +1,116 @@
+"""Command line for results files, without a pytest session.
+
+* ``compare OLD.json NEW.json [--fail-on-regression 0.01] [--html PATH]``: each evaluation of NEW
+  beside OLD's on the same images (paired change, its 95% interval, discordant pairs, exact
+  McNemar p), as a text table and optionally an HTML page. Exit 0
+  when nothing regressed, 1 when something did (only with ``--fail-on-regression``), 2 when the
+  files cannot be compared (bad file, different images, nothing in common).
+* ``report RESULTS.json --out DIR``: the report folder of a results file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import ClipCompressError
+from .gate import GateError, check_margin, compare_files, comparison_table, describe, load_results_file
+
+EXIT_OK, EXIT_REGRESSED, EXIT_ERROR = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clipcompress", description="Compare pytest-clipcompress results files and render their reports.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    compare = commands.add_parser("compare", help="compare two results files image by image (exit 1 on regression)")
+    compare.add_argument("old", type=Path, metavar="OLD.json", help="the reference run, e.g. the last release's results or baseline")
+    compare.add_argument("new", type=Path, metavar="NEW.json", help="the run to check")
+    compare.add_argument(
+        "--fail-on-regression", type=float, metavar="MARGIN",
+        help="exit 1 when an evaluation lost more than MARGIN accuracy (0.01 = 1 point) and McNemar's exact test says so",
+    )
+    compare.add_argument("--alpha", type=float, default=0.05, help="significance level of the McNemar test (default: 0.05)")
+    compare.add_argument("--old-model", metavar="ID", help="compare this model id (role or name) of OLD ...")
+    compare.add_argument("--new-model", metavar="ID", help="... with this one of NEW (e.g. release and candidate from one run)")
+    compare.add_argument("--html", type=Path, metavar="PATH", help="also write the table as a standalone HTML page")
+    report = commands.add_parser("report", help="write the report folder (index.html, charts) of a results file")
+    report.add_argument("results", type=Path, metavar="RESULTS.json")
+    report.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write index.html and charts/ into")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return compare(args) if args.command == "compare" else report(args)
+    except ClipCompressError as error:
+        print(f"clipcompress {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def compare(args: argparse.Namespace) -> int:
+    margin = 0.0 if args.fail_on_regression is None else args.fail_on_regression
+    check_margin(margin, args.alpha, ("--fail-on-regression ", "--alpha "))
+    old = load_results_file(args.old, "OLD")["evaluations"]
+    new = load_results_file(args.new, "NEW")["evaluations"]
+    result = compare_files(old, new, args.old_model, args.new_model)
+    if not result.rows:
+        raise GateError(
+            f"{args.new} and {args.old} have no evaluation in common (same model id, dataset and compression); "
+            "use --old-model/--new-model to pair different model ids"
+        )
+    for line in comparison_table(result.rows, "old", "new"):
+        print(line)
+    if args.html is not None:
+        write_html(args.html, result.rows, args.fail_on_regression, args.alpha)
+    for label, records in (("only in OLD", result.only_old), ("only in NEW", result.only_new)):
+        if records:
+            print(f"{label}: " + "; ".join(describe(record) for record in records))
+    broken = [outcome for _, _, outcome in result.rows if isinstance(outcome, GateError)]
+    if broken:
+        print(f"clipcompress compare: error: {len(broken)} evaluation(s) are not comparable image by image (see above)", file=sys.stderr)
+        return EXIT_ERROR
+    if args.fail_on_regression is None:
+        return EXIT_OK
+    regressed = [
+        (new_record, outcome)
+        for _, new_record, outcome in result.rows
+        if not isinstance(outcome, GateError) and outcome.regressed(args.fail_on_regression, args.alpha)
+    ]
+    for new_record, outcome in regressed:
+        print(
+            f"REGRESSION {describe(new_record)}: {outcome.regression * 100:.2f} points lost (b={outcome.paired.b}, c={outcome.paired.c}, "
+            f"p={outcome.paired.p_value:.3g}); classes lost {outcome.classes_lost_text()}"
+        )
+    if regressed:
+        return EXIT_REGRESSED
+    print(f"no regression beyond {args.fail_on_regression * 100:.2f} points (alpha {args.alpha:g})")
+    return EXIT_OK
+
+
+def write_html(path: Path, rows: list, margin: float | None, alpha: float) -> None:
+    from .compare_report import comparison_html
+    from .results import atomic_write_text
+
+    try:
+        atomic_write_text(path, comparison_html(rows, margin=margin, alpha=alpha))
+    except OSError as error:
+        raise GateError(f"cannot write --html {path} ({error.strerror or error})") from None
+    print(f"html: {path}")
+
+
+def report(args: argparse.Namespace) -> int:
+    from .report import write_report_dir
+
+    payload = load_results_file(args.results, "RESULTS")
+    try:
+        index = write_report_dir(
+            args.out, payload["evaluations"], payload.get("checks", []), [], breaking_points=payload.get("breaking_points", [])
+        )
+    except OSError as error:
+        print(f"clipcompress report: error: cannot write {args.out} ({error.strerror or error})", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"report: {index}")
+    return EXIT_OK

@@ -1,0 +1,441 @@
+"""The model-CI gate: paired statistics, per-image outcomes, model roles, the baseline gate and the CLI.
+
+Every statistic is checked against a computation written here from the textbook formulas
+(closed-form Wilson bounds, McNemar's exact p from binomial coefficients, Newcombe's method 10)
+and against scipy called directly, never against the package's own helpers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from statistics import NormalDist
+
+import numpy as np
+import pytest
+from scipy.stats import binomtest
+
+from pytest_clipcompress.cli import main as cli_main
+from pytest_clipcompress.compression import Compression
+from pytest_clipcompress.errors import ConfigError
+from pytest_clipcompress.evaluation import EvalResult
+from pytest_clipcompress.gate import BaselineFile, GateError, assert_not_worse, compare_outcomes, load_results_file
+from pytest_clipcompress.outcomes import Outcomes, OutcomesError
+from pytest_clipcompress.roles import ModelEntry, parse_model_entries, parse_model_entry
+from pytest_clipcompress.settings import Settings, build_settings
+from pytest_clipcompress.stats import PairedDifference, mcnemar_exact, paired_difference_interval, wilson_interval
+
+# (both right, right under the first only, right under the second only, both wrong)
+TABLES = [(59, 6, 16, 80), (1, 1, 7, 12), (14, 5, 0, 22), (80, 19, 0, 1), (0, 0, 0, 5), (40, 10, 3, 947), (850, 40, 10, 100), (3, 0, 0, 0)]
+
+
+# --- independent reference computations --------------------------------------------------------
+
+
+def hand_wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def hand_mcnemar(b: int, c: int) -> float:
+    m = b + c
+    if m == 0:
+        return 1.0
+    tail = sum(math.comb(m, k) for k in range(min(b, c) + 1)) / 2**m
+    return min(1.0, 2 * tail) if b != c else 1.0
+
+
+def hand_newcombe(n11: int, n12: int, n21: int, n22: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Newcombe (1998) method 10 for p1 - p2, p1 = (n11 + n12)/N, p2 = (n11 + n21)/N (Fagerland et al. 2017, ch. 8)."""
+    total = n11 + n12 + n21 + n22
+    p1, p2 = (n11 + n12) / total, (n11 + n21) / total
+    l1, u1 = hand_wilson(n11 + n12, total, confidence)
+    l2, u2 = hand_wilson(n11 + n21, total, confidence)
+    rows, cols = (n11 + n12, n21 + n22), (n11 + n21, n12 + n22)
+    if 0 in rows or 0 in cols:
+        psi = 0.0
+    else:
+        a = n11 * n22 - n12 * n21
+        product = math.sqrt(rows[0] * rows[1] * cols[0] * cols[1])
+        psi = (a - total / 2) / product if a > total / 2 else (0.0 if a >= 0 else a / product)
+    lower = (p1 - p2) - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2 - 2 * psi * (p1 - l1) * (u2 - p2))
+    upper = (p1 - p2) + math.sqrt((p2 - l2) ** 2 + (u1 - p1) ** 2 - 2 * psi * (p2 - l2) * (u1 - p1))
+    return max(-1.0, lower), min(1.0, upper)
+
+
+@pytest.mark.parametrize("table", TABLES, ids=[",".join(map(str, t)) for t in TABLES])
+def test_mcnemar_and_paired_interval_equal_independent_computations(table: tuple[int, int, int, int]) -> None:
+    both, b, c, neither = table
+    p = mcnemar_exact(b, c)
+    assert p == pytest.approx(hand_mcnemar(b, c), rel=1e-12)
+    if b + c:
+        assert p == pytest.approx(binomtest(b, b + c, 0.5, alternative="two-sided").pvalue, rel=1e-12)
+    for confidence in (0.95, 0.9):
+        low, high = paired_difference_interval(both, b, c, neither, confidence)
+        expected = hand_newcombe(both, b, c, neither, confidence)
+        assert (low, high) == pytest.approx(expected, abs=1e-12)
+        assert low <= (b - c) / sum(table) <= high
+
+
+@pytest.mark.parametrize(("k", "n"), [(0, 10), (8, 10), (10, 10), (437, 500), (1, 3)])
+def test_wilson_interval_equals_closed_form(k: int, n: int) -> None:
+    assert wilson_interval(k, n) == pytest.approx(hand_wilson(k, n), abs=1e-12)
+    assert wilson_interval(k, n, 0.99) == pytest.approx(hand_wilson(k, n, 0.99), abs=1e-12)
+
+
+def test_paired_difference_counts_from_hits() -> None:
+    first = np.array([1, 1, 1, 0, 0, 1, 0], dtype=bool)
+    second = np.array([1, 0, 0, 1, 0, 1, 0], dtype=bool)
+    paired = PairedDifference.from_hits(first, second)
+    assert (paired.n, paired.both, paired.b, paired.c, paired.neither) == (7, 2, 2, 1, 2)
+    assert paired.difference == pytest.approx(first.mean() - second.mean())
+    assert paired.p_value == pytest.approx(hand_mcnemar(2, 1))
+
+
+# --- per-image outcomes in records --------------------------------------------------------------
+
+
+def make_result(predicted: list[int], predicted_uncompressed: list[int], labels: list[int], **changes: object) -> EvalResult:
+    classes = ("a", "b", "c")
+    eye = np.eye(len(classes), dtype=np.float32)
+    fields: dict[str, object] = {
+        "model": "m", "pretrained": "p", "dataset": "d", "compression": Compression("jpeg", quality=50), "classes": classes,
+        "indices": np.arange(len(labels)) * 3 + 7, "labels": np.array(labels), "logits": eye[predicted],
+        "baseline_logits": eye[predicted_uncompressed], "bits_per_pixel": 1.0, "templates": "clip", "seed": 0,
+        "role": "m", "fingerprint": "files-1", "templates_digest": "prompts-1",
+    }
+    fields.update(changes)
+    return EvalResult(**fields)  # type: ignore[arg-type]
+
+
+def test_record_carries_outcomes_flips_and_paired_drop() -> None:
+    labels = [0, 0, 0, 1, 1, 2, 2, 2]
+    uncompressed = [0, 0, 0, 1, 0, 2, 2, 2]  # 7 right
+    compressed = [1, 1, 0, 1, 1, 2, 0, 1]  # 0, 1, 6, 7 flip (b = 4); 4 recovers (c = 1); 2, 3, 5 stay right
+    record = json.loads(json.dumps(make_result(compressed, uncompressed, labels).to_record()))
+    outcomes = Outcomes.from_record(record)
+    assert outcomes.indices.tolist() == [7, 10, 13, 16, 19, 22, 25, 28]
+    assert outcomes.predicted.tolist() == compressed and outcomes.predicted_uncompressed.tolist() == uncompressed and outcomes.labels.tolist() == labels
+    assert record["data"] == {
+        "fingerprint": "files-1", "classes": ["a", "b", "c"], "templates_digest": "prompts-1", "seed": 0, "n": 8,
+        "indices_digest": record["data"]["indices_digest"],
+    }
+    # Flips: right uncompressed, wrong compressed, counted by (true, predicted).
+    assert record["flip_confusion"] == [
+        {"true": "a", "predicted": "b", "count": 2},
+        {"true": "c", "predicted": "a", "count": 1},
+        {"true": "c", "predicted": "b", "count": 1},
+    ]
+    assert record["discordant"] == {"lost": 4, "gained": 1}
+    assert record["drop_p_value"] == pytest.approx(hand_mcnemar(4, 1))
+    assert record["drop_ci95"] == pytest.approx(hand_newcombe(3, 4, 1, 0))
+    assert record["role"] == "m"
+    # The same result gives the same bytes.
+    assert json.dumps(make_result(compressed, uncompressed, labels).to_record(), sort_keys=True) == json.dumps(record, sort_keys=True)
+
+
+def test_outcomes_of_an_old_or_damaged_record_are_a_clear_error() -> None:
+    record = make_result([0, 1], [0, 1], [0, 1]).to_record()
+    with pytest.raises(OutcomesError, match="older pytest-clipcompress"):
+        Outcomes.from_record({key: value for key, value in record.items() if key != "outcomes"})
+    record["outcomes"]["predicted"] = "not base64!"
+    with pytest.raises(OutcomesError, match="outcomes.predicted is not valid"):
+        Outcomes.from_record(record)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"fingerprint": "files-2"}, "dataset files differ"),
+        ({"classes": ("a", "c", "b")}, "classes differ"),
+        ({"templates_digest": "prompts-2"}, "prompt templates differ"),
+        ({"indices": np.arange(4) + 1}, "image subsets differ"),
+    ],
+)
+def test_different_images_are_never_compared(change: dict[str, object], message: str) -> None:
+    reference = make_result([0, 1, 2, 0], [0, 1, 2, 0], [0, 1, 2, 0])
+    candidate = make_result([0, 1, 2, 0], [0, 1, 2, 0], [0, 1, 2, 0], **change)
+    with pytest.raises(GateError, match=message):
+        compare_outcomes(reference.outcomes, candidate.outcomes, "baseline", "this run")
+
+
+def test_assert_not_worse_uses_margin_and_mcnemar() -> None:
+    labels = [0] * 40
+    reference = make_result([0] * 40, [0] * 40, labels, role="release")
+    slightly = make_result([1] * 2 + [0] * 38, [0] * 40, labels, role="candidate")  # 5 points, b=2: p=0.5
+    assert_not_worse(slightly, reference, max_regression=0.01)
+    assert slightly.checks[-1]["passed"] is True
+    much = make_result([1] * 12 + [0] * 28, [0] * 40, labels, role="candidate")  # 30 points, b=12: p=0.0005
+    with pytest.raises(AssertionError) as failure:
+        assert_not_worse(much, reference, max_regression=0.01)
+    text = str(failure.value)
+    assert "candidate is worse than release on d under jpeg-q50" in text
+    assert f"b=12 images right in release and wrong in candidate, c=0 the other way round; exact McNemar p={hand_mcnemar(12, 0):.3g} < alpha 0.05" in text
+    assert "classes lost a -12" in text
+    assert_not_worse(much, reference, max_regression=0.35)  # within the margin
+
+
+def test_assert_accuracy_on_the_interval_fails_only_on_significant_evidence() -> None:
+    from pytest_clipcompress import assert_accuracy
+
+    labels = [0] * 20
+    result = make_result([0] * 15 + [1] * 5, [0] * 20, labels)  # 75% of 20, drop 25 points with b=5, c=0
+    high = hand_wilson(15, 20)[1]  # 0.886
+    with pytest.raises(AssertionError):
+        assert_accuracy(result, min_accuracy=0.8)  # the point estimate is below
+    assert_accuracy(result, min_accuracy=0.8, confidence=0.95)  # but 0.8 is inside the interval
+    with pytest.raises(AssertionError, match=r"floor min_accuracy=90.00% on the 95% interval: FAILED"):
+        assert_accuracy(result, min_accuracy=round(high + 0.01, 2), confidence=0.95)
+    drop_low = hand_newcombe(15, 5, 0, 0)[0]
+    assert_accuracy(result, max_drop=round(drop_low + 0.01, 2), confidence=0.95)
+    with pytest.raises(AssertionError, match="drop 95% CI"):
+        assert_accuracy(result, max_drop=round(drop_low - 0.01, 2), confidence=0.95)
+    assert result.checks[-1] == {"min_accuracy": None, "max_drop": round(drop_low - 0.01, 2), "passed": False, "confidence": 0.95}
+
+
+# --- model roles --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "entry"),
+    [
+        ("ViT-B-32", ModelEntry("ViT-B-32")),
+        ("ViT-B-32:openai", ModelEntry("ViT-B-32", "openai")),
+        ("candidate=ViT-B-32:/ckpt/epoch13.pt", ModelEntry("ViT-B-32", "/ckpt/epoch13.pt", "candidate")),
+        ("release=ViT-B-32:openai", ModelEntry("ViT-B-32", "openai", "release")),
+        ("hf-hub:timm/ViT-B-16-SigLIP", ModelEntry("hf-hub:timm/ViT-B-16-SigLIP")),
+        ("ref=hf-hub:org/repo", ModelEntry("hf-hub:org/repo", None, "ref")),
+        ("ViT-B-32:C:\\ckpt\\epoch13.pt", ModelEntry("ViT-B-32", "C:\\ckpt\\epoch13.pt")),
+        ("ViT-B-32:/runs/lr=0.1/ckpt.pt", ModelEntry("ViT-B-32", "/runs/lr=0.1/ckpt.pt")),
+        ("new=local-dir:C:\\models\\x", ModelEntry("local-dir:C:\\models\\x", None, "new")),
+        ("ViT-B-32:none", ModelEntry("ViT-B-32", "none")),
+    ],
+)
+def test_model_entries_parse(text: str, entry: ModelEntry) -> None:
+    assert parse_model_entry(text) == entry
+
+
+@pytest.mark.parametrize(("values", "message"), [(["candidate="], "names no model"), (["ViT-B-32:"], "nothing after ':'"), (["ViT-B-32", "ViT-B-32:openai"], "used twice")])
+def test_bad_model_entries_say_what_to_write(values: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_model_entries(values)
+
+
+def settings_from(values: dict[str, object]) -> Settings:
+    return build_settings(lambda option: values.get(option.name))
+
+
+def test_roles_choose_their_own_weights(tmp_path: Path) -> None:
+    from pytest_clipcompress.demo import DEMO_WEIGHTS
+    from pytest_clipcompress.models import ModelSpec
+    from pytest_clipcompress.settings import register_model_configs
+
+    checkpoint = tmp_path / "epoch13.pt"
+    checkpoint.write_bytes(b"weights")
+    settings = settings_from({"model": [f"candidate=clipcompress-demo:{checkpoint}", "release=clipcompress-demo"], "pretrained": None})
+    register_model_configs(settings)
+    assert settings.models == ("candidate", "release") and not settings.uses_demo_model
+    assert settings.model_spec("candidate") == ModelSpec("clipcompress-demo", str(checkpoint))
+    assert settings.model_spec("release") == ModelSpec("clipcompress-demo", str(DEMO_WEIGHTS))
+    with pytest.raises(ConfigError, match="no --clip-model has the id 'nightly'; this run's models: candidate, release"):
+        settings.model_spec("nightly")
+    with pytest.raises(ConfigError, match="--clip-baseline-save .* is a folder"):
+        settings_from({"baseline-save": str(tmp_path)})
+
+
+# --- files and the CLI --------------------------------------------------------------------------
+
+
+def write_results(path: Path, *results: EvalResult) -> Path:
+    payload = {"plugin": "pytest-clipcompress", "version": "x", "evaluations": [r.to_record() for r in results], "checks": [], "breaking_points": []}
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(("content", "message"), [(None, "does not exist"), ("{not json", "is not JSON"), ('{"evaluations": []}', "not a pytest-clipcompress results file")])
+def test_bad_results_files_are_clear_errors(tmp_path: Path, content: str | None, message: str) -> None:
+    path = tmp_path / "file.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        load_results_file(path)
+
+
+def test_baseline_without_the_entry_is_a_clear_error(tmp_path: Path) -> None:
+    stored = BaselineFile.load(write_results(tmp_path / "base.json", make_result([0], [0], [0], role="release")))
+    with pytest.raises(GateError, match=r"has no entry for candidate on d under jpeg-q50; it holds: release on d \(jpeg-q50\)"):
+        stored.entry_for("candidate", "d", "files-1", "jpeg-q50")
+    assert stored.entry_for("release", "renamed", "files-1", "jpeg-q50")["role"] == "release"  # found by the files' fingerprint
+
+
+def test_cli_compare_exit_codes_and_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    labels = [0] * 40
+    old = write_results(tmp_path / "old.json", make_result([0] * 40, [0] * 40, labels))
+    new = write_results(tmp_path / "new.json", make_result([1] * 12 + [0] * 28, [0] * 40, labels))
+    assert cli_main(["compare", str(old), str(new)]) == 0  # a table, no gate
+    assert cli_main(["compare", str(old), str(new), "--fail-on-regression", "0.01"]) == 1
+    out = capsys.readouterr().out
+    assert "m                    d            jpeg-q50             40  100.00%   70.00%   -30.00" in out
+    assert f"REGRESSION m on d under jpeg-q50: 30.00 points lost (b=12, c=0, p={hand_mcnemar(12, 0):.3g})" in out
+    assert cli_main(["compare", str(old), str(old), "--fail-on-regression", "0.01"]) == 0
+    page = tmp_path / "compare.html"
+    assert cli_main(["compare", str(old), str(new), "--fail-on-regression", "0.01", "--html", str(page)]) == 1
+    html = page.read_text()
+    low, high = hand_newcombe(28, 12, 0, 0)
+    assert "<td class=\"num worse\">-30.00</td>" in html and f"{-high * 100:+.2f} to {-low * 100:+.2f}" in html and ">REGRESSED<" in html
+    assert "a -&gt; b 12" in html  # flips, escaped
+    assert cli_main(["compare", str(old), str(new), "--fail-on-regression", "0.01", "--html", str(page)]) == 1
+    assert page.read_text() == html  # same comparison, same bytes
+    assert cli_main(["compare", str(old), str(new), "--fail-on-regression", "0.35"]) == 0
+    other = write_results(tmp_path / "other.json", make_result([0] * 40, [0] * 40, labels, indices=np.arange(40)))
+    assert cli_main(["compare", str(old), str(other), "--fail-on-regression", "0.01"]) == 2
+    assert "not comparable" in capsys.readouterr().out
+    assert cli_main(["compare", str(old), str(new), "--fail-on-regression", "5"]) == 2
+    assert "error: --fail-on-regression 5.0 is outside [0, 1]" in capsys.readouterr().err
+    assert cli_main(["compare", str(old), str(tmp_path / "missing.json")]) == 2
+    assert "error: NEW " in (err := capsys.readouterr().err) and "missing.json does not exist" in err
+    nothing = write_results(tmp_path / "nothing.json", make_result([0], [0], [0], role="other", dataset="e", fingerprint="files-9"))
+    assert cli_main(["compare", str(old), str(nothing)]) == 2
+    assert "no evaluation in common" in capsys.readouterr().err
+
+
+def test_cli_runs_as_a_module_without_tracebacks(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    done = subprocess.run([sys.executable, "-m", "pytest_clipcompress", "compare", str(bad), str(bad)], capture_output=True, text=True, check=False)
+    assert done.returncode == 2
+    assert "clipcompress compare: error: OLD " in done.stderr and "not a pytest-clipcompress results file" in done.stderr
+    assert "Traceback" not in done.stderr
+    results = write_results(tmp_path / "r.json", make_result([0, 1, 2, 0], [0, 1, 2, 0], [0, 1, 2, 0]))
+    done = subprocess.run([sys.executable, "-m", "pytest_clipcompress", "report", str(results), "--out", str(tmp_path / "rep")], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "rep" / "index.html").is_file() and "jpeg-q50" in (tmp_path / "rep" / "index.html").read_text()
+
+
+# --- the gate in a user's run, with the bundled demo model ---------------------------------------
+
+GATE_SUITE = """
+import pytest
+from pytest_clipcompress import assert_no_regression
+
+@pytest.mark.clip_dataset("demo")
+@pytest.mark.compression("jpeg", quality=90)
+def test_no_regression(clip_eval):
+    assert_no_regression(clip_eval(), max_regression=0.01)
+"""
+
+AB_SUITE = """
+import pytest
+from pytest_clipcompress import assert_not_worse
+
+@pytest.mark.clip_dataset("demo")
+@pytest.mark.compression("jpeg", quality=90)
+def test_candidate_not_worse(clip_eval):
+    assert_not_worse(clip_eval(model="candidate"), clip_eval(model="release"), max_regression=0.01)
+"""
+
+DEMO_ARGS = ["--clip-samples=100", "--clip-no-cache", "--clip-device=cpu", "--clip-ig-samples=0", "-p", "no:cacheprovider"]
+
+
+@pytest.fixture(scope="module")
+def degraded_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled demo weights with seeded Gaussian noise (0.2 standard deviations of each tensor)."""
+    # Imported here, in this process, so that pytester's in-process runs (which restore sys.modules
+    # after each run) never import torch's extensions a second time.
+    import open_clip  # noqa: F401
+    import torch
+
+    from pytest_clipcompress.demo import DEMO_WEIGHTS
+
+    state = torch.load(DEMO_WEIGHTS, map_location="cpu", weights_only=True)
+    generator = torch.Generator().manual_seed(0)
+    noisy = {
+        name: tensor + 0.2 * tensor.float().std() * torch.randn(tensor.shape, generator=generator) if tensor.is_floating_point() and tensor.numel() > 1 else tensor
+        for name, tensor in state.items()
+    }
+    path = tmp_path_factory.mktemp("degraded") / "demo-noisy.pt"
+    torch.save(noisy, path)
+    return path
+
+
+def test_degraded_checkpoint_fails_the_gate_and_passes_against_itself(pytester: pytest.Pytester, degraded_checkpoint: Path) -> None:
+    pytester.makepyfile(GATE_SUITE)
+    base, noisy = pytester.path / "base.json", pytester.path / "noisy.json"
+    first = pytester.runpytest(*DEMO_ARGS, f"--clip-baseline-save={base}", f"--clip-baseline={write_empty(pytester.path / 'empty.json')}")
+    first.assert_outcomes(failed=1)  # the empty baseline has no entry: a clear error, not a pass
+    first.stdout.fnmatch_lines(["*baseline *empty.json has no entry for clipcompress-demo on demo under jpeg-q90; it holds: nothing*"])
+    assert base.is_file()
+
+    degraded = pytester.runpytest(*DEMO_ARGS, f"--clip-model=clipcompress-demo:{degraded_checkpoint}", f"--clip-baseline={base}", f"--clip-baseline-save={noisy}")
+    degraded.assert_outcomes(failed=1)
+    degraded.stdout.fnmatch_lines(
+        [
+            "*clipcompress-demo (clipcompress-demo/demo-noisy.pt) on demo under jpeg-q90 regressed against the baseline *base.json",
+            "*baseline *%",
+            "*this run *% *(same 100 images)",
+            "*change * points *(95% CI * to *)*margin max_regression=1.00 points: exceeded",
+            "*discordant   b=* images right in baseline and wrong in this run, c=* the other way round; exact McNemar p=* < alpha 0.05",
+            "*classes lost *",
+        ]
+    )
+    assert "Traceback" not in degraded.stdout.str()
+    degraded.stdout.fnmatch_lines(["against the baseline *base.json (change = this run minus baseline, same images):", "  clipcompress-demo *demo *jpeg-q90 * 100 *"])
+    itself = pytester.runpytest(*DEMO_ARGS, f"--clip-model=clipcompress-demo:{degraded_checkpoint}", f"--clip-baseline={noisy}")
+    itself.assert_outcomes(passed=1)
+
+    other_subset = pytester.runpytest(*DEMO_ARGS, "--clip-samples=50", f"--clip-baseline={base}")
+    other_subset.assert_outcomes(failed=1)
+    other_subset.stdout.fnmatch_lines(["*not comparable image by image: the image subsets differ (n=100, seed 0 vs n=50, seed 0; keep --clip-samples and --clip-seed equal)*"])
+
+    regressed = subprocess.run([sys.executable, "-m", "pytest_clipcompress", "compare", str(base), str(noisy), "--fail-on-regression", "0.01"], capture_output=True, text=True, check=False)
+    assert regressed.returncode == 1 and "REGRESSION clipcompress-demo on demo under jpeg-q90" in regressed.stdout
+    same = subprocess.run([sys.executable, "-m", "pytest_clipcompress", "compare", str(noisy), str(noisy), "--fail-on-regression", "0.01"], capture_output=True, text=True, check=False)
+    assert same.returncode == 0 and "no regression beyond 1.00 points" in same.stdout
+
+
+def write_empty(path: Path) -> Path:
+    path.write_text(json.dumps({"plugin": "pytest-clipcompress", "version": "x", "evaluations": [], "checks": [], "breaking_points": []}))
+    return path
+
+
+def test_bad_baseline_file_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(GATE_SUITE)
+    bad = pytester.path / "bad.json"
+    bad.write_text("{}")
+    result = pytester.runpytest(*DEMO_ARGS, f"--clip-baseline={bad}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--clip-baseline *bad.json is JSON but not a pytest-clipcompress results file*"])
+
+
+def test_two_roles_side_by_side_in_one_session(pytester: pytest.Pytester, degraded_checkpoint: Path) -> None:
+    pytester.makepyfile(AB_SUITE)
+    # IG on: attributions of a failure must load the model by its role, not by its architecture name.
+    roles = ["--clip-model=release=clipcompress-demo", f"--clip-model=candidate=clipcompress-demo:{degraded_checkpoint}", "--clip-ig-samples=1", "--clip-ig-steps=4"]
+    outputs = {}
+    for mode, extra in (("serial", []), ("xdist", ["-n", "2"])):
+        results = pytester.path / f"{mode}.json"
+        outputs_args = [f"--clip-results={results}", f"--clip-report={pytester.path / mode}"]
+        run = pytester.runpytest_subprocess(*DEMO_ARGS, *roles, *outputs_args, *extra) if extra else pytester.runpytest(*DEMO_ARGS, *roles, *outputs_args)
+        run.assert_outcomes(failed=2)  # one case per role; both compare candidate with release
+        run.stdout.fnmatch_lines(
+            [
+                "*test_candidate_not_worse[[]release-demo-jpeg-q90[]]*",
+                "*candidate is worse than release on demo under jpeg-q90*",
+            ],
+            consecutive=False,
+        )
+        outputs[mode] = results.read_bytes()
+    run.stdout.fnmatch_lines(["*models side by side*", "*release->candidate *demo *jpeg-q90 * 100 *", "attributions: * flipped images of 2 failing tests*"], consecutive=False)
+    assert outputs["serial"] == outputs["xdist"]  # byte-identical results with per-image outcomes
+    page = (pytester.path / "serial" / "models.html").read_text()
+    assert "release \u2192 candidate" in page and "<td>demo</td><td>jpeg-q90</td>" in page
+    assert page == (pytester.path / "xdist" / "models.html").read_text()
+    records = json.loads(outputs["serial"])["evaluations"]
+    assert sorted(record["role"] for record in records) == ["candidate", "release"]
+    assert {record["pretrained"] for record in records} == {"clipcompress-demo.pt", "demo-noisy.pt"}
