@@ -61,8 +61,13 @@ def _measured(check: Mapping[str, Any], record: Mapping[str, Any] | None) -> tup
         ok = record["drop"] <= check["max_drop"]
         measured.append(f"drop {_points(record['drop'])} points")
         floors.append(f"max_drop {_points(check['max_drop'])} points{'' if ok else ' **failed**'}")
-    low, high = record["ci95"]
-    drop = f"{_points(record['drop'])} points (uncompressed {_pct(record['baseline_accuracy'])}; accuracy 95% CI {low:.1%} to {high:.1%})"
+    if record.get("drop_ci95"):  # the paired interval of the drop itself, where the run computed it
+        low, high = record["drop_ci95"]
+        interval = f"95% CI {low * 100:.1f} to {high * 100:.1f} points"
+    else:
+        low, high = record["ci95"]
+        interval = f"accuracy 95% CI {low:.1%} to {high:.1%}"
+    drop = f"{_points(record['drop'])} points ({interval}; uncompressed {_pct(record['baseline_accuracy'])})"
     return ("; ".join(measured), "; ".join(floors), drop)
 
 
