@@ -8,6 +8,7 @@ import pytest
 
 from .errors import ConfigError
 from .evaluation import EvalResult
+from .metrics import ACCURACY, DROP
 from .outcomes import flip_text
 from .settings import check_fraction
 
@@ -35,10 +36,11 @@ def assert_accuracy(
             "clip_max_drop in the ini file",
             pytrace=False,
         )
+    floors = ((ACCURACY, min_accuracy), (DROP, max_drop))
     try:
-        for name, value in (("min_accuracy", min_accuracy), ("max_drop", max_drop)):
+        for metric, value in floors:
             if value is not None:
-                check_fraction(name, float(value))
+                check_fraction(metric.floor, float(value))
         if confidence is not None and not 0.0 < float(confidence) < 1.0:
             raise ConfigError(f"confidence={confidence} is outside (0, 1); use e.g. 0.95, or leave it out to check the measured values")
     except ConfigError as error:
@@ -47,13 +49,11 @@ def assert_accuracy(
     level = 0.95 if confidence is None else float(confidence)
     accuracy_high = result.accuracy_interval(level)[1]
     drop_low = result.paired_drop(level).interval[0]
-    if confidence is None:
-        accuracy_ok = min_accuracy is None or result.accuracy >= min_accuracy
-        drop_ok = max_drop is None or result.drop <= max_drop
-    else:  # fail only when the whole interval is on the wrong side of the floor
-        accuracy_ok = min_accuracy is None or accuracy_high >= min_accuracy
-        drop_ok = max_drop is None or drop_low <= max_drop
-    check: dict[str, Any] = {"min_accuracy": min_accuracy, "max_drop": max_drop, "passed": accuracy_ok and drop_ok}
+    # The measured values, or with a confidence level the interval's most favourable end: a floor then
+    # fails only when the whole interval is on the wrong side of it.
+    checked = (ACCURACY.value(result), DROP.value(result)) if confidence is None else (accuracy_high, drop_low)
+    accuracy_ok, drop_ok = (floor is None or metric.passes(value, floor) for (metric, floor), value in zip(floors, checked, strict=True))
+    check: dict[str, Any] = {metric.floor: floor for metric, floor in floors} | {"passed": accuracy_ok and drop_ok}
     if confidence is not None:
         check["confidence"] = level
     result.checks.append(check)
@@ -77,11 +77,11 @@ def failure_message(
             f"zero-shot accuracy of {result.model}/{result.pretrained} on {result.dataset} under {result.compression.id} "
             f"is below its floor (n={result.n})"
         ),
-        f"  accuracy      {result.accuracy:7.2%}  ({level:.0%} CI {low:.1%} to {high:.1%})"
-        + (f"   floor min_accuracy={min_accuracy:.2%}{applies}: {verdict(accuracy_ok)}" if min_accuracy is not None else ""),
-        f"  uncompressed  {result.baseline_accuracy:7.2%}  (same {result.n} images)",
-        f"  drop          {result.drop * 100:6.2f} points"
-        + (f"   floor max_drop={max_drop * 100:.2f} points{applies}: {verdict(drop_ok)}" if max_drop is not None else ""),
+        f"  {ACCURACY.name:<13} {ACCURACY.format(result.accuracy):>7}  ({level:.0%} CI {low:.1%} to {high:.1%})"
+        + (f"   floor {ACCURACY.floor}={ACCURACY.format(min_accuracy)}{applies}: {verdict(accuracy_ok)}" if min_accuracy is not None else ""),
+        f"  uncompressed  {ACCURACY.format(result.baseline_accuracy):>7}  (same {result.n} images)",
+        f"  {DROP.name:<13} {DROP.format(result.drop):>13}"
+        + (f"   floor {DROP.floor}={DROP.format(max_drop)}{applies}: {verdict(drop_ok)}" if max_drop is not None else ""),
         (
             f"  drop {level:.0%} CI   {drop_low * 100:.2f} to {drop_high * 100:.2f} points (paired: b={paired.b} right only uncompressed, "
             f"c={paired.c} right only compressed; exact McNemar p={paired.p_value:.3g})"

@@ -12,23 +12,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-from .compression import CODECS, Compression
+from .compression import CODECS, Compression, searchable_params
 from .errors import ConfigError
+from .metrics import METRICS, metric_named
 
 __all__ = ["BreakingPoint", "MetricResult", "find_breaking_point", "max_evaluations", "mildness_order"]
-
-Metric = Literal["accuracy", "drop"]
-
-# For each searchable parameter: True when a higher value is milder compression.
-_MILD_IS_HIGH: dict[tuple[str, str], bool] = {
-    ("jpeg", "quality"): True,
-    ("webp", "quality"): True,
-    ("avif", "quality"): True,
-    ("jpeg2000", "rate"): False,  # compression ratio: 10:1 is milder than 100:1
-}
-
 
 class MetricResult(Protocol):
     """What :func:`find_breaking_point` reads from an evaluation."""
@@ -55,7 +45,7 @@ class BreakingPoint:
     codec: str
     param: str
     floor: float
-    metric: Metric
+    metric: str
     breaking_value: float | None
     last_passing_value: float | None
     frontier: list[dict[str, Any]]
@@ -72,12 +62,12 @@ def mildness_order(codec: str, param: str, low: float | None = None, high: float
     :data:`~.compression.CODECS`.
     """
     key = (codec.lower(), param)
-    if key not in _MILD_IS_HIGH:
-        searchable = ", ".join(f"{c}.{p}" for c, p in _MILD_IS_HIGH)
+    if key not in searchable_params():
+        searchable = ", ".join(f"{c}.{p}" for c, p in searchable_params())
         raise ConfigError(f"cannot search {codec}.{param}; searchable parameters: {searchable}")
     spec = CODECS[key[0]].params[param]
-    low = spec.low if low is None else low
-    high = spec.high if high is None else high
+    low = spec.bounds[0] if low is None else low
+    high = spec.bounds[1] if high is None else high
     for name, bound in (("low", low), ("high", high)):
         spec.check(key[0], param, bound)
         if bound != int(bound):
@@ -85,7 +75,7 @@ def mildness_order(codec: str, param: str, low: float | None = None, high: float
     if low > high:
         raise ConfigError(f"{codec} {param}: low={low:g} is above high={high:g}")
     low, high = int(low), int(high)
-    return range(high, low - 1, -1) if _MILD_IS_HIGH[key] else range(low, high + 1)
+    return range(high, low - 1, -1) if spec.milder == "higher" else range(low, high + 1)
 
 
 def find_breaking_point(
@@ -94,20 +84,19 @@ def find_breaking_point(
     param: str,
     *,
     floor: float,
-    metric: Metric = "accuracy",
+    metric: str = "accuracy",
     low: float | None = None,
     high: float | None = None,
     fixed: Mapping[str, Any] | None = None,
 ) -> BreakingPoint:
     """Bisect ``param`` for the mildest setting at which ``metric`` crosses ``floor``.
 
-    A setting fails when ``accuracy < floor`` (``metric="accuracy"``) or ``drop > floor``
-    (``metric="drop"``). The metric is assumed monotone in the parameter: once a setting fails,
+    A setting fails when its metric is on the wrong side of ``floor`` (:data:`~.metrics.METRICS`:
+    ``accuracy < floor`` for ``"accuracy"``, ``drop > floor`` for ``"drop"``). The metric is assumed monotone in the parameter: once a setting fails,
     every harsher one fails too. ``fixed`` holds the codec's other parameters (e.g.
     ``{"subsampling": "4:4:4"}``). Each probed setting is evaluated exactly once.
     """
-    if metric not in ("accuracy", "drop"):
-        raise ConfigError(f"metric={metric!r} is not supported; choose 'accuracy' or 'drop'")
+    measure = metric_named(metric)
     codec = codec.lower()
     fixed = dict(fixed or {})
     if param in fixed:
@@ -119,7 +108,7 @@ def find_breaking_point(
         if index not in probes:
             compression = Compression(codec, {**fixed, param: order[index]})
             result = evaluate(compression)
-            ok = result.accuracy >= floor if metric == "accuracy" else result.drop <= floor
+            ok = measure.passes(measure.value(result), floor)
             probes[index] = (compression, result, ok)
         return probes[index][2]
 
@@ -137,8 +126,7 @@ def find_breaking_point(
         {
             "setting": compression.id,
             "value": compression.param(param),
-            "accuracy": result.accuracy,
-            "drop": result.drop,
+            **{name: METRICS[name].value(result) for name in METRICS},
             "bits_per_pixel": result.bits_per_pixel,
             "passes": ok,
         }

@@ -9,26 +9,53 @@ from __future__ import annotations
 
 import io
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-from PIL import Image, features
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import ConfigError
 
+if TYPE_CHECKING:
+    from PIL import Image
+
+# Pillow's ``subsampling`` codes, mildest first (4:4:4 keeps all colour detail).
 JPEG_SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
 
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """One codec parameter: its kind, allowed range or choices, and its short id prefix."""
+    """One codec parameter: its kind, range or choices, which way is milder, and how Pillow takes it.
+
+    ``milder`` says which direction compresses less: ``"higher"`` (quality), ``"lower"`` (a
+    compression ratio), or ``None`` for parameters that trade speed, not fidelity (WebP ``method``).
+    ``choices`` are listed mildest first. ``label`` names the parameter on chart axes (with its unit);
+    ``pillow`` is the ``Image.save`` keyword it becomes and ``to_pillow`` converts the value for it.
+    """
 
     kind: type
     short: str
     low: float | None = None
     high: float | None = None
     choices: tuple[Any, ...] = ()
+    milder: Literal["higher", "lower"] | None = None
+    label: str = ""
+    pillow: str | None = None
+    to_pillow: Callable[[Any], Any] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.choices and (self.low is None or self.high is None or self.low > self.high):
+            raise ConfigError(f"parameter {self.short!r} needs choices, or a range low <= high")
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """``(low, high)`` of a numeric parameter."""
+        assert self.low is not None and self.high is not None  # __post_init__ ensures it for numeric parameters
+        return self.low, self.high
+
+    @property
+    def searchable(self) -> bool:
+        """A numeric parameter with a milder direction: bisection and mild-first strategies apply."""
+        return not self.choices and self.milder is not None
 
     def check(self, codec: str, name: str, value: Any) -> Any:
         if self.choices:
@@ -38,61 +65,156 @@ class ParamSpec:
                     f"{', '.join(repr(c) for c in self.choices)}"
                 )
             return value
+        low, high = self.bounds
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{codec} {name}={value!r} must be a number from {self.low:g} to {self.high:g}")
+            raise ConfigError(f"{codec} {name}={value!r} must be a number from {low:g} to {high:g}")
         if self.kind is int and value != int(value):
-            raise ConfigError(f"{codec} {name}={value!r} must be a whole number from {self.low:g} to {self.high:g}")
-        if not self.low <= value <= self.high:
-            raise ConfigError(f"{codec} {name}={value!r} is out of range; use {self.low:g} to {self.high:g}")
+            raise ConfigError(f"{codec} {name}={value!r} must be a whole number from {low:g} to {high:g}")
+        if not low <= value <= high:
+            raise ConfigError(f"{codec} {name}={value!r} is out of range; use {low:g} to {high:g}")
         return self.kind(value)
+
+    def describe(self) -> str:
+        """``1-100`` or ``'4:4:4'|'4:2:0'``, for help texts."""
+        if self.choices:
+            return "|".join(repr(choice) for choice in self.choices)
+        low, high = self.bounds
+        return f"{low:g}-{high:g}"
 
 
 @dataclass(frozen=True)
 class CodecSpec:
-    """A codec: Pillow format name, feature flag and the parameters it accepts."""
+    """A codec: Pillow format name, feature flag, the parameters it accepts and its fixed save options.
+
+    ``primary`` is the parameter charts draw against (default: the first required one);
+    ``label`` is the codec's display name. Register new codecs with :func:`register_codec`.
+    """
 
     name: str
     pil_format: str | None
     feature: str | None
     params: Mapping[str, ParamSpec] = field(default_factory=dict)
     required: tuple[str, ...] = ()
+    label: str = ""
+    primary: str | None = None
+    save_options: Mapping[str, Any] = field(default_factory=dict)
 
     def available(self) -> bool:
-        return self.feature is None or bool(features.check(self.feature))
+        if self.feature is None:
+            return True
+        from PIL import features
+
+        return bool(features.check(self.feature))
+
+    @property
+    def primary_param(self) -> str | None:
+        return self.primary or next(iter(self.required), None)
+
+    def axis_label(self, param: str) -> str:
+        """The chart axis title for ``param``, e.g. ``JPEG quality (harsher →)``."""
+        return f"{self.label or self.name} {self.params[param].label or param} (harsher \u2192)"
+
+    def save_kwargs(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Pillow ``Image.save`` keywords for these (validated) parameter values."""
+        kwargs = dict(self.save_options)
+        for name, value in params.items():
+            spec = self.params[name]
+            kwargs[spec.pillow or name] = spec.to_pillow(value) if spec.to_pillow else value
+        return kwargs
 
 
-CODECS: dict[str, CodecSpec] = {
-    spec.name: spec
-    for spec in (
-        CodecSpec("none", None, None),
-        CodecSpec(
-            "jpeg",
-            "JPEG",
-            "jpg",
-            {
-                "quality": ParamSpec(int, "q", 1, 100),
-                "subsampling": ParamSpec(str, "s", choices=tuple(JPEG_SUBSAMPLING)),
-            },
-            required=("quality",),
-        ),
-        CodecSpec(
-            "webp",
-            "WEBP",
-            "webp",
-            {"quality": ParamSpec(int, "q", 0, 100), "method": ParamSpec(int, "m", 0, 6)},
-            required=("quality",),
-        ),
-        CodecSpec(
-            "avif",
-            "AVIF",
-            "avif",
-            {"quality": ParamSpec(int, "q", 0, 100), "speed": ParamSpec(int, "speed", 0, 10)},
-            required=("quality",),
-        ),
-        # JPEG 2000 is rate-driven: ``rate`` is the compression ratio (e.g. 20 means 20:1).
-        CodecSpec("jpeg2000", "JPEG2000", "jpg_2000", {"rate": ParamSpec(float, "r", 1, 1000)}, required=("rate",)),
+def _layers(rate: float) -> list[float]:
+    # JPEG 2000 is rate-driven: one quality layer at the requested compression ratio.
+    return [rate]
+
+
+CODECS: dict[str, CodecSpec] = {}
+_BUILTIN_CODECS: set[str] = set()
+
+
+def register_codec(spec: CodecSpec) -> CodecSpec:
+    """Add a codec to the registry (e.g. from a ``conftest.py``); markers, strategies, the breaking-point
+    search and the charts pick it up. Registering a name again replaces the entry (a re-imported
+    conftest does that), except for the built-in codecs."""
+    if not isinstance(spec, CodecSpec):
+        raise ConfigError(f"register_codec takes a CodecSpec, not {type(spec).__name__}")
+    name = spec.name.lower()
+    if spec.name != name or not name.replace("_", "").isalnum():
+        raise ConfigError(f"codec name {spec.name!r} must be lower-case letters, digits or underscores")
+    if name in _BUILTIN_CODECS and CODECS[name] != spec:
+        raise ConfigError(f"codec {name!r} is built in; give yours another name")
+    unknown = [param for param in (*spec.required, *filter(None, [spec.primary])) if param not in spec.params]
+    if unknown:
+        raise ConfigError(f"codec {name!r} names parameter(s) {', '.join(unknown)} that are not in its params")
+    CODECS[name] = spec
+    return spec
+
+
+for _spec in (
+    CodecSpec("none", None, None),
+    CodecSpec(
+        "jpeg",
+        "JPEG",
+        "jpg",
+        {
+            "quality": ParamSpec(int, "q", 1, 100, milder="higher", label="quality"),
+            "subsampling": ParamSpec(str, "s", choices=tuple(JPEG_SUBSAMPLING), to_pillow=JPEG_SUBSAMPLING.__getitem__),
+        },
+        required=("quality",),
+        label="JPEG",
+    ),
+    CodecSpec(
+        "webp",
+        "WEBP",
+        "webp",
+        {"quality": ParamSpec(int, "q", 0, 100, milder="higher", label="quality"), "method": ParamSpec(int, "m", 0, 6)},
+        required=("quality",),
+        label="WebP",
+    ),
+    CodecSpec(
+        "avif",
+        "AVIF",
+        "avif",
+        {"quality": ParamSpec(int, "q", 0, 100, milder="higher", label="quality"), "speed": ParamSpec(int, "speed", 0, 10)},
+        required=("quality",),
+        label="AVIF",
+    ),
+    # ``rate`` is the compression ratio (20 means 20:1): 10:1 is milder than 100:1.
+    CodecSpec(
+        "jpeg2000",
+        "JPEG2000",
+        "jpg_2000",
+        {"rate": ParamSpec(float, "r", 1, 1000, milder="lower", label="compression ratio", pillow="quality_layers", to_pillow=_layers)},
+        required=("rate",),
+        label="JPEG 2000",
+        save_options={"quality_mode": "rates", "irreversible": True},
+    ),
+):
+    register_codec(_spec)
+_BUILTIN_CODECS.update(CODECS)
+
+
+def searchable_params() -> list[tuple[str, str]]:
+    """``(codec, parameter)`` pairs with a milder direction, in registry order."""
+    return [(codec, name) for codec, spec in CODECS.items() for name, param in spec.params.items() if param.searchable]
+
+
+def milder_when_higher(codec: str, param: str | None) -> bool:
+    """Whether a higher ``param`` of ``codec`` is milder (quality): charts invert such axes, harsher to the right."""
+    spec = CODECS.get(codec)
+    return spec is not None and param is not None and param in spec.params and spec.params[param].milder == "higher"
+
+
+def marker_help() -> str:
+    """The ``compression`` marker's help line, from the registry."""
+    codecs = ", ".join(
+        f"{name}({', '.join(f'{param} {spec.describe()}' for param, spec in codec.params.items())})" if codec.params else name
+        for name, codec in CODECS.items()
     )
-}
+    return (
+        "compression(codec, **params): evaluate under a codec; list-valued params expand into one case per value "
+        f"(cartesian product, stable order). Codecs: {codecs}."
+    )
 
 
 @dataclass(frozen=True, order=True)
@@ -106,7 +228,7 @@ class Compression:
     codec: str
     params: tuple[tuple[str, Any], ...] = ()
 
-    def __init__(self, codec: str, params: Mapping[str, Any] | Iterable[tuple[str, Any]] = (), **kwargs: Any):
+    def __init__(self, codec: str, params: Mapping[str, Any] | Iterable[tuple[str, Any]] = (), **kwargs: Any) -> None:
         # A parameter given as None means the codec's default, exactly as if it were left out.
         merged = {name: value for name, value in {**dict(params), **kwargs}.items() if value is not None}
         codec, checked = _validate(codec, merged)
@@ -145,25 +267,20 @@ class Compression:
         if self.is_identity:
             return b""
         buffer = io.BytesIO()
-        image.save(buffer, CODECS[self.codec].pil_format, **self._save_kwargs())
+        spec = CODECS[self.codec]
+        image.save(buffer, spec.pil_format, **spec.save_kwargs(dict(self.params)))
         return buffer.getvalue()
 
     def apply(self, image: Image.Image) -> tuple[Image.Image, int]:
         """Round-trip ``image`` through the codec; returns the decoded RGB image and the encoded size in bytes."""
         if self.is_identity:
             return image, 0
+        from PIL import Image
+
         data = self.encode(image)
         with Image.open(io.BytesIO(data)) as decoded:
             decoded.load()
             return decoded.convert("RGB"), len(data)
-
-    def _save_kwargs(self) -> dict[str, Any]:
-        params = dict(self.params)
-        if self.codec == "jpeg" and "subsampling" in params:
-            params["subsampling"] = JPEG_SUBSAMPLING[params["subsampling"]]
-        if self.codec == "jpeg2000":
-            return {"quality_mode": "rates", "quality_layers": [params["rate"]], "irreversible": True}
-        return params
 
 
 def _validate(codec: Any, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -204,4 +321,4 @@ def expand(codec: str, params: Mapping[str, Any]) -> list[Compression]:
         if not values:
             raise ConfigError(f"{codec} {name}=[] is empty; give at least one value")
         value_lists.append(values)
-    return [Compression(codec, dict(zip(names, combo))) for combo in itertools.product(*value_lists)]
+    return [Compression(codec, dict(zip(names, combo, strict=True))) for combo in itertools.product(*value_lists)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +19,6 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import ConfigError, DatasetError, DatasetMissingError
 from .templates import CIFAR10_TEMPLATES, GENERIC_TEMPLATES, STL10_TEMPLATES
-
-BUILTIN_DATASETS = ("cifar10", "stl10", "demo")
-IMAGEFOLDER_PREFIX = "imagefolder:"
 
 
 @dataclass(frozen=True)
@@ -128,27 +126,109 @@ def default_data_root() -> Path:
     return cache / "pytest-clipcompress" / "data"
 
 
-def validate_dataset_name(spec: str) -> str:
-    """Check a ``clip_dataset`` name without loading anything."""
-    if not isinstance(spec, str):
-        raise ConfigError(f"dataset {spec!r} must be a string")
-    if spec in BUILTIN_DATASETS:
-        return spec
-    if spec.startswith(IMAGEFOLDER_PREFIX) and spec[len(IMAGEFOLDER_PREFIX):].strip():
-        return spec
-    raise ConfigError(f"unknown dataset {spec!r}; choose one of {', '.join(BUILTIN_DATASETS)} or imagefolder:PATH")
+# --- the registry -------------------------------------------------------------------------------
 
 
-def load_dataset(spec: str, data_root: Path, offline: bool) -> ImageDataset:
+@dataclass(frozen=True)
+class DatasetSource:
+    """What a loader is asked for: the dataset's canonical name, the part after ``name:`` (for
+    datasets that take one, e.g. the folder of ``imagefolder:PATH``) and the run's data settings."""
+
+    name: str
+    argument: str | None
+    data_root: Path
+    offline: bool
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset the ``clip_dataset`` marker and ``clip_eval(dataset=...)`` accept.
+
+    ``load`` returns an :class:`ImageDataset` (its class names and prompt templates included) named
+    ``source.name``. With ``argument`` set the dataset is written ``<name>:<argument>`` (its help,
+    e.g. ``PATH``); ``canonical`` turns the written argument into the one the results carry, so two
+    spellings of one dataset are one dataset. ``download`` is the official archive, if there is one.
+    """
+
+    name: str
+    load: Callable[[DatasetSource], ImageDataset]
+    argument: str | None = None
+    canonical: Callable[[str], str] = str
+
+    @property
+    def usage(self) -> str:
+        return f"{self.name}:{self.argument}" if self.argument else self.name
+
+
+DATASETS: dict[str, DatasetSpec] = {}
+_BUILTIN_DATASETS: set[str] = set()
+
+
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    """Add a dataset to the registry (e.g. from a ``conftest.py``). Registering a name again replaces
+    the entry (a re-imported conftest does that), except for the built-in datasets."""
+    if not isinstance(spec, DatasetSpec):
+        raise ConfigError(f"register_dataset takes a DatasetSpec, not {type(spec).__name__}")
+    if not spec.name or ":" in spec.name or spec.name != spec.name.strip():
+        raise ConfigError(f"dataset name {spec.name!r} must be non-empty, without ':' or surrounding spaces")
+    if spec.name in _BUILTIN_DATASETS and DATASETS[spec.name] != spec:
+        raise ConfigError(f"dataset {spec.name!r} is built in; give yours another name")
+    DATASETS[spec.name] = spec
+    return spec
+
+
+def _parse(name: object) -> tuple[DatasetSpec, str | None]:
+    if not isinstance(name, str):
+        raise ConfigError(f"dataset {name!r} must be a string")
+    prefix, colon, argument = name.partition(":")
+    spec = DATASETS.get(prefix)
+    if spec is not None and bool(colon) == bool(spec.argument) and (not colon or argument.strip()):
+        return spec, spec.canonical(argument) if colon else None
+    plain = ", ".join(s.usage for s in DATASETS.values() if not s.argument)
+    taking = " or ".join(s.usage for s in DATASETS.values() if s.argument)
+    raise ConfigError(f"unknown dataset {name!r}; choose one of {plain}" + (f" or {taking}" if taking else ""))
+
+
+def validate_dataset_name(name: str) -> str:
+    """Check a ``clip_dataset`` name without loading anything; returns the one spelling that results
+    carry (``imagefolder:/x/`` -> ``imagefolder:/x``)."""
+    return _canonical(*_parse(name))
+
+
+def _canonical(spec: DatasetSpec, argument: str | None) -> str:
+    return spec.name if argument is None else f"{spec.name}:{argument}"
+
+
+def dataset_id(name: str) -> str:
+    """The dataset's part of a test id: the name, or ``imagefolder-<folder name>``."""
+    spec, argument = _parse(name)
+    if argument is None:
+        return spec.name
+    return f"{spec.name}-{Path(argument.rstrip(_SEPARATORS)).name}"
+
+
+def marker_help() -> str:
+    """The ``clip_dataset`` marker's help line, from the registry."""
+    names = ", ".join(spec.usage for spec in DATASETS.values())
+    return f"clip_dataset(*names): datasets to evaluate on: {names}; one case per name."
+
+
+def load_dataset(name: str, data_root: Path, offline: bool) -> ImageDataset:
     """Load a dataset by its ``clip_dataset`` name."""
-    validate_dataset_name(spec)
-    if spec == "cifar10":
-        return load_cifar10(data_root, offline)
-    if spec == "stl10":
-        return load_stl10(data_root, offline)
-    if spec == "demo":
-        return load_demo()
-    return load_image_folder(Path(spec[len(IMAGEFOLDER_PREFIX):]).expanduser())
+    spec, argument = _parse(name)
+    canonical = _canonical(spec, argument)
+    dataset = spec.load(DatasetSource(canonical, argument, data_root, offline))
+    if not isinstance(dataset, ImageDataset) or dataset.name != canonical:
+        got = repr(dataset.name) if isinstance(dataset, ImageDataset) else type(dataset).__name__
+        raise ConfigError(f"the loader of dataset {spec.name!r} returned {got}; it must return an ImageDataset named {canonical!r}")
+    return dataset
+
+
+_SEPARATORS = "/\\"  # a trailing separator of either platform names the same folder
+
+
+def _folder_path(argument: str) -> str:
+    return str(Path(argument).expanduser())
 
 
 # --- CIFAR-10 -----------------------------------------------------------------------------------
@@ -375,3 +455,14 @@ def _ensure_downloaded(root: Path, download: Download, name: str, offline: bool)
         raise DatasetError(f"the {name} archive did not contain the expected files under {folder}")
     return folder
 
+
+# --- built-in datasets --------------------------------------------------------------------------
+
+for _spec in (
+    DatasetSpec("cifar10", lambda source: load_cifar10(source.data_root, source.offline)),
+    DatasetSpec("stl10", lambda source: load_stl10(source.data_root, source.offline)),
+    DatasetSpec("demo", lambda source: load_demo()),
+    DatasetSpec("imagefolder", lambda source: load_image_folder(Path(source.argument or "")), argument="PATH", canonical=_folder_path),
+):
+    register_dataset(_spec)
+_BUILTIN_DATASETS.update(DATASETS)

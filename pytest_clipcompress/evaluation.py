@@ -19,11 +19,11 @@ import numpy as np
 from . import __version__
 from .cache import LogitsCache
 from .compression import Compression
-from .datasets import ImageDataset, load_dataset
+from .datasets import ImageDataset, load_dataset, validate_dataset_name
 from .errors import ClipCompressError
-from .models import LoadedModel, ModelSpec, class_text_features, load_model, resolve_device, zero_shot_classifier
+from .models import LoadedModel, ModelSpec, class_text_features, load_model, register_model_configs, resolve_device, zero_shot_classifier
 from .outcomes import Outcomes, templates_digest
-from .settings import Settings, register_model_configs
+from .settings import Settings
 from .stats import PairedDifference, wilson_interval
 from .templates import resolve_templates
 
@@ -123,7 +123,7 @@ class EvalResult:
     def flipped(self) -> np.ndarray:
         """Positions (into ``labels``) correct uncompressed and wrong compressed, most confident flips first."""
         positions = np.flatnonzero((self.baseline_predictions == self.labels) & (self.predictions != self.labels))
-        confidence = _softmax(self.logits[positions]).max(axis=1) if len(positions) else np.empty(0)
+        confidence = softmax(self.logits[positions]).max(axis=1) if len(positions) else np.empty(0)
         return positions[np.lexsort((positions, -confidence))]
 
     @property
@@ -163,9 +163,10 @@ class EvalResult:
         }
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities along the last axis (one image's logits, or a batch of them)."""
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 @dataclass
@@ -215,7 +216,7 @@ class Evaluator:
     def model_spec(self, name: str) -> ModelSpec:
         if name not in self._specs:
             if not self._specs:
-                register_model_configs(self.settings)  # once, before the first model is resolved
+                register_model_configs(self.settings.model_config_paths)  # before the first model is resolved
             self._specs[name] = self.settings.model_spec(name)
         return self._specs[name]
 
@@ -232,6 +233,7 @@ class Evaluator:
 
     def dataset(self, spec: str) -> ImageDataset:
         """Load once; a failure is remembered so every test that needs the dataset reports it at once."""
+        spec = validate_dataset_name(spec)  # one entry per dataset, however its name is spelled
         if spec not in self._datasets:
             try:
                 self._datasets[spec] = load_dataset(spec, self.settings.data_root, self.settings.offline)

@@ -49,11 +49,6 @@ def _geometry(preprocess: Any, image: Image.Image, input_hw: Any) -> Any:
         return InputGeometry.centre_crop((image.height, image.width), int(input_hw[-1]))
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max())
-    return shifted / shifted.sum()
-
-
 def explain_failures(results: list[EvalResult], evaluator: Evaluator) -> dict[str, Any]:
     """Attribute up to K flipped images across the test's evaluations (failed floors first)."""
     from .attribution import aggregate, attribution_table_html, auto_steps_integrated_gradients, block_boundary_mask
@@ -118,9 +113,10 @@ def explain_failures(results: list[EvalResult], evaluator: Evaluator) -> dict[st
 
 def _image_attribution(result: EvalResult, position: int, index: int, label: int, steps: int, method: str, f_input: float, f_baseline: float, summary: dict[str, float], seconds: float):  # noqa: ANN202
     from .attribution import ImageAttribution
+    from .evaluation import softmax
 
-    before = _softmax(result.baseline_logits[position].astype(np.float64))
-    after = _softmax(result.logits[position].astype(np.float64))
+    before = softmax(result.baseline_logits[position].astype(np.float64))
+    after = softmax(result.logits[position].astype(np.float64))
     delta_f = f_input - f_baseline
     return ImageAttribution(
         index=index,

@@ -98,8 +98,14 @@ def is_checkpoint_path(value: str) -> bool:
     return Path(value).suffix in {".pt", ".pth", ".bin", ".safetensors", ".ckpt"} or "/" in value or "\\" in value
 
 
+_REGISTERED_CONFIGS: set[Path] = set()  # open_clip rescans on every add: register each path once per process
+
+
 def register_model_configs(paths: list[str]) -> list[str]:
-    """Register JSON model configs (files or folders of them) with open_clip; returns the model names."""
+    """Register JSON model configs (files or folders of them) with open_clip; returns the model names.
+
+    A path already registered in this process is checked and named again but not re-added.
+    """
     import open_clip
 
     names = []
@@ -113,7 +119,9 @@ def register_model_configs(paths: list[str]) -> list[str]:
         for file in files:
             validate_model_config(file)
             names.append(file.stem)
-        open_clip.add_model_config(path)
+        if path.resolve() not in _REGISTERED_CONFIGS:
+            open_clip.add_model_config(path)
+            _REGISTERED_CONFIGS.add(path.resolve())
     return names
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from .errors import ClipCompressError, ConfigError, DatasetMissingError
 from .progress import ProgressLines
-from .settings import OPTIONS, Option, Settings, build_settings, register_model_configs
+from .settings import OPTIONS, Option, Settings, build_settings
 
 if TYPE_CHECKING:
     from .breaking_point import BreakingPoint
@@ -26,12 +26,14 @@ ITEM_RESULTS = pytest.StashKey["list[EvalResult]"]()
 ITEM_BREAKING_POINTS = pytest.StashKey["list[dict[str, Any]]"]()
 
 CLIP_FIXTURES = ("clip_eval", "clip_dataset", "compression", "clip_model")
-MARKERS = (
-    "compression(codec, **params): evaluate under a codec; list-valued params expand into one case per value "
-    "(cartesian product, stable order). Codecs: jpeg(quality 1-100, subsampling '4:4:4'|'4:2:2'|'4:2:0'), "
-    "webp(quality, method), avif(quality, speed), jpeg2000(rate), none.",
-    "clip_dataset(*names): datasets to evaluate on: cifar10, stl10, demo, imagefolder:PATH; one case per name.",
-)
+
+
+def markers() -> tuple[str, ...]:
+    """The markers' help lines, from the codec and dataset registries (conftest registrations included)."""
+    from .compression import marker_help as compression_help
+    from .datasets import marker_help as dataset_help
+
+    return (compression_help(), dataset_help())
 
 
 # --- options and configuration ------------------------------------------------------------------
@@ -62,7 +64,7 @@ def _lookup(config: pytest.Config) -> Callable[[Option], Any]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    for marker in MARKERS:
+    for marker in markers():
         config.addinivalue_line("markers", marker)
     try:
         config.stash[SETTINGS] = build_settings(_lookup(config))
@@ -97,7 +99,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     try:
         # Only when the user named models or configs: a plain run must not pay open_clip's import.
         if settings.model_configs or not settings.uses_demo_model:
-            register_model_configs(settings)
+            from .models import register_model_configs
+
+            register_model_configs(settings.model_config_paths)
             for name in settings.models:
                 settings.model_spec(name)
         if settings.device != "auto" and settings.device != "cpu":
@@ -152,6 +156,8 @@ def _progress_printer(config: pytest.Config) -> Callable[[str, int, int, float],
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if not any(name in metafunc.fixturenames for name in CLIP_FIXTURES):
         return
+    from .datasets import dataset_id
+
     settings = metafunc.config.stash[SETTINGS]
     try:
         datasets = _marked_datasets(metafunc)
@@ -162,10 +168,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("clip_model", settings.models, indirect=True, ids=list(settings.models), scope="session")
     if datasets and compressions:
         cases = [(d, c) for d in datasets for c in compressions]
-        ids = [f"{_dataset_id(d)}-{c.id}" for d, c in cases]
+        ids = [f"{dataset_id(d)}-{c.id}" for d, c in cases]
         metafunc.parametrize(("clip_dataset", "compression"), cases, indirect=True, ids=ids)
     elif datasets:
-        metafunc.parametrize("clip_dataset", datasets, indirect=True, ids=[_dataset_id(d) for d in datasets])
+        metafunc.parametrize("clip_dataset", datasets, indirect=True, ids=[dataset_id(d) for d in datasets])
     elif compressions:
         metafunc.parametrize("compression", compressions, indirect=True, ids=[c.id for c in compressions])
 
@@ -183,8 +189,9 @@ def _marked_datasets(metafunc: pytest.Metafunc) -> list[str]:
         if mark.kwargs or not mark.args:
             raise ConfigError("clip_dataset takes dataset names, e.g. @pytest.mark.clip_dataset('cifar10', 'stl10')")
         for name in mark.args:
-            if validate_dataset_name(name) not in names:
-                names.append(name)
+            canonical = validate_dataset_name(name)
+            if canonical not in names:
+                names.append(canonical)
     return names
 
 
@@ -199,16 +206,6 @@ def _marked_compressions(metafunc: pytest.Metafunc) -> list[Compression]:
             if case not in cases:
                 cases.append(case)
     return cases
-
-
-def _dataset_id(name: str) -> str:
-    from pathlib import Path
-
-    from .datasets import IMAGEFOLDER_PREFIX
-
-    if name.startswith(IMAGEFOLDER_PREFIX):
-        return "imagefolder-" + Path(name[len(IMAGEFOLDER_PREFIX):].rstrip("/\\")).name
-    return name
 
 
 # --- fixtures -----------------------------------------------------------------------------------
@@ -302,6 +299,7 @@ def clip_breaking_point(request: pytest.FixtureRequest, clip_evaluator: Evaluato
     in the results file, the terminal summary and the HTML summary.
     """
     from .breaking_point import find_breaking_point
+    from .datasets import validate_dataset_name
 
     results = request.node.stash.setdefault(ITEM_RESULTS, [])
     found = request.node.stash.setdefault(ITEM_BREAKING_POINTS, [])
@@ -317,25 +315,28 @@ def clip_breaking_point(request: pytest.FixtureRequest, clip_evaluator: Evaluato
 
         with user_errors():
             point = find_breaking_point(evaluate, codec, param, floor=floor, metric=metric, **options)
-        name = dataset if isinstance(dataset, str) else dataset.name
+        # The canonical name, as the evaluations carry it, so the chart finds its breaking point.
+        name = validate_dataset_name(dataset) if isinstance(dataset, str) else dataset.name
         found.append({"model": clip_model.spec.name, "pretrained": clip_model.spec.pretrained_label, "dataset": name, **point.to_dict()})
         return point
 
     return search
 
 
-@pytest.fixture(scope="session")
-def cifar10(clip_evaluator: Evaluator) -> ImageDataset:
-    """The CIFAR-10 test split (skips with instructions when it is missing under --clip-offline)."""
-    with user_errors():
-        return clip_evaluator.dataset("cifar10")
+def dataset_fixture(name: str) -> Any:
+    """A session fixture called ``name`` holding that registered dataset (skips with instructions when
+    it is missing under --clip-offline). In a conftest: ``toy = dataset_fixture("toy")``."""
+
+    def fixture(clip_evaluator: Evaluator) -> ImageDataset:
+        with user_errors():
+            return clip_evaluator.dataset(name)
+
+    fixture.__doc__ = f"The {name} test split (skips with instructions when it is missing under --clip-offline)."
+    return pytest.fixture(scope="session", name=name)(fixture)
 
 
-@pytest.fixture(scope="session")
-def stl10(clip_evaluator: Evaluator) -> ImageDataset:
-    """The STL-10 test split (skips with instructions when it is missing under --clip-offline)."""
-    with user_errors():
-        return clip_evaluator.dataset("stl10")
+cifar10 = dataset_fixture("cifar10")
+stl10 = dataset_fixture("stl10")
 
 
 # --- reporting ----------------------------------------------------------------------------------
@@ -367,10 +368,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
                 stem = attribution_stem(item.nodeid)
                 text += "\n" + "\n".join(attachment_lines(report_dir, [attribution_figure(stem, k) for k in range(len(attributions["images"]))]))
             item.add_report_section("call", "stdout clipcompress attributions", text)
+        from .metrics import METRICS
+
         for result in {result.key: result for result in results}.values():  # hypothesis repeats evaluations
             prefix = f"clip[{result.dataset}-{result.compression.id}]"
             # On the item, like record_property: JUnit XML reads them from the teardown report.
-            item.user_properties += [(f"{prefix}.accuracy", f"{result.accuracy:.6f}"), (f"{prefix}.drop", f"{result.drop:.6f}"), (f"{prefix}.n", str(result.n))]
+            properties = [(f"{prefix}.{metric.junit_property}", f"{metric.value(result):.6f}") for metric in METRICS.values()]
+            item.user_properties += [*properties, (f"{prefix}.n", str(result.n))]
         from .junit import check_properties
 
         item.user_properties += check_properties(results)

@@ -29,20 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .compression import CODECS, milder_when_higher
 from .reporting import group_records
 from .results import atomic_write_bytes, atomic_write_text
 
 __all__ = ["Chart", "accuracy_charts", "summary_table_html", "summary_html", "write_report_dir", "safe_name"]
-
-#: The parameter each codec's first panel is drawn against, and its axis label.
-PRIMARY_PARAM: dict[str, tuple[str, str]] = {
-    "jpeg": ("quality", "JPEG quality (harsher \u2192)"),
-    "webp": ("quality", "WebP quality (harsher \u2192)"),
-    "avif": ("quality", "AVIF quality (harsher \u2192)"),
-    "jpeg2000": ("rate", "JPEG 2000 compression ratio (harsher \u2192)"),
-}
-#: Codecs whose parameter gets harsher as it gets smaller (drawn on an inverted axis).
-_HARSHER_WHEN_LOWER = {"quality"}
 
 _DPI = 100
 _FIGSIZE = (9.0, 3.4)
@@ -228,8 +219,9 @@ def _codec(record: dict[str, Any]) -> str:
 
 def _primary_param(codec: str, rows: Sequence[dict[str, Any]]) -> tuple[str | None, str]:
     """The parameter for the first panel: the codec's known one, else its first numeric parameter."""
-    if codec in PRIMARY_PARAM:
-        return PRIMARY_PARAM[codec]
+    spec = CODECS.get(codec)
+    if spec is not None and spec.primary_param is not None:
+        return spec.primary_param, spec.axis_label(spec.primary_param)
     names = sorted({k for r in rows for k, v in _compression_params(r).items() if _is_number(v)})
     if names:
         return names[0], f"{codec} {names[0]}"
@@ -380,13 +372,14 @@ def _render_chart(
         ax_param.xaxis.set_major_locator(FixedLocator(list(positions.values())))
         ax_param.xaxis.set_major_formatter(FuncFormatter(lambda v, _: next((c for c, i in positions.items() if i == round(v)), "")))
     else:
-        if primary not in _HARSHER_WHEN_LOWER and x_params and min(x_params) > 0 and max(x_params) / min(x_params) >= 10:
+        harsher_when_lower = milder_when_higher(codec, primary)
+        if not harsher_when_lower and x_params and min(x_params) > 0 and max(x_params) / min(x_params) >= 10:
             ax_param.set_xscale("log")
             ax_param.xaxis.set_minor_formatter(NullFormatter())
         if 0 < len(x_params) <= 12:
             ax_param.xaxis.set_major_locator(FixedLocator(x_params))
         ax_param.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        if primary in _HARSHER_WHEN_LOWER:
+        if harsher_when_lower:
             ax_param.invert_xaxis()
     ax_param.set_xlabel(primary_label, fontsize=8.5)
 

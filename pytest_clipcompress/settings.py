@@ -119,6 +119,13 @@ class Settings:
     cache_clear: bool
 
     @property
+    def model_config_paths(self) -> list[str]:
+        """The bundled demo config and the user's ``--clip-model-config`` files, to register with open_clip."""
+        from .demo import DEMO_MODEL_CONFIG
+
+        return [str(DEMO_MODEL_CONFIG), *self.model_configs]
+
+    @property
     def uses_demo_model(self) -> bool:
         return self.models == (DEMO_MODEL,) and self.model_entries[0].weights is None
 
@@ -137,14 +144,6 @@ class Settings:
 
             return resolve_model_spec(DEMO_MODEL, str(DEMO_WEIGHTS), self.quick_gelu)
         return resolve_model_spec(entry.name, pretrained, self.quick_gelu)
-
-
-def register_model_configs(settings: Settings) -> None:
-    """Register the bundled demo config and the user's ``--clip-model-config`` files with open_clip."""
-    from .demo import DEMO_MODEL_CONFIG
-    from .models import register_model_configs as register
-
-    register([str(DEMO_MODEL_CONFIG), *settings.model_configs])
 
 
 def default_cache_dir() -> Path:

@@ -22,19 +22,22 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
 from PIL import Image
 
-from .compression import CODECS, JPEG_SUBSAMPLING, Compression, available_codecs
+from .compression import CODECS, Compression, ParamSpec, available_codecs
 from .errors import ConfigError
 
 __all__ = [
     "avif",
+    "codec",
     "compressions",
     "jpeg",
     "jpeg2000",
+    "parameter",
     "qualities",
     "rates",
     "rgb_images",
@@ -51,8 +54,7 @@ def qualities(min_value: int = 1, max_value: int = 100) -> st.SearchStrategy[int
     """
     if min_value > max_value:
         raise ConfigError(f"qualities(min_value={min_value}, max_value={max_value}): min_value exceeds max_value")
-    # d shrinks to 0, i.e. to max_value.
-    return st.integers(0, max_value - min_value).map(lambda d: max_value - d)
+    return _mild_first(min_value, max_value, "higher", int)
 
 
 def rates(min_value: int = 1, max_value: int = 1000) -> st.SearchStrategy[float]:
@@ -63,13 +65,56 @@ def rates(min_value: int = 1, max_value: int = 1000) -> st.SearchStrategy[float]
     """
     if min_value > max_value:
         raise ConfigError(f"rates(min_value={min_value}, max_value={max_value}): min_value exceeds max_value")
-    # Offset from min_value so shrinking ends at min_value even for ranges that exclude 0.
-    return st.integers(0, max_value - min_value).map(lambda d: float(min_value + d))
+    return _mild_first(min_value, max_value, "lower", float)
 
 
 def subsamplings() -> st.SearchStrategy[str]:
     """JPEG chroma subsampling modes, shrinking toward the mildest, ``"4:4:4"``."""
-    return st.sampled_from(list(JPEG_SUBSAMPLING))  # ordered mildest first
+    return parameter("jpeg", "subsampling")
+
+
+def _mild_first(low: float, high: float, milder: str, kind: type) -> st.SearchStrategy[Any]:
+    # A whole-number distance d from the mild end shrinks to 0, i.e. to the mildest value, even for
+    # ranges that exclude 0.
+    if milder == "higher":
+        return st.integers(0, int(high - low)).map(lambda d: kind(high - d))
+    return st.integers(0, int(high - low)).map(lambda d: kind(low + d))
+
+
+def parameter(codec_name: str, param: str) -> st.SearchStrategy[Any]:
+    """Values of one codec parameter from the registry, shrinking toward the mildest.
+
+    Choices shrink toward the first (mildest) one; numeric parameters with a milder direction step
+    by whole numbers from their mild end; others (e.g. WebP ``method``) shrink toward their low end.
+    """
+    if codec_name not in CODECS:
+        raise ConfigError(f"unknown codec {codec_name!r}; choose one of {', '.join(CODECS)}")
+    spec: ParamSpec | None = CODECS[codec_name].params.get(param)
+    if spec is None:
+        raise ConfigError(f"{codec_name} has no parameter {param!r}; parameters: {', '.join(CODECS[codec_name].params) or 'none'}")
+    if spec.choices:
+        return st.sampled_from(list(spec.choices))  # ordered mildest first
+    return _mild_first(*spec.bounds, spec.milder or "lower", spec.kind)
+
+
+def codec(name: str, **params: st.SearchStrategy[Any] | None) -> st.SearchStrategy[Compression]:
+    """Compressions of any registered codec: each required parameter is drawn mildest-first unless a
+    strategy is given; optional parameters are drawn only when given (``None`` leaves them out)."""
+    _require(name)
+    spec = CODECS[name]
+    unknown = sorted(set(params) - set(spec.params))
+    if unknown:
+        raise ConfigError(f"unknown {name} parameter(s) {', '.join(unknown)}; allowed: {', '.join(spec.params) or 'none'}")
+    # In the registry's parameter order, so examples are drawn (and shrunk) in a stable order.
+    drawn: dict[str, st.SearchStrategy[Any]] = {}
+    for param in spec.params:
+        given = params.get(param)
+        if given is not None or param in spec.required:
+            drawn[param] = given if given is not None else parameter(name, param)
+    if not drawn:
+        return st.just(Compression(name))  # no parameters: a single example
+    # builds(Compression, ...) makes hypothesis print failures as Compression('jpeg', quality=40).
+    return st.builds(Compression, st.just(name), **drawn)
 
 
 def jpeg(
@@ -81,39 +126,22 @@ def jpeg(
     With ``subsampling=None`` (or when the strategy draws ``None``) the parameter is left out, so
     Pillow's default (4:2:0) applies; pass e.g. :func:`subsamplings` to vary it.
     """
-    # builds(Compression, ...) makes hypothesis print failures as Compression('jpeg', quality=40).
-    quality = _default_quality("jpeg", quality)
-    if subsampling is None:
-        return st.builds(Compression, st.just("jpeg"), quality=quality)
-    return st.builds(Compression, st.just("jpeg"), quality=quality, subsampling=subsampling)
+    return codec("jpeg", quality=quality, subsampling=subsampling)
 
 
 def webp(quality: st.SearchStrategy[int] | None = None) -> st.SearchStrategy[Compression]:
     """WebP compressions; ``quality`` defaults to :func:`qualities` over 0..100."""
-    return st.builds(Compression, st.just("webp"), quality=_default_quality("webp", quality))
+    return codec("webp", quality=quality)
 
 
 def avif(quality: st.SearchStrategy[int] | None = None) -> st.SearchStrategy[Compression]:
     """AVIF compressions; ``quality`` defaults to :func:`qualities` over 0..100."""
-    return st.builds(Compression, st.just("avif"), quality=_default_quality("avif", quality))
+    return codec("avif", quality=quality)
 
 
 def jpeg2000(rate: st.SearchStrategy[float] | None = None) -> st.SearchStrategy[Compression]:
     """JPEG 2000 compressions; ``rate`` (compression ratio) defaults to :func:`rates` over 1..1000."""
-    _require("jpeg2000")
-    spec = CODECS["jpeg2000"].params["rate"]
-    rate = rates(int(spec.low), int(spec.high)) if rate is None else rate
-    return st.builds(Compression, st.just("jpeg2000"), rate=rate)
-
-
-# Each codec's default strategy; "none" has no parameters, so it is a single example.
-_FACTORIES = {
-    "none": lambda: st.just(Compression("none")),
-    "jpeg": jpeg,
-    "webp": webp,
-    "avif": avif,
-    "jpeg2000": jpeg2000,
-}
+    return codec("jpeg2000", rate=rate)
 
 
 def compressions(codecs: Iterable[str] | None = None) -> st.SearchStrategy[Compression]:
@@ -125,9 +153,7 @@ def compressions(codecs: Iterable[str] | None = None) -> st.SearchStrategy[Compr
     names = available_codecs() if codecs is None else [name.lower() for name in codecs]
     if not names:
         raise ConfigError("compressions(codecs=[]) needs at least one codec")
-    for name in names:
-        _require(name)
-    return st.one_of([_FACTORIES[name]() for name in names])
+    return st.one_of([codec(name) for name in names])
 
 
 def rgb_images(min_side: int = 1, max_side: int = 64) -> st.SearchStrategy[Image.Image]:
@@ -163,14 +189,6 @@ def _rgb_images(draw: st.DrawFn, min_side: int, max_side: int) -> Image.Image:
         rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
         pixels = start + rng.uniform(-amplitude, amplitude, size=(height, width, 3))
     return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
-
-
-def _default_quality(codec: str, quality: st.SearchStrategy[int] | None) -> st.SearchStrategy[int]:
-    _require(codec)
-    if quality is not None:
-        return quality
-    spec = CODECS[codec].params["quality"]
-    return qualities(int(spec.low), int(spec.high))
 
 
 def _require(codec: str) -> None:

@@ -6,12 +6,7 @@ from pathlib import Path
 
 import pytest
 
-ASSETS = Path(__file__).parent / "assets"
-TINY_CONFIG = ASSETS / "tiny-clip.json"
-TINY_MODEL = "tiny-clip"
-SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-CIFAR_SAMPLE = SHARED_DATASETS / "cifar10-test-sample"
-IMAGE_FOLDER_SAMPLE = SHARED_DATASETS / "cifar10-test-jpeg-q75-folder"
+from .helpers import CIFAR_SAMPLE, IMAGE_FOLDER_SAMPLE, TINY_CONFIG, TINY_MODEL
 
 
 def _require(path: Path) -> Path:

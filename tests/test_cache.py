@@ -15,7 +15,7 @@ from pytest_clipcompress.evaluation import Evaluator
 from pytest_clipcompress.models import register_model_configs
 from pytest_clipcompress.settings import build_settings
 
-from .conftest import TINY_CONFIG, TINY_MODEL
+from .helpers import TINY_CONFIG, TINY_MODEL
 
 JPEG_50 = Compression("jpeg", quality=50)
 

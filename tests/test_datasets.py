@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import struct
 from pathlib import Path
 from typing import ClassVar
 
@@ -24,60 +23,7 @@ from pytest_clipcompress.datasets import (
 )
 from pytest_clipcompress.errors import DatasetError, DatasetMissingError
 
-CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-STL_CLASSES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
-
-
-def python2_pickle(value: object) -> bytes:
-    """A protocol-2 pickle as Python 2 writes it: its ``str`` (here bytes) as SHORT_BINSTRING/BINSTRING.
-
-    Python 3's own pickler writes bytes as ``_codecs.encode`` calls, which load as bytes under
-    every encoding; Python 2 strings load as bytes under ``encoding="bytes"`` and as str under
-    ``encoding="latin1"`` (what torchvision uses). Arrays are numpy's own protocol-2 reduction.
-    """
-    out = bytearray(pickle.PROTO + b"\x02")
-
-    def emit(item: object) -> None:
-        if isinstance(item, bytes):
-            out.extend(pickle.SHORT_BINSTRING + bytes([len(item)]) + item if len(item) < 256 else pickle.BINSTRING + struct.pack("<I", len(item)) + item)
-        elif isinstance(item, int) and 0 <= item < 256:
-            out.extend(pickle.BININT1 + bytes([item]))
-        elif isinstance(item, int):
-            out.extend(pickle.BININT + struct.pack("<i", item))
-        elif isinstance(item, list):
-            out.extend(pickle.EMPTY_LIST + pickle.MARK)
-            for element in item:
-                emit(element)
-            out.extend(pickle.APPENDS)
-        elif isinstance(item, dict):
-            out.extend(pickle.EMPTY_DICT + pickle.MARK)
-            for key, element in item.items():
-                emit(key)
-                emit(element)
-            out.extend(pickle.SETITEMS)
-        elif isinstance(item, np.ndarray):
-            out.extend(pickle.dumps(item, protocol=2)[2:-1])  # without its PROTO header and STOP
-        else:
-            raise TypeError(f"cannot write {type(item).__name__}")
-
-    emit(value)
-    return bytes(out + pickle.STOP)
-
-
-def write_cifar10(root: Path, images: np.ndarray, labels: list[int], python2: bool = True) -> Path:
-    """The official python layout: Python-2 pickles (bytes keys), or a Python 3 re-save with str keys; planar R, G, B rows."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    data = images.transpose(0, 3, 1, 2).reshape(len(images), 3072)
-    batch = {b"batch_label": b"testing batch 1 of 1", b"labels": labels, b"data": data, b"filenames": [b"x.png"] * len(labels)}
-    meta = {b"label_names": [name.encode() for name in CIFAR_CLASSES], b"num_cases_per_batch": 10000, b"num_vis": 3072}
-    for name, content in (("test_batch", batch), ("batches.meta", meta)):
-        if python2:
-            (folder / name).write_bytes(python2_pickle(content))
-        else:
-            text = {key.decode(): [v.decode() for v in value] if key == b"label_names" else value for key, value in content.items()}
-            (folder / name).write_bytes(pickle.dumps(text, protocol=2))
-    return folder
+from .helpers import CIFAR_CLASSES, STL_CLASSES, random_images, write_cifar10, write_stl10
 
 
 def torchvision_cifar10_test(root: Path):
@@ -107,20 +53,6 @@ def assert_same_as_torchvision(root: Path) -> None:
         image, label = theirs[index]
         assert label == ours.labels[index]
         assert np.array_equal(np.asarray(ours.image(index)), np.asarray(image)), f"pixels differ at image {index}"
-
-
-def write_stl10(root: Path, images: np.ndarray, labels: list[int]) -> Path:
-    """The official binary layout: each image 3x96x96, column-major per channel; labels 1..10."""
-    folder = root / "stl10_binary"
-    folder.mkdir(parents=True)
-    images.transpose(0, 3, 2, 1).astype(np.uint8).tofile(folder / "test_X.bin")
-    np.asarray(labels, dtype=np.uint8).tofile(folder / "test_y.bin")
-    (folder / "class_names.txt").write_text("\n".join(STL_CLASSES) + "\n")
-    return folder
-
-
-def random_images(count: int, side: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, size=(count, side, side, 3), dtype=np.uint8)
 
 
 def test_cifar10_official_layout_round_trips(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ so these tests pin what the shipped model actually does.
 
 from __future__ import annotations
 
-import io
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,6 @@ import numpy as np
 import open_clip
 import pytest
 import torch
-from PIL import Image
 
 from pytest_clipcompress.demo import (
     DEMO_CLASSES,
@@ -29,6 +27,8 @@ from pytest_clipcompress.demo import (
     DEMO_WEIGHTS,
     generate_demo_images,
 )
+
+from .reference import zero_shot_predictions
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QUALITIES = (100, 75, 50, 25)
@@ -103,24 +103,7 @@ def test_weights_load_strictly_and_are_small(demo_model: tuple[torch.nn.Module, 
 
 def _accuracy(model: torch.nn.Module, preprocess: object, tokenizer: object, quality: int | None) -> float:
     images, labels = generate_demo_images("test", DEMO_TEST_PER_CLASS, seed=DEMO_SEED)
-    pixels = []
-    for array in images:
-        img = Image.fromarray(array)
-        if quality is not None:
-            buf = io.BytesIO()
-            img.save(buf, "JPEG", quality=quality)
-            img = Image.open(buf).convert("RGB")
-        pixels.append(preprocess(img))
-    with torch.no_grad():
-        image_feats = model.encode_image(torch.stack(pixels))
-        image_feats = image_feats / image_feats.norm(dim=-1, keepdim=True)
-        class_feats = []
-        for name in DEMO_CLASSES:
-            feats = model.encode_text(tokenizer([t.format(name) for t in DEMO_TEMPLATES]))
-            feats = (feats / feats.norm(dim=-1, keepdim=True)).mean(dim=0)
-            class_feats.append(feats / feats.norm())
-        logits = 100.0 * image_feats @ torch.stack(class_feats).T
-    return float((logits.argmax(dim=-1).numpy() == labels).mean())
+    return float((zero_shot_predictions(model, preprocess, tokenizer, images, DEMO_CLASSES, DEMO_TEMPLATES, quality) == labels).mean())
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ from pytest_clipcompress.datasets import ArrayDataset
 from pytest_clipcompress.evaluation import EvalResult, Evaluator, wilson_interval
 from pytest_clipcompress.settings import build_settings
 
-from .conftest import TINY_CONFIG, TINY_MODEL
+from . import reference
+from .helpers import TINY_CONFIG, TINY_MODEL
 
 
 def toy_dataset() -> ArrayDataset:
@@ -78,3 +79,12 @@ def test_result_numbers_and_flips() -> None:
     assert result.worst_classes(2) == [("b", 0.0), ("a", 0.5)]
     record = result.to_record()
     assert record["flipped"] == 2 and record["ci95"] == list(wilson_interval(2, 4)) and record["compression"] == {"codec": "jpeg", "quality": 10}
+
+
+def test_one_softmax_for_an_image_and_a_batch() -> None:
+    logits = np.random.default_rng(3).normal(scale=30.0, size=(4, 10)).astype(np.float32)
+    batch = evaluation.softmax(logits.astype(np.float64))
+    for row, probabilities in zip(logits, batch, strict=True):
+        expected = reference.softmax([float(value) for value in row])
+        assert probabilities == pytest.approx(expected, rel=1e-12, abs=1e-300)
+        assert np.array_equal(evaluation.softmax(row.astype(np.float64)), probabilities)  # one image = its row of the batch

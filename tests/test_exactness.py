@@ -7,18 +7,16 @@ trip with ``Image.save``/``Image.open``, the model's own preprocess, ``encode_im
 
 from __future__ import annotations
 
-import io
 import json
-import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from pytest_clipcompress.templates import CIFAR10_TEMPLATES
 
-from .conftest import TINY_CONFIG, TINY_MODEL
+from .helpers import TINY_CONFIG, TINY_MODEL
+from .reference import reference_predictions
 
 QUALITIES = [100, 75, 50, 25]
 
@@ -39,41 +37,6 @@ def test_zero_shot_under_jpeg(clip_eval, compression, request):
 """
 
 
-def reference_predictions(checkpoint: Path, root: Path, quality: int | None) -> tuple[np.ndarray, np.ndarray]:
-    import open_clip
-    import torch
-
-    open_clip.add_model_config(TINY_CONFIG)
-    model, _, preprocess = open_clip.create_model_and_transforms(TINY_MODEL, pretrained=str(checkpoint))
-    model.eval()
-    tokenizer = open_clip.get_tokenizer(TINY_MODEL)
-    with open(root / "cifar-10-batches-py" / "test_batch", "rb") as handle:
-        batch = pickle.load(handle, encoding="bytes")
-    with open(root / "cifar-10-batches-py" / "batches.meta", "rb") as handle:
-        # The official files are Python 2 pickles: keys and class names come back as bytes.
-        classes = [name.decode("ascii") for name in pickle.load(handle, encoding="bytes")[b"label_names"]]
-    images = batch[b"data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    tensors = []
-    for array in images:
-        image = Image.fromarray(array)
-        if quality is not None:
-            buffer = io.BytesIO()
-            image.save(buffer, "JPEG", quality=quality)
-            image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
-        tensors.append(preprocess(image))
-    with torch.no_grad():
-        text = []
-        for name in classes:
-            features = model.encode_text(tokenizer([t.format(name) for t in CIFAR10_TEMPLATES]))
-            features = features / features.norm(dim=-1, keepdim=True)
-            mean = features.mean(dim=0)
-            text.append(mean / mean.norm())
-        image_features = model.encode_image(torch.stack(tensors))
-        image_features = image_features / image_features.norm(dim=-1, keepdim=True)
-        logits = 100.0 * image_features @ torch.stack(text).T
-    return logits.argmax(dim=1).numpy(), np.asarray(batch[b"labels"])
-
-
 def test_results_equal_an_independent_computation(pytester: pytest.Pytester, tiny_args: list[str], tiny_checkpoint: Path, cifar_sample_root: Path) -> None:
     pytester.makepyfile(SUITE)
     results_path = pytester.path / "results.json"
@@ -83,11 +46,14 @@ def test_results_equal_an_independent_computation(pytester: pytest.Pytester, tin
     outcome.assert_outcomes(passed=5)
     records = {r["compression_id"]: r for r in json.loads(results_path.read_text())["evaluations"]}
 
-    baseline, labels = reference_predictions(tiny_checkpoint, cifar_sample_root, None)
+    def reference(quality: int | None) -> tuple[np.ndarray, np.ndarray]:
+        return reference_predictions(TINY_CONFIG, TINY_MODEL, tiny_checkpoint, cifar_sample_root, quality, CIFAR10_TEMPLATES)
+
+    baseline, labels = reference(None)
     baseline_accuracy = float(np.mean(baseline == labels))
     distinct_outcomes = set()
     for quality in QUALITIES:
-        predictions, _ = reference_predictions(tiny_checkpoint, cifar_sample_root, quality)
+        predictions, _ = reference(quality)
         record = records[f"jpeg-q{quality}"]
         assert np.array_equal(np.load(pytester.path / f"predictions-jpeg-q{quality}.npy"), predictions)
         assert record["accuracy"] == float(np.mean(predictions == labels))  # exactly, not approximately

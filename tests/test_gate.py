@@ -1,18 +1,16 @@
 """The model-CI gate: paired statistics, per-image outcomes, model roles, the baseline gate and the CLI.
 
-Every statistic is checked against a computation written here from the textbook formulas
-(closed-form Wilson bounds, McNemar's exact p from binomial coefficients, Newcombe's method 10)
-and against scipy called directly, never against the package's own helpers.
+Every statistic is checked against a computation written from the textbook formulas in
+tests/reference.py (closed-form Wilson bounds, McNemar's exact p from binomial coefficients,
+Newcombe's method 10) and against scipy called directly, never against the package's own helpers.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
-from statistics import NormalDist
 
 import numpy as np
 import pytest
@@ -28,45 +26,10 @@ from pytest_clipcompress.roles import ModelEntry, parse_model_entries, parse_mod
 from pytest_clipcompress.settings import Settings, build_settings
 from pytest_clipcompress.stats import PairedDifference, mcnemar_exact, paired_difference_interval, wilson_interval
 
+from .reference import hand_mcnemar, hand_newcombe, hand_wilson
+
 # (both right, right under the first only, right under the second only, both wrong)
 TABLES = [(59, 6, 16, 80), (1, 1, 7, 12), (14, 5, 0, 22), (80, 19, 0, 1), (0, 0, 0, 5), (40, 10, 3, 947), (850, 40, 10, 100), (3, 0, 0, 0)]
-
-
-# --- independent reference computations --------------------------------------------------------
-
-
-def hand_wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def hand_mcnemar(b: int, c: int) -> float:
-    m = b + c
-    if m == 0:
-        return 1.0
-    tail = sum(math.comb(m, k) for k in range(min(b, c) + 1)) / 2**m
-    return min(1.0, 2 * tail) if b != c else 1.0
-
-
-def hand_newcombe(n11: int, n12: int, n21: int, n22: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Newcombe (1998) method 10 for p1 - p2, p1 = (n11 + n12)/N, p2 = (n11 + n21)/N (Fagerland et al. 2017, ch. 8)."""
-    total = n11 + n12 + n21 + n22
-    p1, p2 = (n11 + n12) / total, (n11 + n21) / total
-    l1, u1 = hand_wilson(n11 + n12, total, confidence)
-    l2, u2 = hand_wilson(n11 + n21, total, confidence)
-    rows, cols = (n11 + n12, n21 + n22), (n11 + n21, n12 + n22)
-    if 0 in rows or 0 in cols:
-        psi = 0.0
-    else:
-        a = n11 * n22 - n12 * n21
-        product = math.sqrt(rows[0] * rows[1] * cols[0] * cols[1])
-        psi = (a - total / 2) / product if a > total / 2 else (0.0 if a >= 0 else a / product)
-    lower = (p1 - p2) - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2 - 2 * psi * (p1 - l1) * (u2 - p2))
-    upper = (p1 - p2) + math.sqrt((p2 - l2) ** 2 + (u1 - p1) ** 2 - 2 * psi * (p2 - l2) * (u1 - p1))
-    return max(-1.0, lower), min(1.0, upper)
 
 
 @pytest.mark.parametrize("table", TABLES, ids=[",".join(map(str, t)) for t in TABLES])
@@ -233,13 +196,12 @@ def settings_from(values: dict[str, object]) -> Settings:
 
 def test_roles_choose_their_own_weights(tmp_path: Path) -> None:
     from pytest_clipcompress.demo import DEMO_WEIGHTS
-    from pytest_clipcompress.models import ModelSpec
-    from pytest_clipcompress.settings import register_model_configs
+    from pytest_clipcompress.models import ModelSpec, register_model_configs
 
     checkpoint = tmp_path / "epoch13.pt"
     checkpoint.write_bytes(b"weights")
     settings = settings_from({"model": [f"candidate=clipcompress-demo:{checkpoint}", "release=clipcompress-demo"], "pretrained": None})
-    register_model_configs(settings)
+    register_model_configs(settings.model_config_paths)
     assert settings.models == ("candidate", "release") and not settings.uses_demo_model
     assert settings.model_spec("candidate") == ModelSpec("clipcompress-demo", str(checkpoint))
     assert settings.model_spec("release") == ModelSpec("clipcompress-demo", str(DEMO_WEIGHTS))

@@ -24,7 +24,7 @@ from pytest_clipcompress.geometry import (
     display_grid,
 )
 
-from .conftest import ASSETS
+from .helpers import ASSETS
 
 SQUASH_DIR = ASSETS / "tiny-clip-squash"
 SHAPES = [(32, 32), (24, 36), (100, 80), (40, 64), (375, 500)]

@@ -9,7 +9,7 @@ import pytest
 from pytest_clipcompress.errors import ModelError
 from pytest_clipcompress.models import ModelSpec, load_model, register_model_configs, resolve_model_spec
 
-from .conftest import TINY_CONFIG, TINY_MODEL
+from .helpers import TINY_CONFIG, TINY_MODEL
 
 
 def test_default_weights_are_openai_where_available_else_the_first_tag() -> None:
@@ -105,10 +105,10 @@ def test_invalid_configs_are_clear_errors(tmp_path: Path) -> None:
 
 def test_demo_model_defaults_to_its_bundled_weights_and_takes_a_given_checkpoint(tiny_checkpoint: Path) -> None:
     from pytest_clipcompress.demo import DEMO_MODEL_NAME, DEMO_WEIGHTS
-    from pytest_clipcompress.settings import build_settings, register_model_configs
+    from pytest_clipcompress.settings import build_settings
 
     default = build_settings(lambda option: None)
-    register_model_configs(default)
+    register_model_configs(default.model_config_paths)
     assert default.model_spec(DEMO_MODEL_NAME) == ModelSpec(DEMO_MODEL_NAME, str(DEMO_WEIGHTS))
     retrained = build_settings(lambda option: str(tiny_checkpoint) if option.name == "pretrained" else None)
     assert retrained.model_spec(DEMO_MODEL_NAME) == ModelSpec(DEMO_MODEL_NAME, str(tiny_checkpoint))

@@ -9,6 +9,8 @@ import pytest
 
 from pytest_clipcompress.settings import OPTIONS
 
+from .helpers import TINY_CONFIG, random_images, write_cifar10
+
 EXAMPLE = """
 import pytest
 from pytest_clipcompress import assert_accuracy
@@ -284,16 +286,12 @@ def test_progress_shows_through_capture_only_for_slow_evaluations(
 
 
 def test_broken_checkpoint_and_dataset_fail_without_traceback(pytester: pytest.Pytester, tmp_path: Path) -> None:
-    from .test_datasets import random_images, write_cifar10
-
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint")
     root = tmp_path / "data"
     folder = write_cifar10(root, random_images(4, 32), [0, 1, 2, 3])
     (folder / "test_batch").write_bytes(b"\x80\x02}q\x00(X")  # a truncated pickle
     pytester.makepyfile(EXAMPLE.format(floor=0.0))
-    from .conftest import TINY_CONFIG
-
     bad_model = pytester.runpytest(f"--clip-model-config={TINY_CONFIG}", "--clip-model=tiny-clip", f"--clip-pretrained={broken}", "-k", "cifar10 and q75")
     bad_model.assert_outcomes(errors=1)
     bad_model.stdout.fnmatch_lines(["*cannot load checkpoint *broken.pt into tiny-clip*the file is corrupt or belongs to another architecture"])

@@ -22,7 +22,7 @@ from pytest_clipcompress.models import (
     resolve_model_spec,
 )
 
-from .conftest import TINY_CONFIG, TINY_MODEL
+from .helpers import TINY_CONFIG, TINY_MODEL
 
 pytestmark = pytest.mark.filterwarnings("error:QuickGELU mismatch:UserWarning")
 
