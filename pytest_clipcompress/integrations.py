@@ -27,6 +27,15 @@ class HtmlReportPlugin:
         if added:
             report.extras = [*getattr(report, "extras", []), *added]
 
+    @pytest.hookimpl(tryfirst=True)  # before pytest-html renders its page, Environment table included
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        try:
+            from pytest_metadata.plugin import metadata_key
+        except ImportError:
+            return
+        if metadata_key in session.config.stash:
+            session.config.stash[metadata_key].update(self.session.html_environment())
+
     def pytest_html_results_summary(self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session) -> None:
         # What failed comes before pytest-html's own counts, the charts and tables after them.
         triage, details = self.session.html_summary()

@@ -245,6 +245,8 @@ class ReportData(TypedDict):
     breaking_points: list[BreakingPointRecord]
     attributions: NotRequired[AttributionSet]
     note: NotRequired[str]  # why attributions are missing or partial, one line
+    search: NotRequired[bool]  # a hypothesis test: its evaluations are probes, apart from the grid
+    models: NotRequired[list[dict[str, str]]]  # facts of the models that made the evaluations (metadata.model_facts)
 
 
 def report_data(

@@ -63,17 +63,24 @@ class ResultsCollector:
         self.records: dict[EvalKey, EvaluationRecord] = {}
         self.checks: list[CheckRecord] = []
         self.breaking_points: list[BreakingPointRecord] = []
+        self.grid_keys: set[EvalKey] = set()  # evaluations a test asked for (markers, clip_eval calls)
+        self.probe_keys: set[EvalKey] = set()  # evaluations of hypothesis examples and breaking-point searches
+        self.models: list[dict[str, str]] = []  # facts of the models that produced the records (metadata.model_facts)
+        self.run: dict[str, Any] | None = None  # the run block (metadata.run_metadata), set by the controller
 
     def add(self, nodeid: str, data: ReportData, outcome: str | None = None) -> None:
         """``outcome`` is the test's (see :func:`report_outcome`); each floor check row records it."""
+        search = bool(data.get("search") or data["breaking_points"])
         for record in data["evaluations"]:
             self.records.setdefault(record_key(record), record)
+            (self.probe_keys if search else self.grid_keys).add(record_key(record))
         for check in data["checks"]:
             row: CheckRecord = {"test": nodeid, **check, "outcome": outcome}
             if row not in self.checks:  # hypothesis replays the same check many times while shrinking
                 self.checks.append(row)
         for point in data["breaking_points"]:
             self.breaking_points.append({"test": nodeid, **point})
+        self.models += [facts for facts in data.get("models", []) if facts not in self.models]
 
     def __bool__(self) -> bool:
         return bool(self.records)
@@ -81,15 +88,25 @@ class ResultsCollector:
     def sorted_records(self) -> list[EvaluationRecord]:
         return [self.records[key] for key in sorted(self.records)]
 
+    def grid_and_probes(self) -> tuple[list[EvaluationRecord], list[EvaluationRecord]]:
+        """Sorted records split into the tests' own evaluations and those only searches made."""
+        records = self.sorted_records()
+        probe_only = [record_key(r) not in self.grid_keys and record_key(r) in self.probe_keys for r in records]
+        return [r for r, probe in zip(records, probe_only) if not probe], [r for r, probe in zip(records, probe_only) if probe]
+
     def to_json(self) -> str:
         """Strict JSON (a NaN is an error, not a bare ``NaN``); ``evaluations`` is ``[]`` when nothing ran."""
-        payload = {
+        payload: dict[str, Any] = {
             "plugin": "pytest-clipcompress",
             "version": __version__,
             "evaluations": self.sorted_records(),
             "checks": _stable(self.checks),
             "breaking_points": _stable(self.breaking_points),
         }
+        if self.run is not None:
+            from .metadata import with_models
+
+            payload["run"] = with_models(self.run, self.models)
         return json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n"
 
     def write(self, path: Path) -> None:

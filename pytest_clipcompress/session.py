@@ -28,6 +28,7 @@ from .records import (
     report_data,
     unique_results,
 )
+from .progress import ProgressLines
 from .results import ResultsCollector, check_output_path, report_outcome
 from .settings import Settings
 
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from .evaluation import EvalResult, Evaluator
 
 DEMO_NOTE = "bundled demo model; pass --clip-model for a real one"
-PROGRESS_AFTER_SECONDS = 3.0  # quick evaluations print nothing; slower ones a line every 3 s
 ATTRIBUTION_SECTION = "Captured stdout clipcompress attributions"  # "stdout": JUnit's system-out picks it up
 #: The test outcomes whose flipped images ``--clip-ig-on`` explains.
 IG_OUTCOMES = {"never": (), "failed": ("failed",), "xfailed": ("failed", "xfailed"), "all": ("failed", "xfailed", "passed")}
@@ -62,6 +62,10 @@ class ClipSession:
         self._results_error: str | None = None
         self._baseline_saved = False
         self._teardown_sections: dict[str, list[tuple[str, str]]] = {}
+        if self.is_controller:
+            from .metadata import run_metadata
+
+            self.collector.run = run_metadata(settings.device, settings.precision, config.rootpath)
 
     @staticmethod
     def of(config: pytest.Config) -> ClipSession:
@@ -103,16 +107,9 @@ class ClipSession:
         capture = self.config.pluginmanager.get_plugin("capturemanager")
         if reporter is None or capture is None or not self.is_controller:
             return None
-        last_shown = {"at": 0.0}
-
-        def show(label: str, done: int, total: int, elapsed: float) -> None:
-            if elapsed < PROGRESS_AFTER_SECONDS or (done < total and elapsed - last_shown["at"] < PROGRESS_AFTER_SECONDS):
-                return
-            last_shown["at"] = elapsed
-            with capture.global_and_fixture_disabled():
-                reporter.write_line(f"clipcompress: {label}: {done}/{total} images, {done / elapsed:.1f} images/s")
-
-        return show
+        printer = ProgressLines(reporter, capture)
+        self.config.pluginmanager.register(printer, "clipcompress-progress")  # it restores pytest's line
+        return printer
 
     # --- start --------------------------------------------------------------------------------
 
@@ -154,7 +151,7 @@ class ClipSession:
             ("--clip-baseline-save", settings.baseline_save, "file"),
             ("--clip-report", settings.report, "dir"),
         ]
-        outputs.append(("--clip-summary", getattr(settings, "summary", None), "file"))
+        outputs.append(("--clip-summary", settings.summary, "file"))
         if not settings.no_cache:
             outputs.append(("--clip-cache-dir", settings.cache_dir, "tree"))
         return [(flag, path, kind) for flag, path, kind in outputs if path]
@@ -208,6 +205,12 @@ class ClipSession:
             return
         attributions, note = item.stash.get(ITEM_ATTRIBUTIONS, (None, None))
         data = report_data(results, item.stash.get(ITEM_BREAKING_POINTS, []), attributions, note)
+        # Hypothesis examples are probes, kept apart from the grid in the terminal summary.
+        data["search"] = bool(getattr(getattr(item, "obj", None), "is_hypothesis_test", False))
+        from .metadata import model_facts
+
+        # Facts of the models these results came from (loaded already, in this process) for the run block.
+        data["models"] = [model_facts(self.evaluator.model(name)) for name in sorted({result.model_id for result in results})]
         report.clipcompress = data  # type: ignore[attr-defined]
         from .metrics import METRICS
 
@@ -216,6 +219,9 @@ class ClipSession:
             # On the item, like record_property: JUnit XML reads them from the teardown report.
             item.user_properties += [(f"{prefix}.{metric.junit_property}", f"{metric.value(result):.6f}") for metric in METRICS.values()]
             item.user_properties.append((f"{prefix}.n", str(result.n)))
+        from .junit import check_properties
+
+        item.user_properties += check_properties(results)
 
     # --- the controller -----------------------------------------------------------------------
 
@@ -241,7 +247,14 @@ class ClipSession:
         text = attribution_section(attributions, note)
         if text:
             report.sections.append((ATTRIBUTION_SECTION, text))
-            self._teardown_sections[report.nodeid] = [(ATTRIBUTION_SECTION, text)]
+            junit_text = text
+            if self.settings.report is not None and attributions and attributions["images"]:
+                # GitLab shows these figures on the test's page of its JUnit view.
+                from .junit import attachment_lines
+                from .render.folder import attribution_figures
+
+                junit_text += "\n" + "\n".join(attachment_lines(self.settings.report, attribution_figures(report.nodeid, len(attributions["images"]))))
+            self._teardown_sections[report.nodeid] = [(ATTRIBUTION_SECTION, junit_text)]
         if note:
             self.notes.append(f"{report.nodeid}: {note.removeprefix('clipcompress: ')}")
         self.write_results()  # after every test, so a killed run keeps what it evaluated
@@ -272,6 +285,7 @@ class ClipSession:
         if not self.is_controller or self.config.getoption("collectonly"):
             return
         settings = self.settings
+        self.write_markdown_summary()
         if not self.write_results() and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED  # the one output that may fail the run
         if settings.baseline_save and self.collector:
@@ -301,6 +315,31 @@ class ClipSession:
             except Exception as error:  # noqa: BLE001 - optional pages
                 self.notes.append(f"comparison pages not written: {type(error).__name__}: {error}")
 
+    def write_markdown_summary(self) -> None:
+        """``--clip-summary`` always (a run that evaluated nothing says so); ``$GITHUB_STEP_SUMMARY`` only when it evaluated something."""
+        from .render.markdown import GITHUB_STEP_SUMMARY, summary_markdown, write_summary
+
+        environ = {GITHUB_STEP_SUMMARY: os.environ.get(GITHUB_STEP_SUMMARY, "")} if self.collector else {}
+        if self.settings.summary is None and not environ.get(GITHUB_STEP_SUMMARY):
+            return
+        try:
+            from .metadata import with_models
+
+            collector = self.collector
+            run = collector.run and with_models(collector.run, collector.models)
+            checks = [{**check, "outcome": check.get("outcome") or "failed"} for check in collector.checks]
+            text = summary_markdown(collector.sorted_records(), checks, collector.breaking_points, run=run, demo_note=self.demo_note)
+            self.notes += write_summary(text, self.settings.summary, environ)
+        except Exception as error:  # noqa: BLE001 - an optional output: a note, not a traceback
+            self.notes.append(f"summary not written: {type(error).__name__}: {error}")
+
+    def html_environment(self) -> dict[str, str]:
+        """Rows for pytest-html's Environment table: the run block (versions, commit, models)."""
+        from .metadata import environment_rows, with_models
+
+        run = self.collector.run
+        return {} if run is None else environment_rows(with_models(run, self.collector.models))
+
     def terminal_summary(self, reporter: Any) -> None:
         settings = self.settings
         if not (self.collector or self.notes or self._results_error or settings.results or settings.report):
@@ -312,7 +351,16 @@ class ClipSession:
             reporter.write_line(f"model: {self.demo_note}")
         if not self.collector:
             reporter.write_line("no evaluations")
-        for line in terminal_table(self.collector.sorted_records()) + breaking_point_lines(self.collector.breaking_points):
+        grid, probes = self.collector.grid_and_probes()
+        for line in terminal_table(grid):
+            reporter.write_line(line)
+        bisected = {(p["model"], p["pretrained"], p["dataset"], probe["setting"]) for p in self.collector.breaking_points for probe in p["frontier"]}
+        sampled = [r for r in probes if (r["model"], r["pretrained"], r["dataset"], r["compression_id"]) not in bisected]
+        if sampled:  # hypothesis examples; bisection probes are listed under their breaking point
+            reporter.write_line("search probes (hypothesis examples, apart from the grid above):")
+            for line in terminal_table(sampled):
+                reporter.write_line(line)
+        for line in breaking_point_lines(self.collector.breaking_points):
             reporter.write_line(line)
         if self.collector:
             from .gate import summary_lines
@@ -335,6 +383,8 @@ class ClipSession:
             reporter.write_line(f"baseline saved: {settings.baseline_save}")
         if settings.report:
             reporter.write_line(f"report: {settings.report / 'index.html'}")
+        if settings.summary:
+            reporter.write_line(f"summary: {settings.summary}")
 
     # --- pytest-html ----------------------------------------------------------------------------
 

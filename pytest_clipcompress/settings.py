@@ -84,6 +84,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("ig-on", "which tests get IG: failed (unexpected failures), xfailed (failures and xfails), all (also passing tests) or never (default: failed)", "|".join(IG_ON)),
     Option("ig-budget", "stop explaining more images once IG has spent SECONDS in this process (each xdist worker has its own; default: no limit)", "SECONDS"),
     Option("report", "write charts, attribution images and index.html to DIR (works without pytest-html)", "DIR"),
+    Option("summary", "write a Markdown summary (failures first, a table per model and dataset) to PATH; it is also appended to $GITHUB_STEP_SUMMARY when that is set", "PATH"),
     Option("cache-dir", "folder of the per-image logits cache (default: a per-user cache folder)", "DIR"),
     Option("no-cache", "neither read nor write the logits cache", kind="flag"),
     Option("cache-clear", "empty the logits cache at the start of the run", kind="flag"),
@@ -124,6 +125,7 @@ class Settings:
     ig_on: str
     ig_budget: float | None
     report: Path | None
+    summary: Path | None
     cache_dir: Path
     no_cache: bool
     cache_clear: bool
@@ -238,6 +240,7 @@ def build_settings(lookup: Callable[[Option], Any]) -> Settings:
         ig_on=ig_on,
         ig_budget=_seconds("ig-budget", text["ig-budget"]),
         report=Path(text["report"]) if text["report"] else None,
+        summary=Path(text["summary"]) if text["summary"] else None,
         cache_dir=Path(text["cache-dir"]).expanduser() if text["cache-dir"] else default_cache_dir(),
         no_cache=bool(values["no-cache"]),
         cache_clear=bool(values["cache-clear"]),

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import open_clip  # noqa: F401 - see below
 import pytest
+import torch  # noqa: F401 - see below
 
 from .helpers import CIFAR_SAMPLE, IMAGE_FOLDER_SAMPLE, TINY_CONFIG, TINY_MODEL
+
+
+# torch and open_clip are imported here, once, before any in-process pytester run: pytester restores
+# sys.modules after each run, and a torch first imported (then dropped) inside one can crash a later
+# run of the same process when it is imported again.
 
 
 def _require(path: Path) -> Path:
@@ -46,3 +53,9 @@ def tiny_args(tiny_checkpoint: Path) -> list[str]:
     # "--option=value" keeps paths out of pytest's rootdir guess, so pytester's own ini files are used.
     # The CPU keeps the runs comparable with the CPU reference computations (also on GPU machines).
     return [f"--clip-model={TINY_MODEL}", f"--clip-model-config={TINY_CONFIG}", f"--clip-pretrained={tiny_checkpoint}", "--clip-no-cache", "--clip-device=cpu"]
+
+
+@pytest.fixture(autouse=True)
+def _no_github_step_summary(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs inside tests must not append their summaries to the CI job's own page (tests that need it set it)."""
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)

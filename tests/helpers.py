@@ -4,6 +4,7 @@ other or from conftest.py (which only holds fixtures)."""
 
 from __future__ import annotations
 
+import json
 import pickle
 import struct
 from pathlib import Path
@@ -85,3 +86,11 @@ def write_stl10(root: Path, images: np.ndarray, labels: list[int]) -> Path:
 
 def random_images(count: int, side: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, size=(count, side, side, 3), dtype=np.uint8)
+
+
+def without_run_block(text: str) -> str:
+    """The results file without its run metadata (time, versions, commit), the one part allowed to differ."""
+    data = json.loads(text)
+    assert set(data["run"]) == {"models", "device", "precision", "versions", "git", "started_utc"}
+    del data["run"]
+    return json.dumps(data, indent=2, sort_keys=True)

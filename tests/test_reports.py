@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from .helpers import without_run_block
+
 SUITE = """
 import pytest
 from pytest_clipcompress import assert_accuracy
@@ -80,8 +82,10 @@ def test_junit_has_properties_and_attribution_text(pytester: pytest.Pytester, ru
     pytester.runpytest(*run_args, f"--junitxml={junit}", "-o", "junit_logging=system-out")
     cases = {case.get("name"): case for case in ET.parse(junit).getroot().iter("testcase")}
     properties = {p.get("name"): p.get("value") for p in cases["test_floor[cifar10-jpeg-q25]"].iter("property")}
-    assert set(properties) == {"clip[cifar10-jpeg-q25].accuracy", "clip[cifar10-jpeg-q25].drop", "clip[cifar10-jpeg-q25].n"}
-    assert properties["clip[cifar10-jpeg-q25].n"] == "80"
+    prefix = "clip[cifar10-jpeg-q25]"
+    assert set(properties) == {f"{prefix}.{name}" for name in ("accuracy", "drop", "n", "max_drop", "check")}
+    assert properties[f"{prefix}.n"] == "80"
+    assert properties[f"{prefix}.max_drop"] == "0.000000" and properties[f"{prefix}.check"] == "failed"  # the floor and its verdict
     assert "Integrated Gradients" in cases["test_floor[cifar10-jpeg-q25]"].find("system-out").text
 
 
@@ -100,8 +104,8 @@ def test_serial_and_parallel_runs_give_the_same_results_and_report(pytester: pyt
         outcome.assert_outcomes(passed=1, failed=1)
         rows = html_tests(report)
         extras = {nodeid: [e["content"] for row in rows[nodeid] for e in row.get("extras", [])] for nodeid in rows}
-        outputs[mode] = (results.read_bytes(), extras, folder_bytes(folder))
-    assert outputs["serial"][0] == outputs["again"][0] == outputs["xdist"][0]  # byte-identical results
+        outputs[mode] = (without_run_block(results.read_text()), extras, folder_bytes(folder))
+    assert outputs["serial"][0] == outputs["again"][0] == outputs["xdist"][0]  # identical results but for the run block
     assert outputs["serial"][1] == outputs["xdist"][1]  # same attribution tables and pictures
     # The report folder (page, charts, attribution pictures) is byte-identical too.
     assert len(outputs["serial"][2]) == 6 and any(name.startswith("attributions/") for name in outputs["serial"][2])

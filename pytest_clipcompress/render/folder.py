@@ -57,6 +57,17 @@ def _values(mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
     return [(str(k).replace("_", " "), num(v)) for k, v in mapping.items() if k not in _TIMINGS]
 
 
+def figure_path(stem: str, k: int) -> str:
+    """Where the folder puts the k-th attribution figure of the test whose anchor stem is ``stem``."""
+    return f"attributions/{stem}_{k}.png"
+
+
+def attribution_figures(test: str, count: int) -> list[str]:
+    """A test's attribution figures in the report folder (relative paths), e.g. for JUnit attachment lines."""
+    stem = failure_anchors([test])[test].removeprefix("failure-")
+    return [figure_path(stem, k) for k in range(count)]
+
+
 def write_report_dir(
     directory: Path,
     records: Iterable[Mapping[str, Any]],
@@ -107,7 +118,7 @@ def write_report_dir(
             png = _decode_png(encoded)
             link = None
             if png is not None:
-                link = f"attributions/{stem}_{k}.png"
+                link = figure_path(stem, k)
                 write(link, png)
             images.append({"link": link, "caption": _caption(item, k), "details": _values(item)})
         summary = attributions.get("summary")

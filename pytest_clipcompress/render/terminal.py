@@ -9,7 +9,11 @@ from typing import Any
 from ..outcomes import flip_text
 from .format import group_records
 
-__all__ = ["aggregate_text", "attribution_text", "breaking_point_lines", "terminal_table"]
+__all__ = ["aggregate_text", "attribution_text", "breaking_point_lines", "breaking_point_verdict", "gap_warning", "terminal_table"]
+
+# A completeness gap above this share of |ΔF| makes an image's attributions unreliable (docs/attributions.md).
+IG_GAP_FLAG = 0.05
+IG_GAP_FLOOR = 1e-4  # below this absolute gap (auto's own floor) a tiny ΔF is not flagged
 
 
 def terminal_table(records: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -32,18 +36,22 @@ def terminal_table(records: Iterable[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def breaking_point_verdict(point: Mapping[str, Any]) -> str:
+    """``breaks accuracy floor 0.85 at quality=57 (last passing 58)``, or that it holds everywhere."""
+    if point["breaking_value"] is None:
+        return f"holds {point['metric']} floor {point['floor']:g} at every setting"
+    verdict = f"breaks {point['metric']} floor {point['floor']:g} at {point['param']}={point['breaking_value']:g}"
+    if point["last_passing_value"] is not None:
+        verdict += f" (last passing {point['last_passing_value']:g})"
+    return verdict
+
+
 def breaking_point_lines(points: Iterable[Mapping[str, Any]]) -> list[str]:
     """One line per breaking-point search, then its frontier from mild to harsh."""
     lines: list[str] = []
     for point in points:
         where = f"{point['model']}/{point['pretrained']} on {point['dataset']}, {point['codec']} {point['param']}"
-        if point["breaking_value"] is None:
-            verdict = f"holds {point['metric']} floor {point['floor']:g} at every setting"
-        else:
-            verdict = f"breaks {point['metric']} floor {point['floor']:g} at {point['param']}={point['breaking_value']:g}"
-            if point["last_passing_value"] is not None:
-                verdict += f" (last passing {point['last_passing_value']:g})"
-        lines.append(f"breaking point: {where} {verdict}")
+        lines.append(f"breaking point: {where} {breaking_point_verdict(point)}")
         for probe in point["frontier"]:
             lines.append(
                 f"  {probe['setting']:<18} accuracy {probe['accuracy']:7.2%}  drop {probe['drop'] * 100:6.2f}  "
@@ -65,8 +73,18 @@ def attribution_text(data: Mapping[str, Any]) -> str:
             f"{item['delta_f']:>13.4f} {item['sum_attributions']:>9.4f} {item['completeness_gap']:>9.2e} {item['positive_mass']:>8.3f} "
             f"{item['negative_mass']:>8.3f} {item['boundary_share']:>5.0%} of |IG| on {item['boundary_area_share']:.0%} of pixels"
         )
+    lines += [warning for warning in map(gap_warning, data["items"]) if warning]
     lines.append(aggregate_text(data["summary"]))
     return "\n".join(lines)
+
+
+def gap_warning(item: Mapping[str, Any]) -> str | None:
+    """``IG gap 7% of ΔF: ...`` when an image's quadrature error is too large to trust its attributions."""
+    gap, delta = item["completeness_gap"], abs(item["delta_f"])
+    if gap <= max(IG_GAP_FLAG * delta, IG_GAP_FLOOR):
+        return None
+    share = f"{gap / delta:.0%}" if delta > 0 else "more than all"
+    return f"image {item['index']}: IG gap {share} of ΔF: raise --clip-ig-steps or use auto"
 
 
 def aggregate_text(summary: Mapping[str, Any]) -> str:

@@ -1,0 +1,199 @@
+"""The Markdown summary for CI job pages (``--clip-summary``, GitHub's ``$GITHUB_STEP_SUMMARY``).
+
+Failures first (test, model, dataset, compression, measured value against its floor, drop), then a
+compact table per (model, dataset), then breaking points. Reads the records the controller
+gathered; the same records give the same bytes (no time, no paths), serial or under xdist.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+TITLE = "## clipcompress: zero-shot accuracy under compression"
+GITHUB_STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
+
+
+def code(text: Any, *, table: bool = True) -> str:
+    """User text as an inline code span: no markup, and in a GFM table cell no broken cells."""
+    value = re.sub(r"\s+", " ", str(text))
+    if table:  # GFM splits rows at pipes even inside code spans; a backslash keeps them in the cell
+        value = value.replace("|", "\\|")
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", value)), default=0) + 1)
+    pad = " " if value.startswith("`") or value.endswith("`") else ""
+    return f"{fence}{pad}{value}{pad}{fence}"
+
+
+def _pct(value: float) -> str:
+    return f"{value:.2%}"
+
+
+def _points(value: float) -> str:
+    return f"{value * 100:.2f}"
+
+
+def _is_unexpected_failure(check: Mapping[str, Any]) -> bool:
+    # A check carries its test's outcome where the run recorded it; an xfailed test failed as expected.
+    return not check["passed"] and check.get("outcome", "failed") not in ("xfailed", "skipped")
+
+
+def _record_index(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str, str, str], Mapping[str, Any]]:
+    index: dict[tuple[str, str, str, str], Mapping[str, Any]] = {}
+    for record in records:
+        index.setdefault((record["model"], record["pretrained"], record["dataset"], record["compression_id"]), record)
+    return index
+
+
+def _measured(check: Mapping[str, Any], record: Mapping[str, Any] | None) -> tuple[str, str, str]:
+    """The measured value(s), the floor(s) and the drop of one check, as table cells."""
+    if record is None:  # pragma: no cover - a check always comes with its evaluation's record
+        return ("?", "?", "?")
+    measured, floors = [], []
+    if check.get("min_accuracy") is not None:
+        ok = record["accuracy"] >= check["min_accuracy"]
+        measured.append(f"accuracy {_pct(record['accuracy'])}")
+        floors.append(f"min_accuracy {_pct(check['min_accuracy'])}{'' if ok else ' **failed**'}")
+    if check.get("max_drop") is not None:
+        ok = record["drop"] <= check["max_drop"]
+        measured.append(f"drop {_points(record['drop'])} points")
+        floors.append(f"max_drop {_points(check['max_drop'])} points{'' if ok else ' **failed**'}")
+    if record.get("drop_ci95"):  # the paired interval of the drop itself, where the run computed it
+        low, high = record["drop_ci95"]
+        interval = f"95% CI {low * 100:.1f} to {high * 100:.1f} points"
+    else:
+        low, high = record["ci95"]
+        interval = f"accuracy 95% CI {low:.1%} to {high:.1%}"
+    drop = f"{_points(record['drop'])} points ({interval}; uncompressed {_pct(record['baseline_accuracy'])})"
+    return ("; ".join(measured), "; ".join(floors), drop)
+
+
+def _failures(checks: list[Mapping[str, Any]], records: dict[tuple[str, str, str, str], Mapping[str, Any]]) -> list[str]:
+    failed = [check for check in checks if _is_unexpected_failure(check)]
+    if not failed:
+        return []
+    lines = ["### Failures", "", "| Test | Model | Dataset | Compression | Measured | Floor | Drop |", "|---|---|---|---|---|---|---|"]
+    for check in failed:
+        record = records.get((check["model"], check["pretrained"], check["dataset"], check["compression_id"]))
+        measured, floor, drop = _measured(check, record)
+        model = f"{check['model']}/{check['pretrained']}"
+        lines.append(f"| {code(check['test'])} | {code(model)} | {code(check['dataset'])} | {code(check['compression_id'])} | {measured} | {floor} | {drop} |")
+    return [*lines, ""]
+
+
+def _verdicts(checks: list[Mapping[str, Any]]) -> dict[tuple[str, str, str, str], str]:
+    """Per evaluation: failed (unexpectedly), xfailed, or passed, over every check made on it."""
+    verdicts: dict[tuple[str, str, str, str], str] = {}
+    rank = {"passed": 0, "xfailed": 1, "failed": 2}
+    for check in checks:
+        key = (check["model"], check["pretrained"], check["dataset"], check["compression_id"])
+        verdict = "passed" if check["passed"] else ("failed" if _is_unexpected_failure(check) else "xfailed")
+        if rank[verdict] >= rank[verdicts.get(key, "passed")]:
+            verdicts[key] = verdict
+    return verdicts
+
+
+def _tables(records: list[Mapping[str, Any]], checks: list[Mapping[str, Any]]) -> list[str]:
+    groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = defaultdict(list)
+    for record in records:
+        groups[(record["model"], record["pretrained"], record["dataset"])].append(record)
+    verdicts = _verdicts(checks)
+    lines: list[str] = []
+    for (model, pretrained, dataset), rows in sorted(groups.items()):
+        rows = sorted(rows, key=lambda r: (r["compression"]["codec"], -r["bits_per_pixel"], r["compression_id"]))
+        sizes = sorted({row["n"] for row in rows})
+        baseline = ", ".join(_pct(a) for a in sorted({row["baseline_accuracy"] for row in rows}))
+        lines += [
+            f"### {code(f'{model}/{pretrained}', table=False)} on {code(dataset, table=False)}",
+            "",
+            f"n={', '.join(str(n) for n in sizes)} images; uncompressed accuracy {baseline}",
+            "",
+            "| Compression | Bits/px | Accuracy | 95% CI | Drop (points) | Flipped | Floor checks |",
+            "|---|---:|---:|---:|---:|---:|---|",
+        ]
+        for row in rows:
+            low, high = row["ci95"]
+            verdict = verdicts.get((model, pretrained, dataset, row["compression_id"]), "not checked")  # e.g. a bisection probe
+            lines.append(
+                f"| {code(row['compression_id'])} | {row['bits_per_pixel']:.2f} | {_pct(row['accuracy'])} | {low:.1%} to {high:.1%} | "
+                f"{_points(row['drop'])} | {row['flipped']} | {'**failed**' if verdict == 'failed' else verdict} |"
+            )
+        lines.append("")
+    return lines
+
+
+def _breaking_points(points: list[dict[str, Any]]) -> list[str]:
+    from .terminal import breaking_point_verdict
+
+    if not points:
+        return []
+    lines = ["### Breaking points", ""]
+    for point in sorted(points, key=lambda p: (p["test"], p["model"], p["dataset"], p["codec"], p["param"], p["floor"])):
+        where = f"{code(point['model'] + '/' + point['pretrained'], table=False)} on {code(point['dataset'], table=False)}, {point['codec']} {point['param']}"
+        lines.append(f"- {where}: {breaking_point_verdict(point)}; {len(point['frontier'])} probes")
+    return [*lines, ""]
+
+
+def _run_line(run: Mapping[str, Any] | None) -> list[str]:
+    """Models, library versions and commit; no time, so repeated runs give the same bytes."""
+    if not run:
+        return []
+    parts = [f"{code(m['label'], table=False)} weights {m['weights_hash'][:12]} on {m['device']} ({m['precision']})" for m in run["models"]]
+    versions = run["versions"]
+    parts.append(", ".join(f"{name} {versions[name]}" for name in ("torch", "open_clip", "Pillow") if name in versions))
+    git = run.get("git")
+    if git:
+        parts.append(f"commit {git['commit'][:12]}" + (" with uncommitted changes" if git["dirty"] else ""))
+    return [f"Run: {'; '.join(parts)}", ""]
+
+
+def summary_markdown(
+    records: Iterable[Mapping[str, Any]],
+    checks: Iterable[Mapping[str, Any]],
+    breaking_points: Iterable[dict[str, Any]] = (),
+    *,
+    run: Mapping[str, Any] | None = None,
+    demo_note: str | None = None,
+) -> str:
+    """The whole summary as Markdown text, ending with one newline."""
+    records, checks, points = list(records), list(checks), list(breaking_points)
+    failed = sum(_is_unexpected_failure(check) for check in checks)
+    expected = sum(not check["passed"] for check in checks) - failed
+    lines = [TITLE, ""]
+    if demo_note:
+        lines += [f"Model: {demo_note}", ""]
+    if not records:
+        lines += ["No evaluations ran.", ""]
+    else:
+        verdict = f"**{failed} of {len(checks)} floor checks failed**" if failed else f"All {len(checks)} floor checks passed"
+        extra = f", {expected} failed as expected (xfail)" if expected else ""
+        lines += [f"{verdict}{extra}; {len(records)} evaluations.", ""]
+    lines += _failures(checks, _record_index(records)) + _tables(records, checks) + _breaking_points(points) + _run_line(run)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def write_summary(text: str, path: Path | None, environ: Mapping[str, str] = os.environ) -> list[str]:
+    """Write ``text`` to ``path`` (atomically) and append it to ``$GITHUB_STEP_SUMMARY`` when that is set.
+
+    Returns a note per file that could not be written: a summary is optional output and never
+    takes the run down.
+    """
+    from ..results import atomic_write_text
+
+    notes = []
+    if path is not None:
+        try:
+            atomic_write_text(path, text)
+        except OSError as error:
+            notes.append(f"summary not written to {path}: {error.strerror or error}")
+    step_summary = environ.get(GITHUB_STEP_SUMMARY)
+    if step_summary:
+        try:
+            with open(step_summary, "a", encoding="utf-8") as file:  # GitHub collects several steps' summaries in one file
+                file.write(text)
+        except OSError as error:
+            notes.append(f"summary not appended to ${GITHUB_STEP_SUMMARY} ({step_summary}): {error.strerror or error}")
+    return notes
