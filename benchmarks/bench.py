@@ -275,9 +275,7 @@ def bench_evaluation(model_name: str, loaded: LoadedModel, dataset: ImageDataset
     }
     for extra_workers in args.extra_workers:
         extra_settings = make_settings(model_name, argparse.Namespace(**{**vars(args), "workers": extra_workers}))
-        variants[f"plugin workers={extra_workers}"] = (
-            lambda s=extra_settings: plugin_evaluate(fresh_evaluator(s, model_name, loaded), model_name, dataset)
-        )
+        variants[f"plugin workers={extra_workers}"] = lambda s=extra_settings: plugin_evaluate(fresh_evaluator(s, model_name, loaded), model_name, dataset)
     names = list(variants)
     results: dict[str, dict] = {}
     for rep in range(repeats):
@@ -440,8 +438,10 @@ def bench_ig(loaded: LoadedModel, base: ArrayDataset, args: argparse.Namespace, 
             started = now()
             seed_attr = seed_procedure_ig(loaded, base.classes, inputs, baseline, label, steps)
             figures.seed_s.append(now() - started)
-        log(f"  (b) rep {rep + 1}/{repeats}: plugin {figures.plugin_s[-1]:.2f} s, lean {figures.lean_s[-1]:.2f} s"
-            + (f", seed {figures.seed_s[-1]:.2f} s" if rep < args.seed_repeats else ""))
+        log(
+            f"  (b) rep {rep + 1}/{repeats}: plugin {figures.plugin_s[-1]:.2f} s, lean {figures.lean_s[-1]:.2f} s"
+            + (f", seed {figures.seed_s[-1]:.2f} s" if rep < args.seed_repeats else "")
+        )
     figures.rel_diff_seed = relative_difference(plugin_attr, seed_attr)
     figures.rel_diff_lean = relative_difference(plugin_attr, lean_attr)
     figures.completeness = abs(float(plugin_attr.sum()) - (f_in - f_base)) / max(abs(f_in - f_base), 1e-12)
@@ -468,8 +468,7 @@ def bench_ig(loaded: LoadedModel, base: ArrayDataset, args: argparse.Namespace, 
             "auto_gap": abs(float(auto_attr.sum()) - (ai - ab)) / scale,
         }
         figures.auto.append(row)
-        log(f"  (b2) image {index}: fixed {fixed_s:.2f} s gap {row['fixed_gap']:.2e}, auto {auto_s:.2f} s "
-            f"({method} {steps}) gap {row['auto_gap']:.2e}")
+        log(f"  (b2) image {index}: fixed {fixed_s:.2f} s gap {row['fixed_gap']:.2e}, auto {auto_s:.2f} s ({method} {steps}) gap {row['auto_gap']:.2e}")
     return figures
 
 
@@ -532,20 +531,34 @@ def rss_child(args: argparse.Namespace) -> None:
     before = current_rss_mib()
     started = now()
     plugin_evaluate(evaluator, model_name, dataset)
-    print(json.dumps({
-        "n": args.rss_child,
-        "rss_before_mib": before,
-        "peak_mib": peak_rss_mib(),
-        "seconds": now() - started,
-        "array_mib": args.rss_child * 32 * 32 * 3 / 2**20,
-    }))
+    print(
+        json.dumps(
+            {
+                "n": args.rss_child,
+                "rss_before_mib": before,
+                "peak_mib": peak_rss_mib(),
+                "seconds": now() - started,
+                "array_mib": args.rss_child * 32 * 32 * 3 / 2**20,
+            }
+        )
+    )
 
 
 def bench_rss(key: str, sizes: tuple[int, int], args: argparse.Namespace) -> list[dict[str, float]]:
     rows = []
     for n in sizes:
-        command = [sys.executable, str(Path(__file__).resolve()), "--rss-child", str(n), "--model", key,
-                   "--batch-size", str(args.batch_size), "--threads", str(torch.get_num_threads())]
+        command = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--rss-child",
+            str(n),
+            "--model",
+            key,
+            "--batch-size",
+            str(args.batch_size),
+            "--threads",
+            str(torch.get_num_threads()),
+        ]
         if args.workers is not None:
             command += ["--workers", str(args.workers)]
         output = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT).stdout
@@ -599,8 +612,14 @@ def run_model(key: str, args: argparse.Namespace, base: ArrayDataset) -> dict[st
         # ViT-B-32's seed procedure (3 text encodings + 2 full weight backwards per step) takes minutes
         # at 50 steps on 2 shared cores, so the heavy model runs fewer steps: the ratios are per step.
         auto = args.auto_images if args.auto_images is not None else (0 if heavy else (1 if args.quick else 3))
-        out["b"] = bench_ig(loaded, base, args, repeats=args.ig_repeats or (1 if args.quick or heavy else 3),
-                            auto_images=auto, steps=args.ig_steps or (10 if heavy else IG_STEPS))
+        out["b"] = bench_ig(
+            loaded,
+            base,
+            args,
+            repeats=args.ig_repeats or (1 if args.quick or heavy else 3),
+            auto_images=auto,
+            steps=args.ig_steps or (10 if heavy else IG_STEPS),
+        )
     if "c" in args.only:
         out["c"] = bench_cache(model_name, loaded, dataset, args, repeats=3)
     if "d" in args.only and key == "tiny":
@@ -614,8 +633,15 @@ def run_model(key: str, args: argparse.Namespace, base: ArrayDataset) -> dict[st
             return fresh_evaluator(make_settings(model_name, limit_args, preprocess=mode), model_name, loaded)
 
         out["f"] = limits.bench_limit(
-            model_name, loaded, tiled_array_dataset(base, limit_n), tiled_array_dataset(base, 8), make_evaluator, plugin_evaluate,
-            limit_batch, repeats=args.repeats or (1 if args.quick else 3), ig_steps=args.ig_steps or (10 if heavy else IG_STEPS),
+            model_name,
+            loaded,
+            tiled_array_dataset(base, limit_n),
+            tiled_array_dataset(base, 8),
+            make_evaluator,
+            plugin_evaluate,
+            limit_batch,
+            repeats=args.repeats or (1 if args.quick else 3),
+            ig_steps=args.ig_steps or (10 if heavy else IG_STEPS),
             qualities=QUALITIES,
         )
     if "g" in args.only:
@@ -639,8 +665,12 @@ def report(info: dict[str, Any], runs: list[dict[str, Any]], markdown: bool) -> 
             a: EvalFigures = run["a"]
             passes = a.n * (len(QUALITIES) + 1)
             rows += [
-                ["(a) plugin Evaluator.evaluate, no cache", f"{a.n} img x JPEG q{qualities} + uncompressed", fmt_s(a.plugin_s),
-                 f"{passes / median(a.plugin_s):.0f} img/s"],
+                [
+                    "(a) plugin Evaluator.evaluate, no cache",
+                    f"{a.n} img x JPEG q{qualities} + uncompressed",
+                    fmt_s(a.plugin_s),
+                    f"{passes / median(a.plugin_s):.0f} img/s",
+                ],
                 ["(a) plain batched loop", "same work", fmt_s(a.loop_s), f"{passes / median(a.loop_s):.0f} img/s"],
             ]
             for name, times in a.extra.items():
@@ -668,16 +698,24 @@ def report(info: dict[str, Any], runs: list[dict[str, Any]], markdown: bool) -> 
             summary.append([label, f"(b) lean/plugin time >= 1.0 ({b.steps} steps)", f"{lean_ratio:.2f}x", met(lean_ratio >= 1.0)])
             summary.append([label, "(b) plugin vs seed attributions <= 1e-4", f"{b.rel_diff_seed:.1e}", met(b.rel_diff_seed <= 1e-4)])
             for r in b.auto:
-                rows.append([
-                    f"(b2) image #{r['index']} (dF={r['delta_f']:+.3g})",
-                    f"auto: {r['auto_method']} {r['auto_steps']} steps",
-                    f"auto {fmt_s(r['auto_s'])} / fixed {fmt_s(r['fixed_s'])} = {r['auto_s'] / r['fixed_s']:.2f}",
-                    f"gap/|dF| auto {r['auto_gap']:.1e}, fixed-50 {r['fixed_gap']:.1e}",
-                ])
+                rows.append(
+                    [
+                        f"(b2) image #{r['index']} (dF={r['delta_f']:+.3g})",
+                        f"auto: {r['auto_method']} {r['auto_steps']} steps",
+                        f"auto {fmt_s(r['auto_s'])} / fixed {fmt_s(r['fixed_s'])} = {r['auto_s'] / r['fixed_s']:.2f}",
+                        f"gap/|dF| auto {r['auto_gap']:.1e}, fixed-50 {r['fixed_gap']:.1e}",
+                    ]
+                )
             if b.auto:
                 ratio = sum(r["auto_s"] for r in b.auto) / sum(r["fixed_s"] for r in b.auto)
-                summary.append([label, "(b2) auto (1%) vs fixed 50: time ratio (info)", f"{ratio:.2f}",
-                                "auto gaps within 1%: " + met(all(r["auto_gap"] <= 0.01 for r in b.auto))])
+                summary.append(
+                    [
+                        label,
+                        "(b2) auto (1%) vs fixed 50: time ratio (info)",
+                        f"{ratio:.2f}",
+                        "auto gaps within 1%: " + met(all(r["auto_gap"] <= 0.01 for r in b.auto)),
+                    ]
+                )
         if "c" in run:
             c: CacheFigures = run["c"]
             rows += [
@@ -690,34 +728,66 @@ def report(info: dict[str, Any], runs: list[dict[str, Any]], markdown: bool) -> 
             small, large = run["d"]
             growth = large["peak_mib"] / small["peak_mib"] - 1
             for r in run["d"]:
-                rows.append([f"(d) peak RSS, N={r['n']}", "fresh process, lazy tiled dataset",
-                             f"{r['peak_mib']:.0f} MiB", f"{r['rss_before_mib']:.0f} MiB before evaluating; "
-                             f"raw array would be {r['array_mib']:.1f} MiB"])
-            rows.append([f"(d) growth N={small['n']} -> {large['n']}", "target <= 15%", f"{100 * growth:+.1f}%",
-                         f"eval increment {small['peak_mib'] - small['rss_before_mib']:.0f} -> "
-                         f"{large['peak_mib'] - large['rss_before_mib']:.0f} MiB"])
+                rows.append(
+                    [
+                        f"(d) peak RSS, N={r['n']}",
+                        "fresh process, lazy tiled dataset",
+                        f"{r['peak_mib']:.0f} MiB",
+                        f"{r['rss_before_mib']:.0f} MiB before evaluating; raw array would be {r['array_mib']:.1f} MiB",
+                    ]
+                )
+            rows.append(
+                [
+                    f"(d) growth N={small['n']} -> {large['n']}",
+                    "target <= 15%",
+                    f"{100 * growth:+.1f}%",
+                    f"eval increment {small['peak_mib'] - small['rss_before_mib']:.0f} -> {large['peak_mib'] - large['rss_before_mib']:.0f} MiB",
+                ]
+            )
             summary.append([label, f"(d) peak RSS growth N={small['n']}->{large['n']} <= 15%", f"{100 * growth:+.1f}%", met(growth <= 0.15)])
         if "f" in run:
             f: limits.LimitFigures = run["f"]
             target = LIMIT_TARGETS.get(run["key"])
             rows += [
-                ["(f) pure forward on pre-made tensors", f"{f.n} img x {f.passes} passes, batch {f.batch_size}", fmt_s(f.forward_s),
-                 f"{f.images_per_s(f.forward_s):.0f} img/s (the limit)"],
+                [
+                    "(f) pure forward on pre-made tensors",
+                    f"{f.n} img x {f.passes} passes, batch {f.batch_size}",
+                    fmt_s(f.forward_s),
+                    f"{f.images_per_s(f.forward_s):.0f} img/s (the limit)",
+                ],
                 ["(f) plugin, exact preprocessing", "decode + JPEG + preprocess + forward", fmt_s(f.plugin_s), f"{f.images_per_s(f.plugin_s):.0f} img/s"],
                 ["(f) plugin, --clip-preprocess fast", "same, tensor resize", fmt_s(f.fast_s), f"{f.images_per_s(f.fast_s):.0f} img/s"],
                 ["(f) ratio to the limit, exact", f"target >= {target}" if target else "reported", f"{f.ratio:.2f}", ""],
                 ["(f) ratio to the limit, fast", "reported", f"{f.fast_ratio:.2f}", ""],
             ]
-            summary.append([label, f"(f) plugin / pure forward, exact{f' >= {target}' if target else ' (info)'}", f"{f.ratio:.2f}",
-                            met(f.ratio >= target) if target else "-"])
+            summary.append(
+                [
+                    label,
+                    f"(f) plugin / pure forward, exact{f' >= {target}' if target else ' (info)'}",
+                    f"{f.ratio:.2f}",
+                    met(f.ratio >= target) if target else "-",
+                ]
+            )
             if f.ig_plugin_s:
-                rows += [[f"(f) IG {f.ig_steps} steps: plugin / one fwd+bwd per internal batch", "target >= 0.8",
-                          f"{f.ig_ratio:.2f}", f"plugin {fmt_s(f.ig_plugin_s)}, limit {fmt_s(f.ig_limit_s)}"]]
+                rows += [
+                    [
+                        f"(f) IG {f.ig_steps} steps: plugin / one fwd+bwd per internal batch",
+                        "target >= 0.8",
+                        f"{f.ig_ratio:.2f}",
+                        f"plugin {fmt_s(f.ig_plugin_s)}, limit {fmt_s(f.ig_limit_s)}",
+                    ]
+                ]
                 summary.append([label, "(f) IG / its limit >= 0.8", f"{f.ig_ratio:.2f}", met(f.ig_ratio >= 0.8)])
         if "g" in run:
             for g in run["g"]:
-                rows.append([f"(g) fast vs exact on {g.dataset}", f"{g.predictions} predictions", f"{100 * g.identical_share:.2f}% identical",
-                             f"max |delta logit| {g.max_logit_delta:.2e}"])
+                rows.append(
+                    [
+                        f"(g) fast vs exact on {g.dataset}",
+                        f"{g.predictions} predictions",
+                        f"{100 * g.identical_share:.2f}% identical",
+                        f"max |delta logit| {g.max_logit_delta:.2e}",
+                    ]
+                )
                 summary.append([label, f"(g) fast == exact predictions on {g.dataset} (info)", f"{100 * g.identical_share:.2f}%", "-"])
         header = ["measurement", "what", "figure", "notes"]
         title = f"{label}, N={run['n']}" + (" (200 real CIFAR-10 images tiled)" if run["tiled"] else " real CIFAR-10 images")
@@ -730,8 +800,14 @@ def report(info: dict[str, Any], runs: list[dict[str, Any]], markdown: bool) -> 
             ["(e) plain loop, after its imports", "model load + prompts + 5 passes", fmt_s(session.loop_s), ""],
             ["(e) ratio session / loop", "target <= 1.0", f"{session.ratio:.2f}", "identical predictions" if session.identical else "PREDICTIONS DIFFER"],
         ]
-        sections.insert(0, ("(e) whole pytest session: small-vit-224, 200 CIFAR-10 images, none + JPEG 100/75/50/25, --clip-no-cache "
-                            + " ".join(session.extra_args), ["measurement", "what", "figure", "notes"], rows))
+        sections.insert(
+            0,
+            (
+                "(e) whole pytest session: small-vit-224, 200 CIFAR-10 images, none + JPEG 100/75/50/25, --clip-no-cache " + " ".join(session.extra_args),
+                ["measurement", "what", "figure", "notes"],
+                rows,
+            ),
+        )
         summary.insert(0, ["small-vit-224 (random init)", "(e) identical predictions", "yes" if session.identical else "no", met(session.identical)])
         summary.insert(0, ["small-vit-224 (random init)", "(e) session / plain loop <= 1.0", f"{session.ratio:.2f}", met(session.ratio <= 1.0)])
     out = ["Machine"]
@@ -760,8 +836,9 @@ ARGS: argparse.Namespace
 def main() -> None:
     global ARGS
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", choices=("tiny", "demo", "small-vit", "vit-b-32", "both"), nargs="+", default=["tiny"],
-                        help="models for a-d, f, g (both: tiny and vit-b-32)")
+    parser.add_argument(
+        "--model", choices=("tiny", "demo", "small-vit", "vit-b-32", "both"), nargs="+", default=["tiny"], help="models for a-d, f, g (both: tiny and vit-b-32)"
+    )
     parser.add_argument("--images", type=int, help="N images (default: 1000 tiny, 48 ViT-B-32; --quick: 200 / 16)")
     parser.add_argument("--quick", action="store_true", help="small N and single repetitions (~2 min)")
     parser.add_argument("--markdown", action="store_true", help="also print the tables as markdown")

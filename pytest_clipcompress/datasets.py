@@ -373,7 +373,9 @@ def load_image_folder(root: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) ->
     try:
         return _load_image_folder(root, max_pixels)
     except OSError as error:  # a folder or file that cannot be listed or read (permissions, I/O errors)
-        raise DatasetError(f"cannot read image folder {display_text(str(root))} ({type(error).__name__}: {display_text(str(error))}); check its permissions") from None
+        raise DatasetError(
+            f"cannot read image folder {display_text(str(root))} ({type(error).__name__}: {display_text(str(error))}); check its permissions"
+        ) from None
 
 
 def _load_image_folder(root: Path, max_pixels: int) -> ImageFolderDataset:
@@ -443,8 +445,7 @@ def _check_official(path: Path, download: Download, full_size: bool) -> None:
     md5 = download.checksums[path.name]
     if full_size and _md5(path) != md5:
         raise DatasetError(
-            f"{path} has the size of the official file but the wrong checksum (expected md5 {md5}); "
-            f"it is corrupt: delete {path.parent} and download again"
+            f"{path} has the size of the official file but the wrong checksum (expected md5 {md5}); it is corrupt: delete {path.parent} and download again"
         )
 
 
@@ -477,8 +478,7 @@ def _ensure_downloaded(root: Path, download: Download, name: str, offline: bool)
                 partial = root / download.filename
                 partial.unlink(missing_ok=True)
                 raise DatasetError(
-                    f"downloading {name} from {download.url} failed ({error}); check the network, or download it "
-                    f"yourself and unpack it under {root}"
+                    f"downloading {name} from {download.url} failed ({error}); check the network, or download it yourself and unpack it under {root}"
                 ) from None
     if _missing_files(root, download):
         raise DatasetError(f"the {name} archive did not contain the expected files under {folder}")

@@ -156,9 +156,7 @@ class _Scored:
 class Evaluator:
     """Run-wide state: loaded models, datasets, text features and evaluations, each made once."""
 
-    def __init__(
-        self, settings: Settings, worker_index: int | None = None, progress: ProgressCallback | None = None, cpu_threads: int | None = None
-    ):
+    def __init__(self, settings: Settings, worker_index: int | None = None, progress: ProgressCallback | None = None, cpu_threads: int | None = None):
         self.settings = settings
         self.worker_index = worker_index
         self.cpu_threads = cpu_threads
@@ -253,7 +251,9 @@ class Evaluator:
         spec = self.model_spec(model_name)
         # The evaluation's key, plus the files' fingerprint: a dataset object passed in may reuse a name.
         key = (
-            eval_key(spec.name, spec.pretrained_label, dataset.name, compression.to_dict(), len(indices), self.settings.seed, self.settings.templates, model_name),
+            eval_key(
+                spec.name, spec.pretrained_label, dataset.name, compression.to_dict(), len(indices), self.settings.seed, self.settings.templates, model_name
+            ),
             dataset.fingerprint,
         )
         if key not in self._results:

@@ -43,7 +43,7 @@ def load_results_file(path: Path, what: str = "results file") -> dict[str, Any]:
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ConfigError(f"{what} {path} is not JSON ({error}); give a file written by --clip-results or --clip-baseline-save") from None
     if not isinstance(payload, dict) or payload.get("plugin") != PLUGIN_NAME or not isinstance(payload.get("evaluations"), list):
-        raise ConfigError(f"{what} {path} is JSON but not a pytest-clipcompress results file (no \"plugin\": \"{PLUGIN_NAME}\" with \"evaluations\")")
+        raise ConfigError(f'{what} {path} is JSON but not a pytest-clipcompress results file (no "plugin": "{PLUGIN_NAME}" with "evaluations")')
     if not all(isinstance(record, dict) and {"model", "dataset", "compression_id", "n"} <= record.keys() for record in payload["evaluations"]):
         raise ConfigError(f"{what} {path} has malformed evaluation records; write it again with --clip-results")
     return payload
@@ -225,7 +225,9 @@ def assert_no_regression(
             f"{result.model_id} ({result.model}/{result.pretrained}) on {result.dataset} under {result.compression.id} "
             f"regressed against the baseline {stored.path}"
         )
-        raise AssertionError(comparison.message(max_regression, alpha, headline) + "\nIf the change is intended, save a new baseline with --clip-baseline-save.")
+        raise AssertionError(
+            comparison.message(max_regression, alpha, headline) + "\nIf the change is intended, save a new baseline with --clip-baseline-save."
+        )
 
 
 def assert_not_worse(candidate: EvalResult, reference: EvalResult, max_regression: float = 0.01, *, alpha: float = 0.05) -> None:
@@ -290,9 +292,7 @@ def compare_files(old: list[dict[str, Any]], new: list[dict[str, Any]], old_mode
     return FileComparison(rows, [r for r in old if id(r) not in matched], [r for r in new if id(r) not in paired_new])
 
 
-def roles_side_by_side(
-    records: list[dict[str, Any]], order: Sequence[str] = ()
-) -> list[tuple[dict[str, Any], dict[str, Any], Comparison | GateError]]:
+def roles_side_by_side(records: list[dict[str, Any]], order: Sequence[str] = ()) -> list[tuple[dict[str, Any], dict[str, Any], Comparison | GateError]]:
     """Within one run: each model id paired with the first one (in ``order``, e.g. the --clip-model order)
     on the same dataset and compression."""
     present = [record_id(r) for r in records]
@@ -353,4 +353,4 @@ def comparison_table(rows: list[tuple[dict[str, Any], dict[str, Any], Comparison
 
 
 def _short(text: str, width: int) -> str:
-    return text if len(text) <= width else "\u2026" + text[-(width - 1):]
+    return text if len(text) <= width else "\u2026" + text[-(width - 1) :]

@@ -44,7 +44,14 @@ def eval_key(model: str, pretrained: str, dataset: str, compression: Mapping[str
 
 def record_key(record: EvaluationRecord) -> EvalKey:
     return eval_key(
-        record["model"], record["pretrained"], record["dataset"], record["compression"], record["n"], record["seed"], record["templates"], record.get("role", "")
+        record["model"],
+        record["pretrained"],
+        record["dataset"],
+        record["compression"],
+        record["n"],
+        record["seed"],
+        record["templates"],
+        record.get("role", ""),
     )
 
 
@@ -249,9 +256,7 @@ class ReportData(TypedDict):
     models: NotRequired[list[dict[str, str]]]  # facts of the models that made the evaluations (metadata.model_facts)
 
 
-def report_data(
-    results: Sequence[EvalResult], breaking_points: list[BreakingPointRecord], attributions: AttributionSet | None, note: str | None
-) -> ReportData:
+def report_data(results: Sequence[EvalResult], breaking_points: list[BreakingPointRecord], attributions: AttributionSet | None, note: str | None) -> ReportData:
     """The data of one test: its distinct evaluations, every floor it checked, searches, attributions."""
     data: ReportData = {
         "evaluations": [evaluation_record(result) for result in unique_results(results)],

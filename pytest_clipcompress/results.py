@@ -55,7 +55,6 @@ def report_outcome(report: Any) -> str:
     return "failed" if report.failed else "skipped" if report.skipped else "passed"
 
 
-
 class ResultsCollector:
     """Evaluation records and floor checks gathered from test reports (serial runs and xdist alike)."""
 

@@ -302,8 +302,13 @@ class ClipSession:
                 from .render import write_report_dir
 
                 write_report_dir(
-                    settings.report, records, self.collector.checks, self.failures, demo_note=self.demo_note,
-                    breaking_points=self.collector.breaking_points, skips=self.skips,
+                    settings.report,
+                    records,
+                    self.collector.checks,
+                    self.failures,
+                    demo_note=self.demo_note,
+                    breaking_points=self.collector.breaking_points,
+                    skips=self.skips,
                 )
             except Exception as error:  # noqa: BLE001 - an optional output: a note, not a traceback
                 self.notes.append(f"report not written to {settings.report}: {type(error).__name__}: {error}")

@@ -68,9 +68,7 @@ def test_images_vary_within_a_class() -> None:
     assert len({img.tobytes() for img in same_class}) == len(same_class)
 
 
-@pytest.mark.parametrize(
-    ("split", "n_per_class"), [("val", 1), ("", 1), ("train", 0), ("test", -3), ("train", 2.5)]
-)
+@pytest.mark.parametrize(("split", "n_per_class"), [("val", 1), ("", 1), ("train", 0), ("test", -3), ("train", 2.5)])
 def test_bad_arguments_raise(split: str, n_per_class: int) -> None:
     with pytest.raises(ValueError):
         generate_demo_images(split, n_per_class)
@@ -132,9 +130,7 @@ def test_accuracy_falls_with_quality(accuracies: dict[int | None, float]) -> Non
 
 
 @pytest.mark.slow
-def test_training_script_reproduces_shipped_accuracy(
-    tmp_path: Path, accuracies: dict[int | None, float]
-) -> None:
+def test_training_script_reproduces_shipped_accuracy(tmp_path: Path, accuracies: dict[int | None, float]) -> None:
     output = tmp_path / "retrained.pt"
     subprocess.run(
         [sys.executable, str(REPO_ROOT / "scripts" / "train_demo_model.py"), "--output", str(output)],

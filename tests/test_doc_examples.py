@@ -96,8 +96,15 @@ def test_runnable_examples_pass_on_the_demo_model(pytester: pytest.Pytester) -> 
         files[f"test_doc_{number:02d}_{stem}"] = example.code
     pytester.makepyfile(**files)
     result = pytester.runpytest_subprocess(
-        f"--clip-samples={SAMPLES}", "--clip-offline", f"--clip-data-root={pytester.path / 'no-data'}", "--clip-device=cpu",
-        f"--clip-cache-dir={pytester.path / 'cache'}", "--clip-ig-samples=0", "-p", "no:cacheprovider", "-rA",
+        f"--clip-samples={SAMPLES}",
+        "--clip-offline",
+        f"--clip-data-root={pytester.path / 'no-data'}",
+        "--clip-device=cpu",
+        f"--clip-cache-dir={pytester.path / 'cache'}",
+        "--clip-ig-samples=0",
+        "-p",
+        "no:cacheprovider",
+        "-rA",
     )
     outcomes = result.parseoutcomes()
     assert set(outcomes) <= {"passed", "xfailed"}, result.stdout.str()

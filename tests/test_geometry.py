@@ -139,7 +139,7 @@ def test_squash_model_places_mask_and_pictures_on_non_square_images(squash_model
         source = reloaded.convert("RGB")
     tensor = squash_model.preprocess(source)
     assert tuple(tensor.shape) == (3, 48, 48)
-    seen = (tensor.permute(1, 2, 0).numpy() * 0.5 + 0.5)  # undo the config's mean/std of 0.5
+    seen = tensor.permute(1, 2, 0).numpy() * 0.5 + 0.5  # undo the config's mean/std of 0.5
     geometry = InputGeometry.of_preprocess(squash_model.preprocess, (40, 64))
     assert geometry == InputGeometry(AxisMap(40, 48, 0, 48), AxisMap(64, 48, 0, 48))
     rows, cols = traced([Resize((48, 48), interpolation=InterpolationMode.NEAREST)], (40, 64))

@@ -16,7 +16,9 @@ def test_default_weights_are_openai_where_available_else_the_first_tag() -> None
     import open_clip
 
     assert resolve_model_spec("ViT-B-32", None) == ModelSpec("ViT-B-32", "openai", quick_gelu=True)  # as OpenAI trained it
-    without_openai = next(m for m in open_clip.list_models() if open_clip.list_pretrained_tags_by_model(m) and "openai" not in open_clip.list_pretrained_tags_by_model(m))
+    without_openai = next(
+        m for m in open_clip.list_models() if open_clip.list_pretrained_tags_by_model(m) and "openai" not in open_clip.list_pretrained_tags_by_model(m)
+    )
     assert resolve_model_spec(without_openai, None).pretrained == open_clip.list_pretrained_tags_by_model(without_openai)[0]
 
 
@@ -89,7 +91,9 @@ def test_failed_weights_download_is_a_clear_error(monkeypatch: pytest.MonkeyPatc
         raise ConnectionError("connection reset by peer")
 
     monkeypatch.setattr(open_clip.factory, "download_pretrained", interrupted)
-    with pytest.raises(ModelError, match=r"cannot load RN50/openai \(QuickGELU\) .*connection reset by peer.*check the network, or pass --clip-pretrained PATH"):
+    with pytest.raises(
+        ModelError, match=r"cannot load RN50/openai \(QuickGELU\) .*connection reset by peer.*check the network, or pass --clip-pretrained PATH"
+    ):
         load_model(resolve_model_spec("RN50", "openai"), "cpu")
 
 

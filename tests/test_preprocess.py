@@ -139,8 +139,14 @@ def test_fast_option_in_a_pytest_run(pytester: pytest.Pytester, tiny_args: list[
     for mode in ("exact", "fast"):
         results = pytester.path / f"{mode}.json"
         outcome = pytester.runpytest(
-            *tiny_args, f"--clip-data-root={cifar_sample_root}", "--clip-offline", "--clip-samples=60",
-            f"--clip-preprocess={mode}", f"--clip-results={results}", "-p", "no:cacheprovider",
+            *tiny_args,
+            f"--clip-data-root={cifar_sample_root}",
+            "--clip-offline",
+            "--clip-samples=60",
+            f"--clip-preprocess={mode}",
+            f"--clip-results={results}",
+            "-p",
+            "no:cacheprovider",
         )
         outcome.assert_outcomes(passed=1)
         accuracies[mode] = [(r["accuracy"], r["baseline_accuracy"]) for r in json.loads(results.read_text())["evaluations"]]

@@ -103,7 +103,9 @@ def test_published_accuracy_check_skips_other_models_with_a_reason(pytester: pyt
         "-k", "published", "--clip-offline", f"--clip-data-root={cifar_sample_root}", "--clip-device=cpu", "--clip-no-cache", "-rs", "-p", "no:cacheprovider"
     )
     result.assert_outcomes(skipped=2)
-    result.stdout.fnmatch_lines([
-        "*no published accuracy for clipcompress-demo/clipcompress-demo.pt on cifar10; references exist for RN50/openai, ViT-B-32/openai*",
-        "*stl10 is not in*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*no published accuracy for clipcompress-demo/clipcompress-demo.pt on cifar10; references exist for RN50/openai, ViT-B-32/openai*",
+            "*stl10 is not in*",
+        ]
+    )

@@ -176,8 +176,17 @@ def test_activation_is_in_the_record_and_the_cache_key(tiny_checkpoint: Path, tm
     from pytest_clipcompress.settings import build_settings
 
     def settings(mode: str):
-        values = {"model": [TINY_MODEL], "model-config": [str(TINY_CONFIG)], "pretrained": str(tiny_checkpoint),
-                  "quick-gelu": mode, "device": "cpu", "cache-dir": str(tmp_path), "samples": "10", "data-root": str(tmp_path / "data"), "workers": "0"}
+        values = {
+            "model": [TINY_MODEL],
+            "model-config": [str(TINY_CONFIG)],
+            "pretrained": str(tiny_checkpoint),
+            "quick-gelu": mode,
+            "device": "cpu",
+            "cache-dir": str(tmp_path),
+            "samples": "10",
+            "data-root": str(tmp_path / "data"),
+            "workers": "0",
+        }
         return build_settings(lambda option: values.get(option.name))
 
     results = {}
