@@ -42,14 +42,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import limits  # noqa: E402  (benchmarks/limits.py: measurements e, f, g)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -61,8 +62,6 @@ from pytest_clipcompress.evaluation import Evaluator  # noqa: E402
 from pytest_clipcompress.models import LOGIT_SCALE, LoadedModel, register_model_configs  # noqa: E402
 from pytest_clipcompress.settings import build_settings  # noqa: E402
 from pytest_clipcompress.templates import PAPER_TEMPLATES  # noqa: E402
-
-import limits  # noqa: E402  (benchmarks/limits.py: measurements e, f, g)
 
 QUALITIES = (100, 75, 50, 25)  # the seed paper's JPEG qualities
 IG_STEPS = 50

@@ -258,7 +258,7 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
         ("_codecs", "encode"),
     }
 
-    def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle API
+    def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
             raise _ForbiddenGlobal(f"refusing to load {module}.{name}")
         return super().find_class(module, name)

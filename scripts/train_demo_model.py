@@ -32,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_clipcompress.demo import (  # noqa: E402
+from pytest_clipcompress.demo import (
     DEMO_CLASSES,
     DEMO_MODEL_CONFIG,
     DEMO_MODEL_NAME,
@@ -40,7 +40,7 @@ from pytest_clipcompress.demo import (  # noqa: E402
     DEMO_WEIGHTS,
     generate_demo_images,
 )
-from pytest_clipcompress.results import atomic_write_bytes  # noqa: E402
+from pytest_clipcompress.results import atomic_write_bytes
 
 QUALITIES = (None, 100, 75, 50, 25)
 

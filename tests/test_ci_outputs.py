@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_clipcompress.render.terminal import attribution_text
 from pytest_clipcompress.metadata import git_state, library_versions
 from pytest_clipcompress.render.markdown import summary_markdown, write_summary
+from pytest_clipcompress.render.terminal import attribution_text
 
 GOLDEN = Path(__file__).parent / "golden" / "summary.md"
 
