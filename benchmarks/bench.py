@@ -348,7 +348,7 @@ def seed_procedure_ig(loaded: LoadedModel, classes: tuple[str, ...], inputs: tor
         loss.backward()
         return x.grad[0]
 
-    for alpha, weight in zip(alphas, weights):
+    for alpha, weight in zip(alphas, weights, strict=True):
         point = baseline + alpha * delta
         with torch.no_grad():
             text = paper_text_features(loaded, classes)
@@ -367,7 +367,7 @@ def lean_loop_ig(classifier: torch.nn.Module, inputs: torch.Tensor, baseline: to
     alphas, weights = trapezoid(steps)
     delta = inputs - baseline
     total = torch.zeros_like(inputs)
-    for alpha, weight in zip(alphas, weights):
+    for alpha, weight in zip(alphas, weights, strict=True):
         x = (baseline + alpha * delta).unsqueeze(0).requires_grad_(True)
         loss = F.cross_entropy(classifier(x), target)
         (grad,) = torch.autograd.grad(loss, x)
@@ -575,7 +575,7 @@ def log(message: str) -> None:
 
 def table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths))  # noqa: E731
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True))  # noqa: E731
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 

@@ -101,7 +101,7 @@ def lean_ig(classifier: torch.nn.Module, inputs: torch.Tensor, baseline: torch.T
     weights[0] = weights[-1] = 0.5
     weights /= steps - 1
     total = torch.zeros_like(inputs)
-    for alpha, weight in zip(torch.linspace(0, 1, steps), weights):
+    for alpha, weight in zip(torch.linspace(0, 1, steps), weights, strict=True):
         point = (baseline + alpha * (inputs - baseline)).unsqueeze(0).requires_grad_(True)
         loss = torch.nn.functional.cross_entropy(classifier(point), torch.tensor([label], device=inputs.device))
         (gradient,) = torch.autograd.grad(loss, point)

@@ -121,7 +121,7 @@ def stratified_subset(labels: np.ndarray, samples: int | None, seed: int) -> np.
     order = np.lexsort((classes, -(exact - quotas)))
     quotas[order[: samples - quotas.sum()]] += 1
     rng = np.random.default_rng(seed)
-    chosen = [rng.permutation(np.flatnonzero(labels == c))[:q] for c, q in zip(classes, quotas)]
+    chosen = [rng.permutation(np.flatnonzero(labels == c))[:q] for c, q in zip(classes, quotas, strict=True)]
     return np.sort(np.concatenate(chosen))
 
 

@@ -112,7 +112,7 @@ class Outcomes:
     def flip_confusion(self) -> list[dict[str, Any]]:
         """Images right uncompressed and wrong compressed, counted by (true, predicted) class, most first."""
         flipped = self.hits_uncompressed & ~self.hits
-        pairs = Counter(zip(self.labels[flipped].tolist(), self.predicted[flipped].tolist()))
+        pairs = Counter(zip(self.labels[flipped].tolist(), self.predicted[flipped].tolist(), strict=True))
         rows = [{"true": self.classes[t], "predicted": self.classes[p], "count": count} for (t, p), count in pairs.items()]
         return sorted(rows, key=lambda row: (-row["count"], row["true"], row["predicted"]))
 

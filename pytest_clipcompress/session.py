@@ -404,7 +404,7 @@ class ClipSession:
         from .render.terminal import aggregate_text
 
         added = [extras.html(attribution_extra_html(attributions["items"], aggregate_text(attributions["summary"])))]
-        for item, image in zip(attributions["items"], attributions["images"]):
+        for item, image in zip(attributions["items"], attributions["images"], strict=True):
             added.append(extras.png(image, name=f"{item['compression_id']} image {item['index']}: {item['true_name']} -> {item['pred_compressed_name']}"))
         return added
 

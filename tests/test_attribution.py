@@ -117,7 +117,7 @@ def test_matches_a_plain_trapezoid_loop(case: Case) -> None:
     weights[[0, -1]] /= 2
     total_gradient = torch.zeros_like(case.inputs)
     case.classifier.eval()
-    for alpha, weight in zip(torch.linspace(0, 1, steps), weights):
+    for alpha, weight in zip(torch.linspace(0, 1, steps), weights, strict=True):
         point = (case.baseline + alpha * (case.inputs - case.baseline)).unsqueeze(0).requires_grad_()
         loss = F.cross_entropy(case.classifier(point), torch.tensor([case.label]))
         (gradient,) = torch.autograd.grad(loss, point)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -123,7 +124,7 @@ def test_harsh_jpeg_clearly_hurts(accuracies: dict[int | None, float]) -> None:
 def test_accuracy_falls_with_quality(accuracies: dict[int | None, float]) -> None:
     # Small wiggles between neighbouring qualities are tolerated; the trend is not.
     ordered = [accuracies[None], *(accuracies[q] for q in QUALITIES)]
-    assert all(later <= earlier + 0.02 for earlier, later in zip(ordered, ordered[1:]))
+    assert all(later <= earlier + 0.02 for earlier, later in pairwise(ordered))
 
 
 # --- training reproduces the shipped weights -------------------------------

@@ -108,7 +108,7 @@ def test_runnable_examples_pass_on_the_demo_model(pytester: pytest.Pytester) -> 
     )
     outcomes = result.parseoutcomes()
     assert set(outcomes) <= {"passed", "xfailed"}, result.stdout.str()
-    where = {name: example.name for name, example in zip(files, RUNNABLE)}
+    where = {name: example.name for name, example in zip(files, RUNNABLE, strict=True)}
     for name in files:  # every example ran at least one test
         assert any(line.startswith((f"PASSED {name}.py::", f"XFAIL {name}.py::")) for line in result.stdout.lines), f"{where[name]} ran no test"
 
