@@ -124,7 +124,7 @@ def test_outcomes_of_an_old_or_damaged_record_are_a_clear_error() -> None:
     with pytest.raises(OutcomesError, match="older pytest-clipcompress"):
         Outcomes.from_record({key: value for key, value in record.items() if key != "outcomes"})
     record["outcomes"]["predicted"] = "not base64!"
-    with pytest.raises(OutcomesError, match="outcomes.predicted is not valid"):
+    with pytest.raises(OutcomesError, match=r"outcomes\.predicted is not valid"):
         Outcomes.from_record(record)
 
 
@@ -226,7 +226,7 @@ def test_roles_choose_their_own_weights(tmp_path: Path) -> None:
     assert settings.model_spec("release") == ModelSpec("clipcompress-demo", str(DEMO_WEIGHTS))
     with pytest.raises(ConfigError, match="no --clip-model has the id 'nightly'; this run's models: candidate, release"):
         settings.model_spec("nightly")
-    with pytest.raises(ConfigError, match="--clip-baseline-save .* is a folder"):
+    with pytest.raises(ConfigError, match=r"--clip-baseline-save .* is a folder"):
         settings_from({"baseline-save": str(tmp_path)})
 
 

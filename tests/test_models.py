@@ -70,7 +70,7 @@ def test_checkpoint_of_another_architecture_is_a_clear_error(tmp_path: Path, tin
     config["embed_dim"] = 48
     other.write_text(json.dumps(config))
     register_model_configs([str(other)])
-    with pytest.raises(ModelError, match="cannot load checkpoint .*tiny-clip.pt into wider-clip"):
+    with pytest.raises(ModelError, match=r"cannot load checkpoint .*tiny-clip\.pt into wider-clip"):
         load_model(ModelSpec("wider-clip", str(tiny_checkpoint)), "cpu")
 
 
@@ -100,10 +100,10 @@ def test_failed_weights_download_is_a_clear_error(monkeypatch: pytest.MonkeyPatc
 def test_invalid_configs_are_clear_errors(tmp_path: Path) -> None:
     missing_keys = tmp_path / "partial.json"
     missing_keys.write_text('{"embed_dim": 8}')
-    with pytest.raises(ModelError, match="partial.json lacks vision_cfg, text_cfg"):
+    with pytest.raises(ModelError, match=r"partial\.json lacks vision_cfg, text_cfg"):
         register_model_configs([str(missing_keys)])
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ModelError, match="holds no .json model configs"):
+    with pytest.raises(ModelError, match=r"holds no \.json model configs"):
         register_model_configs([str(tmp_path / "empty")])
 
 
