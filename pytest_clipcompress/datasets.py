@@ -13,6 +13,7 @@ import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 from PIL import Image
@@ -250,15 +251,17 @@ class _ForbiddenGlobal(pickle.UnpicklingError):
 class _ArrayOnlyUnpickler(pickle.Unpickler):
     """Loads the CIFAR-10 pickles without running code: only what rebuilds a numpy array is allowed."""
 
-    ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("_codecs", "encode"),
-    }
+    ALLOWED: ClassVar[frozenset[tuple[str, str]]] = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("_codecs", "encode"),
+        }
+    )
 
-    def find_class(self, module: str, name: str):
+    def find_class(self, module: str, name: str) -> Any:  # pickle API: any class or function
         if (module, name) not in self.ALLOWED:
             raise _ForbiddenGlobal(f"refusing to load {module}.{name}")
         return super().find_class(module, name)

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     rng = np.random.default_rng(args.seed)
 
     open_clip.add_model_config(DEMO_MODEL_CONFIG)
-    model, _, preprocess = open_clip.create_model_and_transforms(DEMO_MODEL_NAME)
+    model, _, _ = open_clip.create_model_and_transforms(DEMO_MODEL_NAME)
     tokenizer = open_clip.get_tokenizer(DEMO_MODEL_NAME)
     cfg = open_clip.get_model_preprocess_cfg(model)
     mean = torch.tensor(cfg["mean"]).view(1, 3, 1, 1)

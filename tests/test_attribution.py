@@ -173,7 +173,7 @@ def test_block_boundary_mask_upscaled_marks_seven_pixel_bands() -> None:
     assert mask[0:7].all() and not mask[7:49, 7:49].any() and mask[49:63].all()
 
 
-@pytest.mark.parametrize("source_hw, input_size", [((32, 32), 224), ((24, 36), 64), ((100, 80), 32)])
+@pytest.mark.parametrize(("source_hw", "input_size"), [((32, 32), 224), ((24, 36), 64), ((100, 80), 32)])
 def test_block_boundary_mask_follows_the_val_transform(source_hw: tuple[int, int], input_size: int) -> None:
     # Trace source coordinates through torchvision's own Resize + CenterCrop (as in open_clip's val
     # transform, with NEAREST so indices survive). These shapes have no pixel centre exactly on a
@@ -211,26 +211,26 @@ def test_summarize_attribution() -> None:
 
 
 def make_info(index: int, label: int = 0, **overrides: float) -> ImageAttribution:
-    values = dict(
-        index=index,
-        label=label,
-        pred_uncompressed=label,
-        pred_compressed=1,
-        prob_true_uncompressed=0.9,
-        prob_true_compressed=0.2,
-        steps=50,
-        method="riemann_trapezoid",
-        f_input=1.7,
-        f_baseline=0.1,
-        delta_f=1.6,
-        sum_attributions=1.59,
-        completeness_gap=0.01,
-        positive_mass=2.0,
-        negative_mass=0.41,
-        boundary_share=0.6,
-        boundary_area_share=0.44,
-        seconds=0.5,
-    )
+    values = {
+        "index": index,
+        "label": label,
+        "pred_uncompressed": label,
+        "pred_compressed": 1,
+        "prob_true_uncompressed": 0.9,
+        "prob_true_compressed": 0.2,
+        "steps": 50,
+        "method": "riemann_trapezoid",
+        "f_input": 1.7,
+        "f_baseline": 0.1,
+        "delta_f": 1.6,
+        "sum_attributions": 1.59,
+        "completeness_gap": 0.01,
+        "positive_mass": 2.0,
+        "negative_mass": 0.41,
+        "boundary_share": 0.6,
+        "boundary_area_share": 0.44,
+        "seconds": 0.5,
+    }
     values.update(overrides)
     return ImageAttribution(**values)
 

@@ -71,7 +71,7 @@ def test_images_vary_within_a_class() -> None:
 
 @pytest.mark.parametrize(("split", "n_per_class"), [("val", 1), ("", 1), ("train", 0), ("test", -3), ("train", 2.5)])
 def test_bad_arguments_raise(split: str, n_per_class: int) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"split must be one of|n_per_class must be"):
         generate_demo_images(split, n_per_class)
 
 

@@ -75,7 +75,7 @@ def test_shortest_side_preprocess_measures_as_resize_and_centre_crop(source_hw: 
     assert_same_mask(measured, rows, cols)
 
 
-@pytest.mark.parametrize("source_hw, size", [(shape, 48) for shape in SHAPES] + [((24, 36), 224)])
+@pytest.mark.parametrize(("source_hw", "size"), [(shape, 48) for shape in SHAPES] + [((24, 36), 224)])
 def test_squash_preprocess_stretches_each_axis(source_hw: tuple[int, int], size: int) -> None:
     preprocess = open_clip.image_transform(size, is_train=False, resize_mode="squash", interpolation="bilinear")
     measured = InputGeometry.of_preprocess(preprocess, source_hw)

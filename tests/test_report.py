@@ -37,7 +37,7 @@ def record(codec: str, accuracy: float, bpp: float, *, model: str = MODEL, datas
         "ci95": [max(0.0, accuracy - half), min(1.0, accuracy + half)],
         "per_class": {"cat": accuracy, "dog": accuracy},
         "bits_per_pixel": bpp,
-        "flipped": int(round((baseline - accuracy) * N)),
+        "flipped": round((baseline - accuracy) * N),
     }
 
 
@@ -264,7 +264,7 @@ def test_safe_name() -> None:
 
 
 def test_summary_table_escapes_and_sorts() -> None:
-    records = make_records() + [record("jpeg", 0.5, 0.5, model="<script>alert(1)</script>", quality=10)]
+    records = [*make_records(), record("jpeg", 0.5, 0.5, model="<script>alert(1)</script>", quality=10)]
     table = summary_table_html(records)
     assert "<script>alert(1)" not in table
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in table
