@@ -212,7 +212,8 @@ def main() -> None:
         limit = time.perf_counter() - started
     verdict = "met" if limit / batched >= 0.8 else "NOT MET"
     print(
-        f"IG ratio to its limit (one batched forward + backward of the 50 steps): {limit:.3f} / {batched:.3f} s = {limit / batched:.2f} (target >= 0.8: {verdict})"
+        "IG ratio to its limit (one batched forward + backward of the 50 steps): "
+        f"{limit:.3f} / {batched:.3f} s = {limit / batched:.2f} (target >= 0.8: {verdict})"
     )
     print(f"IG completeness gap {gap:.2e} (|F(in)-F(base)| = {abs(f_input - f_baseline):.3e}); batched vs loop relative difference {difference:.2e}")
 

@@ -128,7 +128,8 @@ def check_same_images(reference: Outcomes, candidate: Outcomes, reference_name: 
         problems.append("prompt templates differ (--clip-templates)")
     if reference.n != candidate.n or not np.array_equal(reference.indices, candidate.indices):
         problems.append(
-            f"the image subsets differ (n={reference.n}, seed {reference.seed} vs n={candidate.n}, seed {candidate.seed}; keep --clip-samples and --clip-seed equal)"
+            f"the image subsets differ (n={reference.n}, seed {reference.seed} vs n={candidate.n}, seed {candidate.seed}; "
+            "keep --clip-samples and --clip-seed equal)"
         )
     if problems:
         raise OutcomesError(f"{candidate_name} and {reference_name} are not comparable image by image: " + "; ".join(problems))

@@ -65,7 +65,8 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "quick-gelu",
-        "activation: auto (what the pretrained tag was trained with, else the model config's own), on (QuickGELU, e.g. for a checkpoint fine-tuned from openai weights) or off (GELU) (default: auto)",
+        "activation: auto (what the pretrained tag was trained with, else the model config's own), "
+        "on (QuickGELU, e.g. for a checkpoint fine-tuned from openai weights) or off (GELU) (default: auto)",
         "|".join(QUICK_GELU_MODES),
     ),
     Option("model-config", "JSON model config (or folder of them) registered with open_clip before loading; repeatable", "PATH", "list"),
@@ -88,7 +89,8 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "protocol",
-        "paper: the seed paper's released settings (paper prompt, jpeg-q100 IG baseline, 51 IG steps) wherever no option sets them; default: ours (default: default)",
+        "paper: the seed paper's released settings (paper prompt, jpeg-q100 IG baseline, 51 IG steps) wherever no option sets them; "
+        "default: ours (default: default)",
         "|".join(PROTOCOLS),
     ),
     Option("results", "write a JSON file with one record per evaluation", "PATH"),

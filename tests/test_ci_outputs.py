@@ -275,7 +275,8 @@ def test_ci_outputs_are_the_same_serial_and_under_xdist(pytester: pytest.Pyteste
 
         lines = summary.decode().splitlines()
         assert lines[lines.index("### Failures") + 4].startswith(
-            f"| `test_ci_outputs_are_the_same_serial_and_under_xdist.py::{FAILING}` | `clipcompress-demo/clipcompress-demo.pt` | `demo` | `jpeg-q25-s444` | accuracy "
+            f"| `test_ci_outputs_are_the_same_serial_and_under_xdist.py::{FAILING}` "
+            "| `clipcompress-demo/clipcompress-demo.pt` | `demo` | `jpeg-q25-s444` | accuracy "
         )
         assert "**1 of 3 floor checks failed**, 1 failed as expected (xfail); 3 evaluations." in lines
         # The facts of the model the workers loaded, as this process computes them from the same checkpoint.
