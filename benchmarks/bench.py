@@ -152,7 +152,7 @@ def peak_rss_mib() -> float:
 class TiledDataset(ImageDataset):
     """The CIFAR-10 sample repeated to ``n`` images without materialising an (n, 32, 32, 3) array."""
 
-    def __init__(self, base: ArrayDataset, n: int):
+    def __init__(self, base: ArrayDataset, n: int) -> None:
         labels = np.resize(base.labels, n)
         super().__init__(f"cifar10-sample-x{n}", base.classes, labels, f"{base.fingerprint}-tiled-{n}", base.templates)
         self.base = base
@@ -205,7 +205,7 @@ def fresh_evaluator(settings: Any, model_name: str, loaded: LoadedModel) -> Eval
 # --- (a) evaluation: plugin vs plain loop ---------------------------------------------------------
 
 
-def plugin_evaluate(evaluator: Evaluator, model_name: str, dataset: ImageDataset, qualities=QUALITIES) -> dict[Any, np.ndarray]:
+def plugin_evaluate(evaluator: Evaluator, model_name: str, dataset: ImageDataset, qualities: tuple[int, ...] = QUALITIES) -> dict[Any, np.ndarray]:
     predictions: dict[Any, np.ndarray] = {}
     for quality in qualities:
         result = evaluator.evaluate(model_name, dataset, Compression("jpeg", quality=quality))
@@ -214,7 +214,7 @@ def plugin_evaluate(evaluator: Evaluator, model_name: str, dataset: ImageDataset
     return predictions
 
 
-def loop_evaluate(loaded: LoadedModel, dataset: ImageDataset, batch_size: int, qualities=QUALITIES) -> dict[Any, np.ndarray]:
+def loop_evaluate(loaded: LoadedModel, dataset: ImageDataset, batch_size: int, qualities: tuple[int, ...] = QUALITIES) -> dict[Any, np.ndarray]:
     """The same evaluation written plainly: no threads, no caches, one pass per quality."""
     model, preprocess = loaded.model, loaded.preprocess
     with torch.no_grad():
@@ -378,7 +378,7 @@ def lean_loop_ig(classifier: torch.nn.Module, inputs: torch.Tensor, baseline: to
 class frozen:
     """Parameters without requires_grad for the duration (as the plugin's IG does internally)."""
 
-    def __init__(self, module: torch.nn.Module):
+    def __init__(self, module: torch.nn.Module) -> None:
         self.module = module
 
     def __enter__(self) -> None:

@@ -57,7 +57,7 @@ STL10_DOWNLOAD = Download(
 class ImageDataset:
     """A labelled test split: class names, labels, and RGB images by index."""
 
-    def __init__(self, name: str, classes: tuple[str, ...], labels: np.ndarray, fingerprint: str, templates: tuple[str, ...]):
+    def __init__(self, name: str, classes: tuple[str, ...], labels: np.ndarray, fingerprint: str, templates: tuple[str, ...]) -> None:
         self.name = name
         self.classes = classes
         self.labels = labels
@@ -85,7 +85,7 @@ class ImageDataset:
 class ArrayDataset(ImageDataset):
     """Images held as a uint8 array of shape (N, H, W, 3), possibly memory-mapped."""
 
-    def __init__(self, name: str, classes: tuple[str, ...], images: np.ndarray, labels: np.ndarray, fingerprint: str, templates: tuple[str, ...]):
+    def __init__(self, name: str, classes: tuple[str, ...], images: np.ndarray, labels: np.ndarray, fingerprint: str, templates: tuple[str, ...]) -> None:
         super().__init__(name, classes, labels, fingerprint, templates)
         self.images = images
 
@@ -98,7 +98,7 @@ class ImageFolderDataset(ImageDataset):
 
     def __init__(
         self, name: str, classes: tuple[str, ...], paths: list[Path], labels: np.ndarray, fingerprint: str, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
-    ):
+    ) -> None:
         super().__init__(name, classes, labels, fingerprint, GENERIC_TEMPLATES)
         self.paths = paths
         self.max_pixels = max_pixels

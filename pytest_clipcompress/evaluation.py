@@ -156,7 +156,7 @@ class _Scored:
 class Evaluator:
     """Run-wide state: loaded models, datasets, text features and evaluations, each made once."""
 
-    def __init__(self, settings: Settings, worker_index: int | None = None, progress: ProgressCallback | None = None, cpu_threads: int | None = None):
+    def __init__(self, settings: Settings, worker_index: int | None = None, progress: ProgressCallback | None = None, cpu_threads: int | None = None) -> None:
         self.settings = settings
         self.worker_index = worker_index
         self.cpu_threads = cpu_threads

@@ -25,6 +25,7 @@ from .records import (
 )
 
 if TYPE_CHECKING:
+    from .attribution import ImageAttribution
     from .evaluation import EvalResult, Evaluator
 
 
@@ -133,7 +134,7 @@ def _image_attribution(
     f_baseline: float,
     summary: dict[str, float],
     seconds: float,
-):
+) -> ImageAttribution:
     from .attribution import ImageAttribution
     from .evaluation import softmax
 

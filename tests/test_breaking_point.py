@@ -29,7 +29,7 @@ class FakeResult:
 class FakeEvaluator:
     """Accuracy as a function of the searched value; counts calls per setting."""
 
-    def __init__(self, param: str, accuracy_at: Callable[[float], float]):
+    def __init__(self, param: str, accuracy_at: Callable[[float], float]) -> None:
         self.param = param
         self.accuracy_at = accuracy_at
         self.calls: Counter[str] = Counter()

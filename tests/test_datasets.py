@@ -6,7 +6,7 @@ import hashlib
 import os
 import pickle
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pytest
@@ -23,10 +23,13 @@ from pytest_clipcompress.datasets import (
 from pytest_clipcompress.errors import DatasetError, DatasetMissingError
 from pytest_clipcompress.images import to_rgb
 
+if TYPE_CHECKING:
+    from torchvision.datasets import CIFAR10
+
 from .helpers import CIFAR_CLASSES, STL_CLASSES, random_images, write_cifar10, write_stl10
 
 
-def torchvision_cifar10_test(root: Path):
+def torchvision_cifar10_test(root: Path) -> CIFAR10:
     """torchvision's own CIFAR-10 reader on ``root``; its md5s are those of the files there (a subset is not the official file)."""
     from torchvision.datasets import CIFAR10
 

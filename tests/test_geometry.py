@@ -23,6 +23,7 @@ from pytest_clipcompress.geometry import (
     block_boundary_mask,
     display_grid,
 )
+from pytest_clipcompress.models import LoadedModel
 
 from .helpers import ASSETS
 
@@ -115,7 +116,7 @@ def test_a_preprocess_that_is_not_a_resize_and_crop_is_refused() -> None:
 
 
 @pytest.fixture(scope="module")
-def squash_model(tmp_path_factory: pytest.TempPathFactory):
+def squash_model(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
     """The tiny squash-mode model as a local-dir: open_clip's config carries the preprocessing, as on the hub."""
     from pytest_clipcompress.models import load_model, resolve_model_spec
 
@@ -128,7 +129,7 @@ def squash_model(tmp_path_factory: pytest.TempPathFactory):
     return load_model(resolve_model_spec(f"local-dir:{folder}", None), "cpu")
 
 
-def test_squash_model_places_mask_and_pictures_on_non_square_images(squash_model, tmp_path: Path) -> None:
+def test_squash_model_places_mask_and_pictures_on_non_square_images(squash_model: LoadedModel, tmp_path: Path) -> None:
     # A non-square folder image with flat 8x8 blocks of random colours: the picture drawn under the
     # attributions must show the same colours where the model input has them.
     rng = np.random.default_rng(3)

@@ -11,10 +11,10 @@ from PIL import Image
 
 from pytest_clipcompress.errors import ConfigError
 from pytest_clipcompress.explain import baseline_image
-from pytest_clipcompress.settings import PAPER_PROTOCOL, build_settings
+from pytest_clipcompress.settings import PAPER_PROTOCOL, Settings, build_settings
 
 
-def settings_from(values: dict[str, object]):
+def settings_from(values: dict[str, object]) -> Settings:
     return build_settings(lambda option: values.get(option.name))
 
 

@@ -173,9 +173,9 @@ def test_checkpoint_files_take_the_config_activation_unless_told(tiny_checkpoint
 def test_activation_is_in_the_record_and_the_cache_key(tiny_checkpoint: Path, tmp_path: Path) -> None:
     from pytest_clipcompress.compression import Compression
     from pytest_clipcompress.evaluation import Evaluator
-    from pytest_clipcompress.settings import build_settings
+    from pytest_clipcompress.settings import Settings, build_settings
 
-    def settings(mode: str):
+    def settings(mode: str) -> Settings:
         values = {
             "model": [TINY_MODEL],
             "model-config": [str(TINY_CONFIG)],
