@@ -100,13 +100,13 @@ def explain(results: list[EvalResult], evaluator: Evaluator, deadline: float | N
         else:
             steps, method = int(settings.ig_steps), "riemann_trapezoid"
             attributions, f_input, f_baseline = integrated_gradients(classifier, inputs, baseline, label, steps=steps)
-        attributions = attributions.numpy()
+        heatmap = attributions.numpy()
         geometry = _geometry(loaded.preprocess, original, inputs.shape[-2:])
-        summary = summarize_attribution(attributions, block_boundary_mask((original.height, original.width), geometry))
+        summary = summarize_attribution(heatmap, block_boundary_mask((original.height, original.width), geometry))
         info = _image_attribution(result, position, index, label, steps, method, f_input, f_baseline, summary, time.perf_counter() - image_started)
         pngs.append(
             render_attribution_png(
-                original, compressed, attributions, class_names=result.classes, info=info, compression_label=result.compression.id, geometry=geometry
+                original, compressed, heatmap, class_names=result.classes, info=info, compression_label=result.compression.id, geometry=geometry
             )
         )
         infos.append(info)

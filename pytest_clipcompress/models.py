@@ -336,6 +336,8 @@ def zero_shot_classifier(loaded: LoadedModel, text_features: torch.Tensor) -> to
     import torch
 
     class ZeroShotClassifier(torch.nn.Module):
+        text_features: torch.Tensor  # a registered buffer
+
         def __init__(self) -> None:
             super().__init__()
             self.clip = loaded.model
