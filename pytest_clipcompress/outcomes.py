@@ -14,7 +14,7 @@ import hashlib
 import json
 import zlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,7 +94,7 @@ class Outcomes:
         }
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> Outcomes:
+    def from_record(cls, record: Mapping[str, Any]) -> Outcomes:
         data, packed = record.get("data"), record.get("outcomes")
         if not isinstance(data, dict) or not isinstance(packed, dict):
             raise OutcomesError("the record has no per-image outcomes (it was written by an older pytest-clipcompress); write it again with this version")
