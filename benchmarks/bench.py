@@ -42,14 +42,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import limits  # noqa: E402  (benchmarks/limits.py: measurements e, f, g)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -61,8 +62,6 @@ from pytest_clipcompress.evaluation import Evaluator  # noqa: E402
 from pytest_clipcompress.models import LOGIT_SCALE, LoadedModel, register_model_configs  # noqa: E402
 from pytest_clipcompress.settings import build_settings  # noqa: E402
 from pytest_clipcompress.templates import PAPER_TEMPLATES  # noqa: E402
-
-import limits  # noqa: E402  (benchmarks/limits.py: measurements e, f, g)
 
 QUALITIES = (100, 75, 50, 25)  # the seed paper's JPEG qualities
 IG_STEPS = 50
@@ -153,7 +152,7 @@ def peak_rss_mib() -> float:
 class TiledDataset(ImageDataset):
     """The CIFAR-10 sample repeated to ``n`` images without materialising an (n, 32, 32, 3) array."""
 
-    def __init__(self, base: ArrayDataset, n: int):
+    def __init__(self, base: ArrayDataset, n: int) -> None:
         labels = np.resize(base.labels, n)
         super().__init__(f"cifar10-sample-x{n}", base.classes, labels, f"{base.fingerprint}-tiled-{n}", base.templates)
         self.base = base
@@ -206,7 +205,7 @@ def fresh_evaluator(settings: Any, model_name: str, loaded: LoadedModel) -> Eval
 # --- (a) evaluation: plugin vs plain loop ---------------------------------------------------------
 
 
-def plugin_evaluate(evaluator: Evaluator, model_name: str, dataset: ImageDataset, qualities=QUALITIES) -> dict[Any, np.ndarray]:
+def plugin_evaluate(evaluator: Evaluator, model_name: str, dataset: ImageDataset, qualities: tuple[int, ...] = QUALITIES) -> dict[Any, np.ndarray]:
     predictions: dict[Any, np.ndarray] = {}
     for quality in qualities:
         result = evaluator.evaluate(model_name, dataset, Compression("jpeg", quality=quality))
@@ -215,7 +214,7 @@ def plugin_evaluate(evaluator: Evaluator, model_name: str, dataset: ImageDataset
     return predictions
 
 
-def loop_evaluate(loaded: LoadedModel, dataset: ImageDataset, batch_size: int, qualities=QUALITIES) -> dict[Any, np.ndarray]:
+def loop_evaluate(loaded: LoadedModel, dataset: ImageDataset, batch_size: int, qualities: tuple[int, ...] = QUALITIES) -> dict[Any, np.ndarray]:
     """The same evaluation written plainly: no threads, no caches, one pass per quality."""
     model, preprocess = loaded.model, loaded.preprocess
     with torch.no_grad():
@@ -275,9 +274,7 @@ def bench_evaluation(model_name: str, loaded: LoadedModel, dataset: ImageDataset
     }
     for extra_workers in args.extra_workers:
         extra_settings = make_settings(model_name, argparse.Namespace(**{**vars(args), "workers": extra_workers}))
-        variants[f"plugin workers={extra_workers}"] = (
-            lambda s=extra_settings: plugin_evaluate(fresh_evaluator(s, model_name, loaded), model_name, dataset)
-        )
+        variants[f"plugin workers={extra_workers}"] = lambda s=extra_settings: plugin_evaluate(fresh_evaluator(s, model_name, loaded), model_name, dataset)
     names = list(variants)
     results: dict[str, dict] = {}
     for rep in range(repeats):
@@ -351,7 +348,7 @@ def seed_procedure_ig(loaded: LoadedModel, classes: tuple[str, ...], inputs: tor
         loss.backward()
         return x.grad[0]
 
-    for alpha, weight in zip(alphas, weights):
+    for alpha, weight in zip(alphas, weights, strict=True):
         point = baseline + alpha * delta
         with torch.no_grad():
             text = paper_text_features(loaded, classes)
@@ -370,7 +367,7 @@ def lean_loop_ig(classifier: torch.nn.Module, inputs: torch.Tensor, baseline: to
     alphas, weights = trapezoid(steps)
     delta = inputs - baseline
     total = torch.zeros_like(inputs)
-    for alpha, weight in zip(alphas, weights):
+    for alpha, weight in zip(alphas, weights, strict=True):
         x = (baseline + alpha * delta).unsqueeze(0).requires_grad_(True)
         loss = F.cross_entropy(classifier(x), target)
         (grad,) = torch.autograd.grad(loss, x)
@@ -381,7 +378,7 @@ def lean_loop_ig(classifier: torch.nn.Module, inputs: torch.Tensor, baseline: to
 class frozen:
     """Parameters without requires_grad for the duration (as the plugin's IG does internally)."""
 
-    def __init__(self, module: torch.nn.Module):
+    def __init__(self, module: torch.nn.Module) -> None:
         self.module = module
 
     def __enter__(self) -> None:
@@ -440,8 +437,10 @@ def bench_ig(loaded: LoadedModel, base: ArrayDataset, args: argparse.Namespace, 
             started = now()
             seed_attr = seed_procedure_ig(loaded, base.classes, inputs, baseline, label, steps)
             figures.seed_s.append(now() - started)
-        log(f"  (b) rep {rep + 1}/{repeats}: plugin {figures.plugin_s[-1]:.2f} s, lean {figures.lean_s[-1]:.2f} s"
-            + (f", seed {figures.seed_s[-1]:.2f} s" if rep < args.seed_repeats else ""))
+        log(
+            f"  (b) rep {rep + 1}/{repeats}: plugin {figures.plugin_s[-1]:.2f} s, lean {figures.lean_s[-1]:.2f} s"
+            + (f", seed {figures.seed_s[-1]:.2f} s" if rep < args.seed_repeats else "")
+        )
     figures.rel_diff_seed = relative_difference(plugin_attr, seed_attr)
     figures.rel_diff_lean = relative_difference(plugin_attr, lean_attr)
     figures.completeness = abs(float(plugin_attr.sum()) - (f_in - f_base)) / max(abs(f_in - f_base), 1e-12)
@@ -468,8 +467,7 @@ def bench_ig(loaded: LoadedModel, base: ArrayDataset, args: argparse.Namespace, 
             "auto_gap": abs(float(auto_attr.sum()) - (ai - ab)) / scale,
         }
         figures.auto.append(row)
-        log(f"  (b2) image {index}: fixed {fixed_s:.2f} s gap {row['fixed_gap']:.2e}, auto {auto_s:.2f} s "
-            f"({method} {steps}) gap {row['auto_gap']:.2e}")
+        log(f"  (b2) image {index}: fixed {fixed_s:.2f} s gap {row['fixed_gap']:.2e}, auto {auto_s:.2f} s ({method} {steps}) gap {row['auto_gap']:.2e}")
     return figures
 
 
@@ -532,20 +530,34 @@ def rss_child(args: argparse.Namespace) -> None:
     before = current_rss_mib()
     started = now()
     plugin_evaluate(evaluator, model_name, dataset)
-    print(json.dumps({
-        "n": args.rss_child,
-        "rss_before_mib": before,
-        "peak_mib": peak_rss_mib(),
-        "seconds": now() - started,
-        "array_mib": args.rss_child * 32 * 32 * 3 / 2**20,
-    }))
+    print(
+        json.dumps(
+            {
+                "n": args.rss_child,
+                "rss_before_mib": before,
+                "peak_mib": peak_rss_mib(),
+                "seconds": now() - started,
+                "array_mib": args.rss_child * 32 * 32 * 3 / 2**20,
+            }
+        )
+    )
 
 
 def bench_rss(key: str, sizes: tuple[int, int], args: argparse.Namespace) -> list[dict[str, float]]:
     rows = []
     for n in sizes:
-        command = [sys.executable, str(Path(__file__).resolve()), "--rss-child", str(n), "--model", key,
-                   "--batch-size", str(args.batch_size), "--threads", str(torch.get_num_threads())]
+        command = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--rss-child",
+            str(n),
+            "--model",
+            key,
+            "--batch-size",
+            str(args.batch_size),
+            "--threads",
+            str(torch.get_num_threads()),
+        ]
         if args.workers is not None:
             command += ["--workers", str(args.workers)]
         output = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT).stdout
@@ -563,7 +575,7 @@ def log(message: str) -> None:
 
 def table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths))  # noqa: E731
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True))  # noqa: E731
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
@@ -599,8 +611,14 @@ def run_model(key: str, args: argparse.Namespace, base: ArrayDataset) -> dict[st
         # ViT-B-32's seed procedure (3 text encodings + 2 full weight backwards per step) takes minutes
         # at 50 steps on 2 shared cores, so the heavy model runs fewer steps: the ratios are per step.
         auto = args.auto_images if args.auto_images is not None else (0 if heavy else (1 if args.quick else 3))
-        out["b"] = bench_ig(loaded, base, args, repeats=args.ig_repeats or (1 if args.quick or heavy else 3),
-                            auto_images=auto, steps=args.ig_steps or (10 if heavy else IG_STEPS))
+        out["b"] = bench_ig(
+            loaded,
+            base,
+            args,
+            repeats=args.ig_repeats or (1 if args.quick or heavy else 3),
+            auto_images=auto,
+            steps=args.ig_steps or (10 if heavy else IG_STEPS),
+        )
     if "c" in args.only:
         out["c"] = bench_cache(model_name, loaded, dataset, args, repeats=3)
     if "d" in args.only and key == "tiny":
@@ -614,8 +632,15 @@ def run_model(key: str, args: argparse.Namespace, base: ArrayDataset) -> dict[st
             return fresh_evaluator(make_settings(model_name, limit_args, preprocess=mode), model_name, loaded)
 
         out["f"] = limits.bench_limit(
-            model_name, loaded, tiled_array_dataset(base, limit_n), tiled_array_dataset(base, 8), make_evaluator, plugin_evaluate,
-            limit_batch, repeats=args.repeats or (1 if args.quick else 3), ig_steps=args.ig_steps or (10 if heavy else IG_STEPS),
+            model_name,
+            loaded,
+            tiled_array_dataset(base, limit_n),
+            tiled_array_dataset(base, 8),
+            make_evaluator,
+            plugin_evaluate,
+            limit_batch,
+            repeats=args.repeats or (1 if args.quick else 3),
+            ig_steps=args.ig_steps or (10 if heavy else IG_STEPS),
             qualities=QUALITIES,
         )
     if "g" in args.only:
@@ -639,8 +664,12 @@ def report(info: dict[str, Any], runs: list[dict[str, Any]], markdown: bool) -> 
             a: EvalFigures = run["a"]
             passes = a.n * (len(QUALITIES) + 1)
             rows += [
-                ["(a) plugin Evaluator.evaluate, no cache", f"{a.n} img x JPEG q{qualities} + uncompressed", fmt_s(a.plugin_s),
-                 f"{passes / median(a.plugin_s):.0f} img/s"],
+                [
+                    "(a) plugin Evaluator.evaluate, no cache",
+                    f"{a.n} img x JPEG q{qualities} + uncompressed",
+                    fmt_s(a.plugin_s),
+                    f"{passes / median(a.plugin_s):.0f} img/s",
+                ],
                 ["(a) plain batched loop", "same work", fmt_s(a.loop_s), f"{passes / median(a.loop_s):.0f} img/s"],
             ]
             for name, times in a.extra.items():
@@ -668,16 +697,24 @@ def report(info: dict[str, Any], runs: list[dict[str, Any]], markdown: bool) -> 
             summary.append([label, f"(b) lean/plugin time >= 1.0 ({b.steps} steps)", f"{lean_ratio:.2f}x", met(lean_ratio >= 1.0)])
             summary.append([label, "(b) plugin vs seed attributions <= 1e-4", f"{b.rel_diff_seed:.1e}", met(b.rel_diff_seed <= 1e-4)])
             for r in b.auto:
-                rows.append([
-                    f"(b2) image #{r['index']} (dF={r['delta_f']:+.3g})",
-                    f"auto: {r['auto_method']} {r['auto_steps']} steps",
-                    f"auto {fmt_s(r['auto_s'])} / fixed {fmt_s(r['fixed_s'])} = {r['auto_s'] / r['fixed_s']:.2f}",
-                    f"gap/|dF| auto {r['auto_gap']:.1e}, fixed-50 {r['fixed_gap']:.1e}",
-                ])
+                rows.append(
+                    [
+                        f"(b2) image #{r['index']} (dF={r['delta_f']:+.3g})",
+                        f"auto: {r['auto_method']} {r['auto_steps']} steps",
+                        f"auto {fmt_s(r['auto_s'])} / fixed {fmt_s(r['fixed_s'])} = {r['auto_s'] / r['fixed_s']:.2f}",
+                        f"gap/|dF| auto {r['auto_gap']:.1e}, fixed-50 {r['fixed_gap']:.1e}",
+                    ]
+                )
             if b.auto:
                 ratio = sum(r["auto_s"] for r in b.auto) / sum(r["fixed_s"] for r in b.auto)
-                summary.append([label, "(b2) auto (1%) vs fixed 50: time ratio (info)", f"{ratio:.2f}",
-                                "auto gaps within 1%: " + met(all(r["auto_gap"] <= 0.01 for r in b.auto))])
+                summary.append(
+                    [
+                        label,
+                        "(b2) auto (1%) vs fixed 50: time ratio (info)",
+                        f"{ratio:.2f}",
+                        "auto gaps within 1%: " + met(all(r["auto_gap"] <= 0.01 for r in b.auto)),
+                    ]
+                )
         if "c" in run:
             c: CacheFigures = run["c"]
             rows += [
@@ -690,34 +727,66 @@ def report(info: dict[str, Any], runs: list[dict[str, Any]], markdown: bool) -> 
             small, large = run["d"]
             growth = large["peak_mib"] / small["peak_mib"] - 1
             for r in run["d"]:
-                rows.append([f"(d) peak RSS, N={r['n']}", "fresh process, lazy tiled dataset",
-                             f"{r['peak_mib']:.0f} MiB", f"{r['rss_before_mib']:.0f} MiB before evaluating; "
-                             f"raw array would be {r['array_mib']:.1f} MiB"])
-            rows.append([f"(d) growth N={small['n']} -> {large['n']}", "target <= 15%", f"{100 * growth:+.1f}%",
-                         f"eval increment {small['peak_mib'] - small['rss_before_mib']:.0f} -> "
-                         f"{large['peak_mib'] - large['rss_before_mib']:.0f} MiB"])
+                rows.append(
+                    [
+                        f"(d) peak RSS, N={r['n']}",
+                        "fresh process, lazy tiled dataset",
+                        f"{r['peak_mib']:.0f} MiB",
+                        f"{r['rss_before_mib']:.0f} MiB before evaluating; raw array would be {r['array_mib']:.1f} MiB",
+                    ]
+                )
+            rows.append(
+                [
+                    f"(d) growth N={small['n']} -> {large['n']}",
+                    "target <= 15%",
+                    f"{100 * growth:+.1f}%",
+                    f"eval increment {small['peak_mib'] - small['rss_before_mib']:.0f} -> {large['peak_mib'] - large['rss_before_mib']:.0f} MiB",
+                ]
+            )
             summary.append([label, f"(d) peak RSS growth N={small['n']}->{large['n']} <= 15%", f"{100 * growth:+.1f}%", met(growth <= 0.15)])
         if "f" in run:
             f: limits.LimitFigures = run["f"]
             target = LIMIT_TARGETS.get(run["key"])
             rows += [
-                ["(f) pure forward on pre-made tensors", f"{f.n} img x {f.passes} passes, batch {f.batch_size}", fmt_s(f.forward_s),
-                 f"{f.images_per_s(f.forward_s):.0f} img/s (the limit)"],
+                [
+                    "(f) pure forward on pre-made tensors",
+                    f"{f.n} img x {f.passes} passes, batch {f.batch_size}",
+                    fmt_s(f.forward_s),
+                    f"{f.images_per_s(f.forward_s):.0f} img/s (the limit)",
+                ],
                 ["(f) plugin, exact preprocessing", "decode + JPEG + preprocess + forward", fmt_s(f.plugin_s), f"{f.images_per_s(f.plugin_s):.0f} img/s"],
                 ["(f) plugin, --clip-preprocess fast", "same, tensor resize", fmt_s(f.fast_s), f"{f.images_per_s(f.fast_s):.0f} img/s"],
                 ["(f) ratio to the limit, exact", f"target >= {target}" if target else "reported", f"{f.ratio:.2f}", ""],
                 ["(f) ratio to the limit, fast", "reported", f"{f.fast_ratio:.2f}", ""],
             ]
-            summary.append([label, f"(f) plugin / pure forward, exact{f' >= {target}' if target else ' (info)'}", f"{f.ratio:.2f}",
-                            met(f.ratio >= target) if target else "-"])
+            summary.append(
+                [
+                    label,
+                    f"(f) plugin / pure forward, exact{f' >= {target}' if target else ' (info)'}",
+                    f"{f.ratio:.2f}",
+                    met(f.ratio >= target) if target else "-",
+                ]
+            )
             if f.ig_plugin_s:
-                rows += [[f"(f) IG {f.ig_steps} steps: plugin / one fwd+bwd per internal batch", "target >= 0.8",
-                          f"{f.ig_ratio:.2f}", f"plugin {fmt_s(f.ig_plugin_s)}, limit {fmt_s(f.ig_limit_s)}"]]
+                rows += [
+                    [
+                        f"(f) IG {f.ig_steps} steps: plugin / one fwd+bwd per internal batch",
+                        "target >= 0.8",
+                        f"{f.ig_ratio:.2f}",
+                        f"plugin {fmt_s(f.ig_plugin_s)}, limit {fmt_s(f.ig_limit_s)}",
+                    ]
+                ]
                 summary.append([label, "(f) IG / its limit >= 0.8", f"{f.ig_ratio:.2f}", met(f.ig_ratio >= 0.8)])
         if "g" in run:
             for g in run["g"]:
-                rows.append([f"(g) fast vs exact on {g.dataset}", f"{g.predictions} predictions", f"{100 * g.identical_share:.2f}% identical",
-                             f"max |delta logit| {g.max_logit_delta:.2e}"])
+                rows.append(
+                    [
+                        f"(g) fast vs exact on {g.dataset}",
+                        f"{g.predictions} predictions",
+                        f"{100 * g.identical_share:.2f}% identical",
+                        f"max |delta logit| {g.max_logit_delta:.2e}",
+                    ]
+                )
                 summary.append([label, f"(g) fast == exact predictions on {g.dataset} (info)", f"{100 * g.identical_share:.2f}%", "-"])
         header = ["measurement", "what", "figure", "notes"]
         title = f"{label}, N={run['n']}" + (" (200 real CIFAR-10 images tiled)" if run["tiled"] else " real CIFAR-10 images")
@@ -730,8 +799,14 @@ def report(info: dict[str, Any], runs: list[dict[str, Any]], markdown: bool) -> 
             ["(e) plain loop, after its imports", "model load + prompts + 5 passes", fmt_s(session.loop_s), ""],
             ["(e) ratio session / loop", "target <= 1.0", f"{session.ratio:.2f}", "identical predictions" if session.identical else "PREDICTIONS DIFFER"],
         ]
-        sections.insert(0, ("(e) whole pytest session: small-vit-224, 200 CIFAR-10 images, none + JPEG 100/75/50/25, --clip-no-cache "
-                            + " ".join(session.extra_args), ["measurement", "what", "figure", "notes"], rows))
+        sections.insert(
+            0,
+            (
+                "(e) whole pytest session: small-vit-224, 200 CIFAR-10 images, none + JPEG 100/75/50/25, --clip-no-cache " + " ".join(session.extra_args),
+                ["measurement", "what", "figure", "notes"],
+                rows,
+            ),
+        )
         summary.insert(0, ["small-vit-224 (random init)", "(e) identical predictions", "yes" if session.identical else "no", met(session.identical)])
         summary.insert(0, ["small-vit-224 (random init)", "(e) session / plain loop <= 1.0", f"{session.ratio:.2f}", met(session.ratio <= 1.0)])
     out = ["Machine"]
@@ -760,8 +835,9 @@ ARGS: argparse.Namespace
 def main() -> None:
     global ARGS
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", choices=("tiny", "demo", "small-vit", "vit-b-32", "both"), nargs="+", default=["tiny"],
-                        help="models for a-d, f, g (both: tiny and vit-b-32)")
+    parser.add_argument(
+        "--model", choices=("tiny", "demo", "small-vit", "vit-b-32", "both"), nargs="+", default=["tiny"], help="models for a-d, f, g (both: tiny and vit-b-32)"
+    )
     parser.add_argument("--images", type=int, help="N images (default: 1000 tiny, 48 ViT-B-32; --quick: 200 / 16)")
     parser.add_argument("--quick", action="store_true", help="small N and single repetitions (~2 min)")
     parser.add_argument("--markdown", action="store_true", help="also print the tables as markdown")

@@ -42,8 +42,15 @@ def synchronize() -> None:
 
 
 def settings_for(precision: str, workers: int = 4, batch_size: int = 256, preprocess: str = "exact") -> object:
-    values = {"model": ["ViT-B-32"], "pretrained": "none", "precision": precision, "no-cache": True, "workers": str(workers),
-              "batch-size": str(batch_size), "preprocess": preprocess}
+    values = {
+        "model": ["ViT-B-32"],
+        "pretrained": "none",
+        "precision": precision,
+        "no-cache": True,
+        "workers": str(workers),
+        "batch-size": str(batch_size),
+        "preprocess": preprocess,
+    }
     return build_settings(lambda option: values.get(option.name))
 
 
@@ -94,7 +101,7 @@ def lean_ig(classifier: torch.nn.Module, inputs: torch.Tensor, baseline: torch.T
     weights[0] = weights[-1] = 0.5
     weights /= steps - 1
     total = torch.zeros_like(inputs)
-    for alpha, weight in zip(torch.linspace(0, 1, steps), weights):
+    for alpha, weight in zip(torch.linspace(0, 1, steps), weights, strict=True):
         point = (baseline + alpha * (inputs - baseline)).unsqueeze(0).requires_grad_(True)
         loss = torch.nn.functional.cross_entropy(classifier(point), torch.tensor([label], device=inputs.device))
         (gradient,) = torch.autograd.grad(loss, point)
@@ -204,7 +211,10 @@ def main() -> None:
         synchronize()
         limit = time.perf_counter() - started
     verdict = "met" if limit / batched >= 0.8 else "NOT MET"
-    print(f"IG ratio to its limit (one batched forward + backward of the 50 steps): {limit:.3f} / {batched:.3f} s = {limit / batched:.2f} (target >= 0.8: {verdict})")
+    print(
+        "IG ratio to its limit (one batched forward + backward of the 50 steps): "
+        f"{limit:.3f} / {batched:.3f} s = {limit / batched:.2f} (target >= 0.8: {verdict})"
+    )
     print(f"IG completeness gap {gap:.2e} (|F(in)-F(base)| = {abs(f_input - f_baseline):.3e}); batched vs loop relative difference {difference:.2e}")
 
 

@@ -80,18 +80,39 @@ def bench_session(data_root: Path, repeats: int, extra_args: tuple[str, ...] = (
         (folder / "test_session.py").write_text(SESSION_SUITE, encoding="utf-8")
         timing = folder / "timing.json"
         pytest_command = [
-            sys.executable, "-m", "pytest", "-q", "-p", "session_timer", "test_session.py", "--clip-model=small-vit-224",
-            f"--clip-model-config={SMALL_VIT_CONFIG}", "--clip-pretrained=none", f"--clip-data-root={data_root}",
-            "--clip-offline", "--clip-no-cache", "--clip-device=cpu", *extra_args,
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "session_timer",
+            "test_session.py",
+            "--clip-model=small-vit-224",
+            f"--clip-model-config={SMALL_VIT_CONFIG}",
+            "--clip-pretrained=none",
+            f"--clip-data-root={data_root}",
+            "--clip-offline",
+            "--clip-no-cache",
+            "--clip-device=cpu",
+            *extra_args,
         ]
-        loop_command = [sys.executable, str(HERE / "plain_loop.py"), "--model", "small-vit-224", "--model-config", str(SMALL_VIT_CONFIG),
-                        "--data-root", str(data_root)]
+        loop_command = [
+            sys.executable,
+            str(HERE / "plain_loop.py"),
+            "--model",
+            "small-vit-224",
+            "--model-config",
+            str(SMALL_VIT_CONFIG),
+            "--data-root",
+            str(data_root),
+        ]
         loop_predictions: dict[str, list[int]] = {}
 
         def run_pytest() -> None:
             started = time.perf_counter()
-            done = subprocess.run(pytest_command, cwd=folder, env={**env, "CLIPCOMPRESS_SESSION_TIMING": str(timing)},
-                                  capture_output=True, text=True, check=False)
+            done = subprocess.run(
+                pytest_command, cwd=folder, env={**env, "CLIPCOMPRESS_SESSION_TIMING": str(timing)}, capture_output=True, text=True, check=False
+            )
             figures.pytest_wall_s.append(time.perf_counter() - started)
             if done.returncode != 0:
                 raise SystemExit(f"(e) the pytest session failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
@@ -106,7 +127,7 @@ def bench_session(data_root: Path, repeats: int, extra_args: tuple[str, ...] = (
             log(f"  (e) plain loop: {figures.loop_s[-1]:.2f} s after imports")
 
         for rep in range(repeats):
-            for step in ((run_pytest, run_loop) if rep % 2 == 0 else (run_loop, run_pytest)):
+            for step in (run_pytest, run_loop) if rep % 2 == 0 else (run_loop, run_pytest):
                 step()
         for key, predictions in loop_predictions.items():
             figures.identical &= bool(np.array_equal(np.load(folder / f"predictions-{key}.npy"), np.asarray(predictions)))
@@ -162,8 +183,18 @@ def ig_limit(classifier: torch.nn.Module, inputs: torch.Tensor, baseline: torch.
         torch.autograd.grad(loss, x)
 
 
-def bench_limit(model_name: str, loaded: Any, dataset: Any, warm_dataset: Any, make_evaluator: Callable[[str], Any], plugin_evaluate: Callable,
-                batch_size: int, repeats: int, ig_steps: int, qualities: tuple[int, ...]) -> LimitFigures:
+def bench_limit(
+    model_name: str,
+    loaded: Any,
+    dataset: Any,
+    warm_dataset: Any,
+    make_evaluator: Callable[[str], Any],
+    plugin_evaluate: Callable,
+    batch_size: int,
+    repeats: int,
+    ig_steps: int,
+    qualities: tuple[int, ...],
+) -> LimitFigures:
     from pytest_clipcompress.attribution import (
         DEFAULT_INTERNAL_BATCH_SIZE,
         integrated_gradients,
@@ -177,6 +208,7 @@ def bench_limit(model_name: str, loaded: Any, dataset: Any, warm_dataset: Any, m
     for mode in ("exact", "fast"):  # warm-up (first-call allocations, lazy imports) outside the timings
         plugin_evaluate(make_evaluator(mode), model_name, warm_dataset, qualities=qualities[:1])
     pure_forward(classifier, tensors[:batch_size], batch_size, 1)
+
     def ready(mode: str) -> Any:
         # A fresh Evaluator with its text features encoded outside the timing, like the model load:
         # once per run, and for ViT-B-32 on a few images the prompts would outweigh the images.
@@ -190,7 +222,7 @@ def bench_limit(model_name: str, loaded: Any, dataset: Any, warm_dataset: Any, m
         "forward": (lambda e: pure_forward(classifier, tensors, batch_size, figures.passes), figures.forward_s, None),
     }
     for rep in range(repeats):
-        for name in (list(variants) if rep % 2 == 0 else list(variants)[::-1]):
+        for name in list(variants) if rep % 2 == 0 else list(variants)[::-1]:
             run, times, mode = variants[name]
             evaluator = ready(mode) if mode else None
             started = time.perf_counter()

@@ -26,7 +26,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from pytest_clipcompress.templates import CIFAR10_TEMPLATES
+from pytest_clipcompress.templates import CIFAR10_TEMPLATES  # noqa: E402 - importable only after the sys.path line
 
 QUALITIES = (100, 75, 50, 25)
 
@@ -55,10 +55,9 @@ def main() -> None:
     predictions: dict[str, list[int]] = {}
     with torch.no_grad():
         # Per class: the mean of the L2-normalised template embeddings, renormalised.
-        text_features = torch.stack([
-            F.normalize(F.normalize(model.encode_text(tokenizer([t.format(name) for t in CIFAR10_TEMPLATES])), dim=-1).mean(dim=0), dim=0)
-            for name in classes
-        ])
+        text_features = torch.stack(
+            [F.normalize(F.normalize(model.encode_text(tokenizer([t.format(name) for t in CIFAR10_TEMPLATES])), dim=-1).mean(dim=0), dim=0) for name in classes]
+        )
         for quality in (None, *QUALITIES):
             out = []
             for start in range(0, len(images), args.batch_size):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from .errors import ConfigError
@@ -13,9 +12,7 @@ from .records import check_record
 from .values import check_fraction, is_finite, real_number
 
 
-def assert_accuracy(
-    result: EvalResult, min_accuracy: float | None = None, max_drop: float | None = None, *, confidence: float | None = None
-) -> None:
+def assert_accuracy(result: EvalResult, min_accuracy: float | None = None, max_drop: float | None = None, *, confidence: float | None = None) -> None:
     """Fail when accuracy is below ``min_accuracy`` or fell by more than ``max_drop`` under compression.
 
     Called without floors, it uses the ``clip_min_accuracy`` / ``clip_max_drop`` ini keys (or
@@ -32,8 +29,7 @@ def assert_accuracy(
         min_accuracy, max_drop = result.min_accuracy_default, result.max_drop_default
     if min_accuracy is None and max_drop is None:
         pytest.fail(
-            "assert_accuracy has no floor: pass min_accuracy= or max_drop=, or set clip_min_accuracy / "
-            "clip_max_drop in the ini file",
+            "assert_accuracy has no floor: pass min_accuracy= or max_drop=, or set clip_min_accuracy / clip_max_drop in the ini file",
             pytrace=False,
         )
     try:
@@ -76,10 +72,7 @@ def failure_message(
     paired = result.paired_drop(level)
     drop_low, drop_high = paired.interval
     lines = [
-        (
-            f"zero-shot accuracy of {result.model}/{result.pretrained} on {result.dataset} under {result.compression.id} "
-            f"is below its floor (n={result.n})"
-        ),
+        (f"zero-shot accuracy of {result.model}/{result.pretrained} on {result.dataset} under {result.compression.id} is below its floor (n={result.n})"),
         f"  {ACCURACY.name:<13} {ACCURACY.format(result.accuracy):>7}  ({level:.0%} CI {low:.1%} to {high:.1%})"
         + (f"   floor {ACCURACY.floor}={ACCURACY.format(min_accuracy)}{applies}: {verdict(accuracy_ok)}" if min_accuracy is not None else ""),
         f"  uncompressed  {ACCURACY.format(result.baseline_accuracy):>7}  (same {result.n} images)",

@@ -139,9 +139,7 @@ def _loss_function(classifier: Classifier, label: int) -> Callable[[torch.Tensor
     return loss
 
 
-def _endpoint_losses(
-    classifier: Classifier, inputs: torch.Tensor, baseline: torch.Tensor, label: int
-) -> tuple[float, float]:
+def _endpoint_losses(classifier: Classifier, inputs: torch.Tensor, baseline: torch.Tensor, label: int) -> tuple[float, float]:
     with torch.no_grad():
         losses = _loss_function(classifier, label)(torch.stack([inputs, baseline]))
     return float(losses[0]), float(losses[1])
@@ -177,13 +175,9 @@ def _captum_ig(
     return attributions.detach().cpu()
 
 
-def _prepare(
-    classifier: Classifier, inputs: torch.Tensor, baseline: torch.Tensor, internal_batch_size: int | None
-) -> tuple[torch.Tensor, torch.Tensor, int]:
+def _prepare(classifier: Classifier, inputs: torch.Tensor, baseline: torch.Tensor, internal_batch_size: int | None) -> tuple[torch.Tensor, torch.Tensor, int]:
     if inputs.shape != baseline.shape or inputs.dim() != 3:
-        raise ValueError(
-            f"inputs and baseline must both be (3, H, W) tensors, got {tuple(inputs.shape)} and {tuple(baseline.shape)}"
-        )
+        raise ValueError(f"inputs and baseline must both be (3, H, W) tensors, got {tuple(inputs.shape)} and {tuple(baseline.shape)}")
     device = _device_of(classifier, inputs.device)
     batch_size = _resolve_batch_size(internal_batch_size, device)
     return inputs.detach().to(device), baseline.detach().to(device), batch_size

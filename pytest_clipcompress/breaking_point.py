@@ -21,6 +21,7 @@ from .values import check_fraction, is_finite, real_number
 
 __all__ = ["BreakingPoint", "MetricResult", "find_breaking_point", "max_evaluations", "mildness_order"]
 
+
 class MetricResult(Protocol):
     """What :func:`find_breaking_point` reads from an evaluation."""
 

@@ -73,7 +73,9 @@ class LogitsCache:
     def store(self, key: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         """Save an entry; a failure to write is a warning, never an error (the cache only saves time)."""
         buffer = io.BytesIO()
-        np.savez(buffer, key=np.array(_key_text(key)), **arrays)
+        # Any: numpy's stub lets a ** mapping fill savez's allow_pickle flag, so dict[str, ndarray] is refused
+        entries: dict[str, Any] = {"key": np.array(_key_text(key)), **arrays}
+        np.savez(buffer, **entries)
         try:
             atomic_write_bytes(self.path_for(key), buffer.getvalue())  # removes its temporary file on failure
         except OSError as error:  # full disk, read-only folder, a file in the way, a concurrent --clip-cache-clear

@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("old", type=Path, metavar="OLD.json", help="the reference run, e.g. the last release's results or baseline")
     compare.add_argument("new", type=Path, metavar="NEW.json", help="the run to check")
     compare.add_argument(
-        "--fail-on-regression", type=float, metavar="MARGIN",
+        "--fail-on-regression",
+        type=float,
+        metavar="MARGIN",
         help="exit 1 when an evaluation lost more than MARGIN accuracy (0.01 = 1 point) and McNemar's exact test says so",
     )
     compare.add_argument("--alpha", type=float, default=0.05, help="significance level of the McNemar test (default: 0.05)")
@@ -106,9 +108,7 @@ def report(args: argparse.Namespace) -> int:
 
     payload = load_results_file(args.results, "RESULTS")
     try:
-        index = write_report_dir(
-            args.out, payload["evaluations"], payload.get("checks", []), [], breaking_points=payload.get("breaking_points", [])
-        )
+        index = write_report_dir(args.out, payload["evaluations"], payload.get("checks", []), [], breaking_points=payload.get("breaking_points", []))
     except OSError as error:
         print(f"clipcompress report: error: cannot write {args.out} ({error.strerror or error})", file=sys.stderr)
         return EXIT_ERROR

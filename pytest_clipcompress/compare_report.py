@@ -7,7 +7,7 @@ so the same comparison gives the same bytes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,7 @@ b = right in {{ old_label }} only, c = right in {{ new_label }} only; p = exact 
 
 
 def comparison_html(
-    rows: list[tuple[dict[str, Any], dict[str, Any], Comparison | GateError]],
+    rows: list[tuple[Mapping[str, Any], Mapping[str, Any], Comparison | GateError]],
     *,
     old_label: str = "old",
     new_label: str = "new",
@@ -101,7 +101,7 @@ def comparison_html(
     return template.render(rows=cells, old_label=old_label, new_label=new_label, title=title, margin=margin, alpha=alpha)
 
 
-def write_comparison_pages(directory: Path, records: list[dict[str, Any]], model_order: Sequence[str], baseline: Path | None) -> list[Path]:
+def write_comparison_pages(directory: Path, records: Sequence[Mapping[str, Any]], model_order: Sequence[str], baseline: Path | None) -> list[Path]:
     """Beside the report folder's index.html: ``models.html`` (the run's models side by side) and
     ``baseline.html`` (the run against ``--clip-baseline``), each only when there is something to pair."""
     from .gate import BaselineFile, compare_files, roles_side_by_side

@@ -61,10 +61,7 @@ class ParamSpec:
     def check(self, codec: str, name: str, value: Any) -> Any:
         if self.choices:
             if value not in self.choices:
-                raise ConfigError(
-                    f"{codec} {name}={value!r} is not supported; choose one of "
-                    f"{', '.join(repr(c) for c in self.choices)}"
-                )
+                raise ConfigError(f"{codec} {name}={value!r} is not supported; choose one of {', '.join(repr(c) for c in self.choices)}")
             return value
         low, high = self.bounds
         number = real_number(value)  # numpy, Decimal and 0-d tensors too; never bool or str
@@ -215,8 +212,7 @@ def milder_when_higher(codec: str, param: str | None) -> bool:
 def marker_help() -> str:
     """The ``compression`` marker's help line, from the registry."""
     codecs = ", ".join(
-        f"{name}({', '.join(f'{param} {spec.describe()}' for param, spec in codec.params.items())})" if codec.params else name
-        for name, codec in CODECS.items()
+        f"{name}({', '.join(f'{param} {spec.describe()}' for param, spec in codec.params.items())})" if codec.params else name for name, codec in CODECS.items()
     )
     return (
         "compression(codec, **params): evaluate under a codec; list-valued params expand into one case per value "
@@ -296,8 +292,7 @@ def _validate(codec: Any, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     spec = CODECS[codec.lower()]
     if not spec.available():
         raise ConfigError(
-            f"codec {spec.name!r} is not supported by the installed Pillow ({spec.feature} missing); "
-            f"available codecs: {', '.join(available_codecs())}"
+            f"codec {spec.name!r} is not supported by the installed Pillow ({spec.feature} missing); available codecs: {', '.join(available_codecs())}"
         )
     unknown = sorted(set(params) - set(spec.params))
     if unknown:

@@ -13,6 +13,7 @@ import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 from PIL import Image
@@ -56,7 +57,7 @@ STL10_DOWNLOAD = Download(
 class ImageDataset:
     """A labelled test split: class names, labels, and RGB images by index."""
 
-    def __init__(self, name: str, classes: tuple[str, ...], labels: np.ndarray, fingerprint: str, templates: tuple[str, ...]):
+    def __init__(self, name: str, classes: tuple[str, ...], labels: np.ndarray, fingerprint: str, templates: tuple[str, ...]) -> None:
         self.name = name
         self.classes = classes
         self.labels = labels
@@ -84,7 +85,7 @@ class ImageDataset:
 class ArrayDataset(ImageDataset):
     """Images held as a uint8 array of shape (N, H, W, 3), possibly memory-mapped."""
 
-    def __init__(self, name: str, classes: tuple[str, ...], images: np.ndarray, labels: np.ndarray, fingerprint: str, templates: tuple[str, ...]):
+    def __init__(self, name: str, classes: tuple[str, ...], images: np.ndarray, labels: np.ndarray, fingerprint: str, templates: tuple[str, ...]) -> None:
         super().__init__(name, classes, labels, fingerprint, templates)
         self.images = images
 
@@ -97,7 +98,7 @@ class ImageFolderDataset(ImageDataset):
 
     def __init__(
         self, name: str, classes: tuple[str, ...], paths: list[Path], labels: np.ndarray, fingerprint: str, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
-    ):
+    ) -> None:
         super().__init__(name, classes, labels, fingerprint, GENERIC_TEMPLATES)
         self.paths = paths
         self.max_pixels = max_pixels
@@ -121,7 +122,7 @@ def stratified_subset(labels: np.ndarray, samples: int | None, seed: int) -> np.
     order = np.lexsort((classes, -(exact - quotas)))
     quotas[order[: samples - quotas.sum()]] += 1
     rng = np.random.default_rng(seed)
-    chosen = [rng.permutation(np.flatnonzero(labels == c))[:q] for c, q in zip(classes, quotas)]
+    chosen = [rng.permutation(np.flatnonzero(labels == c))[:q] for c, q in zip(classes, quotas, strict=True)]
     return np.sort(np.concatenate(chosen))
 
 
@@ -250,15 +251,17 @@ class _ForbiddenGlobal(pickle.UnpicklingError):
 class _ArrayOnlyUnpickler(pickle.Unpickler):
     """Loads the CIFAR-10 pickles without running code: only what rebuilds a numpy array is allowed."""
 
-    ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("_codecs", "encode"),
-    }
+    ALLOWED: ClassVar[frozenset[tuple[str, str]]] = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("_codecs", "encode"),
+        }
+    )
 
-    def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle API
+    def find_class(self, module: str, name: str) -> Any:  # pickle API: any class or function
         if (module, name) not in self.ALLOWED:
             raise _ForbiddenGlobal(f"refusing to load {module}.{name}")
         return super().find_class(module, name)
@@ -373,7 +376,9 @@ def load_image_folder(root: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) ->
     try:
         return _load_image_folder(root, max_pixels)
     except OSError as error:  # a folder or file that cannot be listed or read (permissions, I/O errors)
-        raise DatasetError(f"cannot read image folder {display_text(str(root))} ({type(error).__name__}: {display_text(str(error))}); check its permissions") from None
+        raise DatasetError(
+            f"cannot read image folder {display_text(str(root))} ({type(error).__name__}: {display_text(str(error))}); check its permissions"
+        ) from None
 
 
 def _load_image_folder(root: Path, max_pixels: int) -> ImageFolderDataset:
@@ -443,8 +448,7 @@ def _check_official(path: Path, download: Download, full_size: bool) -> None:
     md5 = download.checksums[path.name]
     if full_size and _md5(path) != md5:
         raise DatasetError(
-            f"{path} has the size of the official file but the wrong checksum (expected md5 {md5}); "
-            f"it is corrupt: delete {path.parent} and download again"
+            f"{path} has the size of the official file but the wrong checksum (expected md5 {md5}); it is corrupt: delete {path.parent} and download again"
         )
 
 
@@ -477,8 +481,7 @@ def _ensure_downloaded(root: Path, download: Download, name: str, offline: bool)
                 partial = root / download.filename
                 partial.unlink(missing_ok=True)
                 raise DatasetError(
-                    f"downloading {name} from {download.url} failed ({error}); check the network, or download it "
-                    f"yourself and unpack it under {root}"
+                    f"downloading {name} from {download.url} failed ({error}); check the network, or download it yourself and unpack it under {root}"
                 ) from None
     if _missing_files(root, download):
         raise DatasetError(f"the {name} archive did not contain the expected files under {folder}")

@@ -156,9 +156,7 @@ class _Scored:
 class Evaluator:
     """Run-wide state: loaded models, datasets, text features and evaluations, each made once."""
 
-    def __init__(
-        self, settings: Settings, worker_index: int | None = None, progress: ProgressCallback | None = None, cpu_threads: int | None = None
-    ):
+    def __init__(self, settings: Settings, worker_index: int | None = None, progress: ProgressCallback | None = None, cpu_threads: int | None = None) -> None:
         self.settings = settings
         self.worker_index = worker_index
         self.cpu_threads = cpu_threads
@@ -253,7 +251,9 @@ class Evaluator:
         spec = self.model_spec(model_name)
         # The evaluation's key, plus the files' fingerprint: a dataset object passed in may reuse a name.
         key = (
-            eval_key(spec.name, spec.pretrained_label, dataset.name, compression.to_dict(), len(indices), self.settings.seed, self.settings.templates, model_name),
+            eval_key(
+                spec.name, spec.pretrained_label, dataset.name, compression.to_dict(), len(indices), self.settings.seed, self.settings.templates, model_name
+            ),
             dataset.fingerprint,
         )
         if key not in self._results:
@@ -287,16 +287,17 @@ class Evaluator:
         key = (model_name, dataset.name, dataset.fingerprint, compression.id)
         if key in self._scored:
             return self._scored[key]
-        cache_key = self._cache_key(model_name, dataset, indices, compression) if self.cache else None
+        cache = self.cache
+        cache_key = self._cache_key(model_name, dataset, indices, compression) if cache else None
         # An entry is trusted only with logits of this evaluation's shape and a finite bits-per-pixel.
         shapes = {"logits": (len(indices), len(dataset.classes)), "bits_per_pixel": ()}
-        cached = self.cache.load(cache_key, shapes) if cache_key else None
+        cached = cache.load(cache_key, shapes) if cache is not None and cache_key else None
         if cached is not None:
             scored = _Scored(cached["logits"], float(cached["bits_per_pixel"]))
         else:
             scored = self._compute(model_name, dataset, indices, compression)
-            if cache_key:
-                self.cache.store(cache_key, {"logits": scored.logits, "bits_per_pixel": np.float64(scored.bits_per_pixel)})
+            if cache is not None and cache_key:
+                cache.store(cache_key, {"logits": scored.logits, "bits_per_pixel": np.float64(scored.bits_per_pixel)})
         self._scored[key] = scored
         return scored
 
@@ -364,7 +365,8 @@ class Evaluator:
         pin = self.device.startswith("cuda")
 
         def prepare(chunk: np.ndarray) -> tuple[Any, float]:
-            images, bits = [], 0.0
+            images: list[Any] = []  # HWC arrays (fast, batch plan) or the model's own tensors
+            bits = 0.0
             for index in chunk:
                 image = dataset.image(int(index))
                 compressed, size = round_trip(compression, image, dataset.describe(int(index)))
@@ -382,6 +384,7 @@ class Evaluator:
         def finish(prepared: tuple[Any, float]) -> tuple[torch.Tensor, float]:
             images, bits = prepared
             if fast:
+                assert plan is not None  # _batch_plan's check_fast_supported refuses fast mode without one
                 return plan.fast(images, self.device), bits
             batch = torch.from_numpy(images) if plan is not None else images
             return (batch.pin_memory() if pin else batch), bits

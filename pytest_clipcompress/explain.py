@@ -25,6 +25,7 @@ from .records import (
 )
 
 if TYPE_CHECKING:
+    from .attribution import ImageAttribution
     from .evaluation import EvalResult, Evaluator
 
 
@@ -99,21 +100,41 @@ def explain(results: list[EvalResult], evaluator: Evaluator, deadline: float | N
         else:
             steps, method = int(settings.ig_steps), "riemann_trapezoid"
             attributions, f_input, f_baseline = integrated_gradients(classifier, inputs, baseline, label, steps=steps)
-        attributions = attributions.numpy()
+        heatmap = attributions.numpy()
         geometry = _geometry(loaded.preprocess, original, inputs.shape[-2:])
-        summary = summarize_attribution(attributions, block_boundary_mask((original.height, original.width), geometry))
+        summary = summarize_attribution(heatmap, block_boundary_mask((original.height, original.width), geometry))
         info = _image_attribution(result, position, index, label, steps, method, f_input, f_baseline, summary, time.perf_counter() - image_started)
-        pngs.append(render_attribution_png(original, compressed, attributions, class_names=result.classes, info=info, compression_label=result.compression.id, geometry=geometry))
+        pngs.append(
+            render_attribution_png(
+                original, compressed, heatmap, class_names=result.classes, info=info, compression_label=result.compression.id, geometry=geometry
+            )
+        )
         infos.append(info)
         items.append(
             attribution_item(
-                info.to_dict(), model=result.model, dataset=result.dataset, compression_id=result.compression.id, baseline=settings.ig_baseline, classes=result.classes
+                info.to_dict(),
+                model=result.model,
+                dataset=result.dataset,
+                compression_id=result.compression.id,
+                baseline=settings.ig_baseline,
+                classes=result.classes,
             )
         )
     return attribution_set(items, pngs, aggregate(infos), time.perf_counter() - started), len(chosen)
 
 
-def _image_attribution(result: EvalResult, position: int, index: int, label: int, steps: int, method: str, f_input: float, f_baseline: float, summary: dict[str, float], seconds: float):
+def _image_attribution(
+    result: EvalResult,
+    position: int,
+    index: int,
+    label: int,
+    steps: int,
+    method: str,
+    f_input: float,
+    f_baseline: float,
+    summary: dict[str, float],
+    seconds: float,
+) -> ImageAttribution:
     from .attribution import ImageAttribution
     from .evaluation import softmax
 

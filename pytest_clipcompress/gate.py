@@ -10,7 +10,7 @@ difference" (:mod:`.stats`).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,22 +43,22 @@ def load_results_file(path: Path, what: str = "results file") -> dict[str, Any]:
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ConfigError(f"{what} {path} is not JSON ({error}); give a file written by --clip-results or --clip-baseline-save") from None
     if not isinstance(payload, dict) or payload.get("plugin") != PLUGIN_NAME or not isinstance(payload.get("evaluations"), list):
-        raise ConfigError(f"{what} {path} is JSON but not a pytest-clipcompress results file (no \"plugin\": \"{PLUGIN_NAME}\" with \"evaluations\")")
+        raise ConfigError(f'{what} {path} is JSON but not a pytest-clipcompress results file (no "plugin": "{PLUGIN_NAME}" with "evaluations")')
     if not all(isinstance(record, dict) and {"model", "dataset", "compression_id", "n"} <= record.keys() for record in payload["evaluations"]):
         raise ConfigError(f"{what} {path} has malformed evaluation records; write it again with --clip-results")
     return payload
 
 
-def record_id(record: dict[str, Any]) -> str:
+def record_id(record: Mapping[str, Any]) -> str:
     """The comparison key of a record's model: its role, else its model name (older files have no role)."""
     return str(record.get("role") or record["model"])
 
 
-def describe(record: dict[str, Any]) -> str:
+def describe(record: Mapping[str, Any]) -> str:
     return f"{record_id(record)} on {record['dataset']} under {record['compression_id']}"
 
 
-def find_record(records: Iterable[dict[str, Any]], model_id: str, dataset: str, fingerprint: str | None, compression_id: str) -> dict[str, Any] | None:
+def find_record(records: Iterable[Mapping[str, Any]], model_id: str, dataset: str, fingerprint: str | None, compression_id: str) -> Mapping[str, Any] | None:
     """The record for (model id, dataset, compression); the dataset matches by name or by its files' fingerprint.
 
     Matching by fingerprint lets an ``imagefolder:`` dataset be found from another checkout path.
@@ -77,13 +77,13 @@ class BaselineFile:
     """A stored results file used as the baseline of the gate."""
 
     path: Path
-    records: list[dict[str, Any]] = field(repr=False)
+    records: list[Mapping[str, Any]] = field(repr=False)
 
     @classmethod
     def load(cls, path: Path) -> BaselineFile:
         return cls(Path(path), load_results_file(path, "--clip-baseline")["evaluations"])
 
-    def entry_for(self, model_id: str, dataset: str, fingerprint: str, compression_id: str) -> dict[str, Any]:
+    def entry_for(self, model_id: str, dataset: str, fingerprint: str, compression_id: str) -> Mapping[str, Any]:
         record = find_record(self.records, model_id, dataset, fingerprint, compression_id)
         if record is None:
             held = sorted({f"{record_id(r)} on {r['dataset']} ({r['compression_id']})" for r in self.records})
@@ -168,7 +168,7 @@ def compare_outcomes(reference: Outcomes, candidate: Outcomes, reference_name: s
     return Comparison(reference_name, candidate_name, paired, changes)
 
 
-def compare_records(reference: dict[str, Any], candidate: dict[str, Any], reference_name: str, candidate_name: str) -> Comparison:
+def compare_records(reference: Mapping[str, Any], candidate: Mapping[str, Any], reference_name: str, candidate_name: str) -> Comparison:
     try:
         return compare_outcomes(Outcomes.from_record(reference), Outcomes.from_record(candidate), reference_name, candidate_name)
     except GateError:
@@ -225,7 +225,9 @@ def assert_no_regression(
             f"{result.model_id} ({result.model}/{result.pretrained}) on {result.dataset} under {result.compression.id} "
             f"regressed against the baseline {stored.path}"
         )
-        raise AssertionError(comparison.message(max_regression, alpha, headline) + "\nIf the change is intended, save a new baseline with --clip-baseline-save.")
+        raise AssertionError(
+            comparison.message(max_regression, alpha, headline) + "\nIf the change is intended, save a new baseline with --clip-baseline-save."
+        )
 
 
 def assert_not_worse(candidate: EvalResult, reference: EvalResult, max_regression: float = 0.01, *, alpha: float = 0.05) -> None:
@@ -263,12 +265,14 @@ def assert_not_worse(candidate: EvalResult, reference: EvalResult, max_regressio
 class FileComparison:
     """Every record of NEW paired with OLD's record for the same model id, dataset and compression."""
 
-    rows: list[tuple[dict[str, Any], dict[str, Any], Comparison | GateError]]
-    only_old: list[dict[str, Any]]
-    only_new: list[dict[str, Any]]
+    rows: list[tuple[Mapping[str, Any], Mapping[str, Any], Comparison | GateError]]
+    only_old: list[Mapping[str, Any]]
+    only_new: list[Mapping[str, Any]]
 
 
-def compare_files(old: list[dict[str, Any]], new: list[dict[str, Any]], old_model: str | None = None, new_model: str | None = None) -> FileComparison:
+def compare_files(
+    old: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, Any]], old_model: str | None = None, new_model: str | None = None
+) -> FileComparison:
     """Pair NEW's records with OLD's; ``old_model``/``new_model`` compare one id of each (A/B of two roles)."""
     if new_model is not None:
         new = [record for record in new if record_id(record) == new_model]
@@ -291,8 +295,8 @@ def compare_files(old: list[dict[str, Any]], new: list[dict[str, Any]], old_mode
 
 
 def roles_side_by_side(
-    records: list[dict[str, Any]], order: Sequence[str] = ()
-) -> list[tuple[dict[str, Any], dict[str, Any], Comparison | GateError]]:
+    records: Sequence[Mapping[str, Any]], order: Sequence[str] = ()
+) -> list[tuple[Mapping[str, Any], Mapping[str, Any], Comparison | GateError]]:
     """Within one run: each model id paired with the first one (in ``order``, e.g. the --clip-model order)
     on the same dataset and compression."""
     present = [record_id(r) for r in records]
@@ -313,7 +317,7 @@ def roles_side_by_side(
     return rows
 
 
-def summary_lines(records: list[dict[str, Any]], model_order: Sequence[str], baseline: Path | None) -> list[str]:
+def summary_lines(records: Sequence[Mapping[str, Any]], model_order: Sequence[str], baseline: Path | None) -> list[str]:
     """Terminal summary: the models of the run side by side, and the run against ``--clip-baseline``."""
     lines = []
     side_by_side = roles_side_by_side(records, model_order)
@@ -331,7 +335,9 @@ def summary_lines(records: list[dict[str, Any]], model_order: Sequence[str], bas
     return lines
 
 
-def comparison_table(rows: list[tuple[dict[str, Any], dict[str, Any], Comparison | GateError]], old_label: str = "old", new_label: str = "new") -> list[str]:
+def comparison_table(
+    rows: list[tuple[Mapping[str, Any], Mapping[str, Any], Comparison | GateError]], old_label: str = "old", new_label: str = "new"
+) -> list[str]:
     """A text table: accuracies side by side, the paired change with its 95% interval, b/c and McNemar's p."""
     header = (
         f"{'model':<20} {'dataset':<12} {'compression':<16} {'n':>6} {old_label:>8} {new_label:>8} {'change':>8} "
@@ -353,4 +359,4 @@ def comparison_table(rows: list[tuple[dict[str, Any], dict[str, Any], Comparison
 
 
 def _short(text: str, width: int) -> str:
-    return text if len(text) <= width else "\u2026" + text[-(width - 1):]
+    return text if len(text) <= width else "\u2026" + text[-(width - 1) :]

@@ -130,7 +130,7 @@ _MEASURED: dict[tuple[str, tuple[int, int]], InputGeometry] = {}
 
 def measured_geometry(preprocess: Callable[[Image.Image], object], source_hw: tuple[int, int]) -> InputGeometry:
     """:meth:`InputGeometry.of_preprocess`, measured once per preprocessing (by its repr, which names every step) and size."""
-    key = (repr(preprocess), tuple(source_hw))
+    key = (repr(preprocess), (source_hw[0], source_hw[1]))
     if key not in _MEASURED:
         if len(_MEASURED) >= 256:  # image folders may hold many sizes; IG explains only a few images
             _MEASURED.clear()

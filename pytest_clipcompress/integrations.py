@@ -25,7 +25,8 @@ class HtmlReportPlugin:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         added = self.session.html_extras(report)
         if added:
-            report.extras = [*getattr(report, "extras", []), *added]
+            # pytest-html reads this attribute, which pytest's TestReport does not declare
+            report.extras = [*getattr(report, "extras", []), *added]  # type: ignore[attr-defined]
 
     @pytest.hookimpl(tryfirst=True)  # before pytest-html renders its page, Environment table included
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -63,9 +64,11 @@ class HypothesisPlugin:
         cache = getattr(self.config, "cache", None)
         for item in items:
             function = getattr(getattr(item, "obj", None), "__func__", getattr(item, "obj", None))
-            if not getattr(function, "is_hypothesis_test", False) or not set(self.FIXTURES) & set(getattr(item, "fixturenames", ())):
+            if function is None or not getattr(function, "is_hypothesis_test", False) or not set(self.FIXTURES) & set(getattr(item, "fixturenames", ())):
                 continue
-            current = getattr(function, "_hypothesis_internal_use_settings", settings.default)
+            # Hypothesis has no public way to change an already-decorated test's settings: @given keeps
+            # them in this attribute only, and applying @settings again raises when the test has its own.
+            current = getattr(function, "_hypothesis_internal_use_settings", None) or settings()
             changes: dict[str, Any] = {"suppress_health_check": [*current.suppress_health_check, HealthCheck.function_scoped_fixture]}
             if cache is not None:
                 changes["database"] = DirectoryBasedExampleDatabase(str(cache.mkdir("clipcompress-hypothesis")))

@@ -8,9 +8,9 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, ModelError
@@ -259,8 +259,10 @@ def load_arguments(spec: ModelSpec, download: Callable[[dict[str, Any]], str] | 
     if tag_config and builds != bool(tag_config.get("quick_gelu", False)):
         arguments["pretrained"] = (download or open_clip.download_pretrained)(tag_config)
         arguments.update(
-            image_mean=tag_config["mean"], image_std=tag_config["std"],
-            image_interpolation=tag_config["interpolation"], image_resize_mode=tag_config["resize_mode"],
+            image_mean=tag_config["mean"],
+            image_std=tag_config["std"],
+            image_interpolation=tag_config["interpolation"],
+            image_resize_mode=tag_config["resize_mode"],
         )
     return arguments
 
@@ -274,9 +276,7 @@ def load_model(spec: ModelSpec, device: str, precision: str = "fp32", offline: b
         # Random initialisation is seeded so that every process (xdist workers too) builds the same model.
         with torch.random.fork_rng(devices=[]), _hub_offline(offline):
             torch.manual_seed(0)
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                spec.name, device=device, pretrained_text=False, **load_arguments(spec)
-            )
+            model, _, preprocess = open_clip.create_model_and_transforms(spec.name, device=device, pretrained_text=False, **load_arguments(spec))
         tokenizer = open_clip.get_tokenizer(spec.name)
     except Exception as error:  # open_clip raises many types for bad files and failed downloads
         raise ModelError(_load_failure_message(spec, error, offline)) from None
@@ -336,6 +336,8 @@ def zero_shot_classifier(loaded: LoadedModel, text_features: torch.Tensor) -> to
     import torch
 
     class ZeroShotClassifier(torch.nn.Module):
+        text_features: torch.Tensor  # a registered buffer
+
         def __init__(self) -> None:
             super().__init__()
             self.clip = loaded.model

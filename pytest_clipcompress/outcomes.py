@@ -14,7 +14,7 @@ import hashlib
 import json
 import zlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,7 +94,7 @@ class Outcomes:
         }
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> Outcomes:
+    def from_record(cls, record: Mapping[str, Any]) -> Outcomes:
         data, packed = record.get("data"), record.get("outcomes")
         if not isinstance(data, dict) or not isinstance(packed, dict):
             raise OutcomesError("the record has no per-image outcomes (it was written by an older pytest-clipcompress); write it again with this version")
@@ -112,7 +112,7 @@ class Outcomes:
     def flip_confusion(self) -> list[dict[str, Any]]:
         """Images right uncompressed and wrong compressed, counted by (true, predicted) class, most first."""
         flipped = self.hits_uncompressed & ~self.hits
-        pairs = Counter(zip(self.labels[flipped].tolist(), self.predicted[flipped].tolist()))
+        pairs = Counter(zip(self.labels[flipped].tolist(), self.predicted[flipped].tolist(), strict=True))
         rows = [{"true": self.classes[t], "predicted": self.classes[p], "count": count} for (t, p), count in pairs.items()]
         return sorted(rows, key=lambda row: (-row["count"], row["true"], row["predicted"]))
 
@@ -127,7 +127,10 @@ def check_same_images(reference: Outcomes, candidate: Outcomes, reference_name: 
     if reference.templates_digest != candidate.templates_digest:
         problems.append("prompt templates differ (--clip-templates)")
     if reference.n != candidate.n or not np.array_equal(reference.indices, candidate.indices):
-        problems.append(f"the image subsets differ (n={reference.n}, seed {reference.seed} vs n={candidate.n}, seed {candidate.seed}; keep --clip-samples and --clip-seed equal)")
+        problems.append(
+            f"the image subsets differ (n={reference.n}, seed {reference.seed} vs n={candidate.n}, seed {candidate.seed}; "
+            "keep --clip-samples and --clip-seed equal)"
+        )
     if problems:
         raise OutcomesError(f"{candidate_name} and {reference_name} are not comparable image by image: " + "; ".join(problems))
 

@@ -244,7 +244,9 @@ def clip_breaking_point(request: pytest.FixtureRequest, clip_evaluator: Evaluato
     found = ClipSession.breaking_points_of(request.node)
     model_id = _model_id(request)
 
-    def search(dataset: str | ImageDataset, codec: str = "jpeg", param: str = "quality", *, floor: float, metric: str = "accuracy", **options: Any) -> BreakingPoint:
+    def search(
+        dataset: str | ImageDataset, codec: str = "jpeg", param: str = "quality", *, floor: float, metric: str = "accuracy", **options: Any
+    ) -> BreakingPoint:
         __tracebackhide__ = True
 
         def evaluate(compression: Compression) -> EvalResult:

@@ -44,7 +44,14 @@ def eval_key(model: str, pretrained: str, dataset: str, compression: Mapping[str
 
 def record_key(record: EvaluationRecord) -> EvalKey:
     return eval_key(
-        record["model"], record["pretrained"], record["dataset"], record["compression"], record["n"], record["seed"], record["templates"], record.get("role", "")
+        record["model"],
+        record["pretrained"],
+        record["dataset"],
+        record["compression"],
+        record["n"],
+        record["seed"],
+        record["templates"],
+        record.get("role", ""),
     )
 
 
@@ -79,7 +86,8 @@ class EvaluationRecord(TypedDict):
 def evaluation_record(result: EvalResult) -> EvaluationRecord:
     outcomes = result.outcomes
     drop = result.paired_drop()
-    return {  # type: ignore[typeddict-item]  # data/outcomes come from Outcomes.record_fields
+    fields = outcomes.record_fields()
+    return {
         "model": result.model,
         "role": result.model_id,
         "pretrained": result.pretrained,
@@ -101,23 +109,26 @@ def evaluation_record(result: EvalResult) -> EvaluationRecord:
         "drop_p_value": drop.p_value,
         "discordant": {"lost": drop.b, "gained": drop.c},
         "flip_confusion": outcomes.flip_confusion(),
-        **outcomes.record_fields(),
+        "data": fields["data"],
+        "outcomes": fields["outcomes"],
     }
 
 
 class CheckRecord(TypedDict):
-    """One floor check made by ``assert_accuracy``."""
+    """One floor check made by ``assert_accuracy``, or one gate check (``assert_no_regression``, ``assert_not_worse``)."""
 
-    model: str
-    pretrained: str
-    dataset: str
-    compression_id: str
+    model: NotRequired[str]  # these four: floor checks only (check_record)
+    pretrained: NotRequired[str]
+    dataset: NotRequired[str]
+    compression_id: NotRequired[str]
     min_accuracy: float | None
     max_drop: float | None
     passed: bool
     confidence: NotRequired[float]  # the floors apply to this interval (assert_accuracy(confidence=...))
+    max_regression: NotRequired[float]  # gate checks only
+    reference: NotRequired[str]  # assert_not_worse's reference model id
     test: NotRequired[str]  # the test's node id, added on the controller
-    outcome: NotRequired[str]  # room for the test's outcome (e.g. xfailed), for renderers that need it
+    outcome: NotRequired[str | None]  # the test's outcome (e.g. xfailed), None where the report had none
 
 
 def check_record(result: EvalResult, min_accuracy: float | None, max_drop: float | None, passed: bool, confidence: float | None = None) -> CheckRecord:
@@ -249,9 +260,7 @@ class ReportData(TypedDict):
     models: NotRequired[list[dict[str, str]]]  # facts of the models that made the evaluations (metadata.model_facts)
 
 
-def report_data(
-    results: Sequence[EvalResult], breaking_points: list[BreakingPointRecord], attributions: AttributionSet | None, note: str | None
-) -> ReportData:
+def report_data(results: Sequence[EvalResult], breaking_points: list[BreakingPointRecord], attributions: AttributionSet | None, note: str | None) -> ReportData:
     """The data of one test: its distinct evaluations, every floor it checked, searches, attributions."""
     data: ReportData = {
         "evaluations": [evaluation_record(result) for result in unique_results(results)],

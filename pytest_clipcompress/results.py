@@ -55,7 +55,6 @@ def report_outcome(report: Any) -> str:
     return "failed" if report.failed else "skipped" if report.skipped else "passed"
 
 
-
 class ResultsCollector:
     """Evaluation records and floor checks gathered from test reports (serial runs and xdist alike)."""
 
@@ -92,7 +91,7 @@ class ResultsCollector:
         """Sorted records split into the tests' own evaluations and those only searches made."""
         records = self.sorted_records()
         probe_only = [record_key(r) not in self.grid_keys and record_key(r) in self.probe_keys for r in records]
-        return [r for r, probe in zip(records, probe_only) if not probe], [r for r, probe in zip(records, probe_only) if probe]
+        return [r for r, probe in zip(records, probe_only, strict=True) if not probe], [r for r, probe in zip(records, probe_only, strict=True) if probe]
 
     def to_json(self) -> str:
         """Strict JSON (a NaN is an error, not a bare ``NaN``); ``evaluations`` is ``[]`` when nothing ran."""

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pytest
 
 from .errors import ClipCompressError
+from .progress import ProgressLines
 from .records import (
     AttributionSet,
     BreakingPointRecord,
@@ -28,7 +29,6 @@ from .records import (
     report_data,
     unique_results,
 )
-from .progress import ProgressLines
 from .results import ResultsCollector, check_output_path, report_outcome
 from .settings import Settings
 
@@ -191,7 +191,7 @@ class ClipSession:
                     f"clipcompress: attributions stopped after {len(attributions['items'])} of {chosen} images: "
                     f"--clip-ig-budget {settings.ig_budget:g} s is spent"
                 )
-        except Exception as fault:  # noqa: BLE001 - an optional step: never a changed outcome or an INTERNALERROR
+        except Exception as fault:  # an optional step: never a changed outcome or an INTERNALERROR
             lines = str(fault).strip().splitlines()
             note = f"clipcompress: attributions skipped: {type(fault).__name__}" + (f": {lines[0]}" if lines else "")
         finally:
@@ -302,17 +302,22 @@ class ClipSession:
                 from .render import write_report_dir
 
                 write_report_dir(
-                    settings.report, records, self.collector.checks, self.failures, demo_note=self.demo_note,
-                    breaking_points=self.collector.breaking_points, skips=self.skips,
+                    settings.report,
+                    records,
+                    self.collector.checks,
+                    self.failures,
+                    demo_note=self.demo_note,
+                    breaking_points=self.collector.breaking_points,
+                    skips=self.skips,
                 )
-            except Exception as error:  # noqa: BLE001 - an optional output: a note, not a traceback
+            except Exception as error:  # an optional output: a note, not a traceback
                 self.notes.append(f"report not written to {settings.report}: {type(error).__name__}: {error}")
                 return
             try:
                 from .compare_report import write_comparison_pages
 
                 write_comparison_pages(settings.report, records, settings.models, settings.baseline)
-            except Exception as error:  # noqa: BLE001 - optional pages
+            except Exception as error:  # optional pages
                 self.notes.append(f"comparison pages not written: {type(error).__name__}: {error}")
 
     def write_markdown_summary(self) -> None:
@@ -330,7 +335,7 @@ class ClipSession:
             checks = [{**check, "outcome": check.get("outcome") or "failed"} for check in collector.checks]
             text = summary_markdown(collector.sorted_records(), checks, collector.breaking_points, run=run, demo_note=self.demo_note)
             self.notes += write_summary(text, self.settings.summary, environ)
-        except Exception as error:  # noqa: BLE001 - an optional output: a note, not a traceback
+        except Exception as error:  # an optional output: a note, not a traceback
             self.notes.append(f"summary not written: {type(error).__name__}: {error}")
 
     def html_environment(self) -> dict[str, str]:
@@ -399,7 +404,7 @@ class ClipSession:
         from .render.terminal import aggregate_text
 
         added = [extras.html(attribution_extra_html(attributions["items"], aggregate_text(attributions["summary"])))]
-        for item, image in zip(attributions["items"], attributions["images"]):
+        for item, image in zip(attributions["items"], attributions["images"], strict=True):
             added.append(extras.png(image, name=f"{item['compression_id']} image {item['index']}: {item['true_name']} -> {item['pred_compressed_name']}"))
         return added
 
@@ -415,7 +420,7 @@ class ClipSession:
             context: dict[str, Any] = {"demo_note": self.demo_note, "failures": self.failures, "skips": self.skips}
             triage = summary_html(records, self.collector.checks, charts, part="triage", **context)
             return [triage], [summary_html(records, self.collector.checks, charts, part="details", **context)]
-        except Exception as error:  # noqa: BLE001 - a chart fault leaves the summary out, with a note
+        except Exception as error:  # a chart fault leaves the summary out, with a note
             self.notes.append(f"pytest-html summary left out: {type(error).__name__}: {error}")
             return [], []
 
@@ -468,5 +473,5 @@ def _holds(item: pytest.Item, condition: Any) -> bool:
     namespace.update(getattr(getattr(item, "obj", None), "__globals__", {}))
     try:
         return bool(eval(condition, namespace))
-    except Exception:  # noqa: BLE001 - pytest reports a broken condition itself
+    except Exception:  # pytest reports a broken condition itself
         return False

@@ -58,21 +58,41 @@ OPTIONS: tuple[Option, ...] = (
         "[ROLE=]NAME[:WEIGHTS]",
         "list",
     ),
-    Option("pretrained", "open_clip pretrained tag, a checkpoint file, or none for random weights (default: openai where available, else the first tag)", "TAG|PATH|none"),
-    Option("quick-gelu", "activation: auto (what the pretrained tag was trained with, else the model config's own), on (QuickGELU, e.g. for a checkpoint fine-tuned from openai weights) or off (GELU) (default: auto)", "|".join(QUICK_GELU_MODES)),
+    Option(
+        "pretrained",
+        "open_clip pretrained tag, a checkpoint file, or none for random weights (default: openai where available, else the first tag)",
+        "TAG|PATH|none",
+    ),
+    Option(
+        "quick-gelu",
+        "activation: auto (what the pretrained tag was trained with, else the model config's own), "
+        "on (QuickGELU, e.g. for a checkpoint fine-tuned from openai weights) or off (GELU) (default: auto)",
+        "|".join(QUICK_GELU_MODES),
+    ),
     Option("model-config", "JSON model config (or folder of them) registered with open_clip before loading; repeatable", "PATH", "list"),
     Option("device", "auto (CUDA when present, xdist worker i on GPU i mod count), cpu, cuda, cuda:N or mps (default: auto)", "DEVICE"),
     Option("batch-size", "images per forward pass (default: 64)", "N"),
     Option("workers", "threads that decode, compress and preprocess images ahead of the model; 0 runs them inline (default: up to 4)", "N"),
-    Option("preprocess", "exact (bit-identical to the model's own preprocessing) or fast (batched tensor resize; pixels differ slightly) (default: exact)", "exact|fast"),
+    Option(
+        "preprocess",
+        "exact (bit-identical to the model's own preprocessing) or fast (batched tensor resize; pixels differ slightly) (default: exact)",
+        "exact|fast",
+    ),
     Option("precision", "fp32, or fp16/bf16 autocast on CUDA (default: fp32)", "PRECISION"),
     Option("data-root", "folder holding the datasets (default: $CLIPCOMPRESS_DATA, else a per-user cache folder)", "DIR"),
     Option("max-image-pixels", f"refuse images with more pixels than N, as decompression bombs (default: {DEFAULT_MAX_IMAGE_PIXELS})", "N"),
     Option("offline", "never touch the network: weights only from the local cache; missing datasets skip with a message saying where to put them", kind="flag"),
     Option("samples", "evaluate a class-stratified, seeded subset of N test images per dataset (default: all)", "N"),
     Option("seed", "seed of the subset (default: 0)", "N"),
-    Option("templates", "prompts: clip (CLIP's ensemble for the dataset), paper (the seed paper's single prompt) or a JSON file (default: clip)", "clip|paper|FILE"),
-    Option("protocol", "paper: the seed paper's released settings (paper prompt, jpeg-q100 IG baseline, 51 IG steps) wherever no option sets them; default: ours (default: default)", "|".join(PROTOCOLS)),
+    Option(
+        "templates", "prompts: clip (CLIP's ensemble for the dataset), paper (the seed paper's single prompt) or a JSON file (default: clip)", "clip|paper|FILE"
+    ),
+    Option(
+        "protocol",
+        "paper: the seed paper's released settings (paper prompt, jpeg-q100 IG baseline, 51 IG steps) wherever no option sets them; "
+        "default: ours (default: default)",
+        "|".join(PROTOCOLS),
+    ),
     Option("results", "write a JSON file with one record per evaluation", "PATH"),
     Option("baseline", "results file of an earlier run (e.g. the last release) that assert_no_regression compares with, image by image", "PATH"),
     Option("baseline-save", "at the end of the run, write the results file to PATH for later use as --clip-baseline", "PATH"),
@@ -80,11 +100,23 @@ OPTIONS: tuple[Option, ...] = (
     Option("max-drop", "default floor for assert_accuracy(max_drop=...), in [0, 1]", "FLOAT"),
     Option("ig-samples", "Integrated Gradients for up to K flipped images of each failing test; 0 disables (default: 4)", "K"),
     Option("ig-steps", "integration steps for IG, or auto for the fewest steps meeting the completeness tolerance (default: 50)", "N|auto"),
-    Option("ig-baseline", "IG baseline: uncompressed (the image itself), jpeg-q100 (its quality-100 JPEG, the paper's released code), black or blur (default: uncompressed)", "|".join(IG_BASELINES)),
-    Option("ig-on", "which tests get IG: failed (unexpected failures), xfailed (failures and xfails), all (also passing tests) or never (default: failed)", "|".join(IG_ON)),
+    Option(
+        "ig-baseline",
+        "IG baseline: uncompressed (the image itself), jpeg-q100 (its quality-100 JPEG, the paper's released code), black or blur (default: uncompressed)",
+        "|".join(IG_BASELINES),
+    ),
+    Option(
+        "ig-on",
+        "which tests get IG: failed (unexpected failures), xfailed (failures and xfails), all (also passing tests) or never (default: failed)",
+        "|".join(IG_ON),
+    ),
     Option("ig-budget", "stop explaining more images once IG has spent SECONDS in this process (each xdist worker has its own; default: no limit)", "SECONDS"),
     Option("report", "write charts, attribution images and index.html to DIR (works without pytest-html)", "DIR"),
-    Option("summary", "write a Markdown summary (failures first, a table per model and dataset) to PATH; it is also appended to $GITHUB_STEP_SUMMARY when that is set", "PATH"),
+    Option(
+        "summary",
+        "write a Markdown summary (failures first, a table per model and dataset) to PATH; it is also appended to $GITHUB_STEP_SUMMARY when that is set",
+        "PATH",
+    ),
     Option("cache-dir", "folder of the per-image logits cache (default: a per-user cache folder)", "DIR"),
     Option("no-cache", "neither read nor write the logits cache", kind="flag"),
     Option("cache-clear", "empty the logits cache at the start of the run", kind="flag"),
@@ -286,4 +318,3 @@ def _seconds(name: str, value: str | None) -> float | None:
     if not math.isfinite(number) or number < 0:
         raise ConfigError(f"--clip-{name} {value!r} must be a finite number of seconds, 0 or more")
     return number
-

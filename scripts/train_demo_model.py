@@ -32,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_clipcompress.demo import (  # noqa: E402
+from pytest_clipcompress.demo import (
     DEMO_CLASSES,
     DEMO_MODEL_CONFIG,
     DEMO_MODEL_NAME,
@@ -40,7 +40,7 @@ from pytest_clipcompress.demo import (  # noqa: E402
     DEMO_WEIGHTS,
     generate_demo_images,
 )
-from pytest_clipcompress.results import atomic_write_bytes  # noqa: E402
+from pytest_clipcompress.results import atomic_write_bytes
 
 QUALITIES = (None, 100, 75, 50, 25)
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     rng = np.random.default_rng(args.seed)
 
     open_clip.add_model_config(DEMO_MODEL_CONFIG)
-    model, _, preprocess = open_clip.create_model_and_transforms(DEMO_MODEL_NAME)
+    model, _, _ = open_clip.create_model_and_transforms(DEMO_MODEL_NAME)
     tokenizer = open_clip.get_tokenizer(DEMO_MODEL_NAME)
     cfg = open_clip.get_model_preprocess_cfg(model)
     mean = torch.tensor(cfg["mean"]).view(1, 3, 1, 1)
@@ -99,9 +99,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     # Standard CLIP recipe: no weight decay on gains, biases and the temperature.
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr
-    )
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
     steps_per_epoch = args.train_per_class * len(DEMO_CLASSES) // args.batch_size
     total_steps = args.epochs * steps_per_epoch
     warmup = max(1, total_steps // 20)
@@ -119,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         template_ids = rng.integers(n_templates, size=labels.size)
         running = 0.0
         for step in range(steps_per_epoch):
-            idx = order[step * args.batch_size:(step + 1) * args.batch_size]
+            idx = order[step * args.batch_size : (step + 1) * args.batch_size]
             x = to_tensor(images[idx], mean, std)
             text = captions[torch.from_numpy(labels[idx] * n_templates + template_ids[idx])]
             image_feats, text_feats, logit_scale = model(x, text)
@@ -131,15 +129,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             with torch.no_grad():  # same temperature cap as open_clip's trainer
                 model.logit_scale.clamp_(0, math.log(100))
             running += loss.item()
-        print(f"epoch {epoch + 1:3d}/{args.epochs}  loss {running / steps_per_epoch:.4f}  "
-              f"{time.perf_counter() - start:6.1f}s", flush=True)
+        print(f"epoch {epoch + 1:3d}/{args.epochs}  loss {running / steps_per_epoch:.4f}  {time.perf_counter() - start:6.1f}s", flush=True)
 
     model.eval()
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     atomic_write_bytes(args.output, buffer.getvalue())  # an interrupted save never leaves half a file
-    print(f"saved {args.output} ({args.output.stat().st_size / 1e6:.2f} MB) "
-          f"after {time.perf_counter() - start:.1f}s")
+    print(f"saved {args.output} ({args.output.stat().st_size / 1e6:.2f} MB) after {time.perf_counter() - start:.1f}s")
 
     results = zero_shot_accuracies(args.output)
     for name, accuracy in results.items():

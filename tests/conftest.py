@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import open_clip  # noqa: F401 - see below
+import open_clip  # imported at load time: see below
 import pytest
-import torch  # noqa: F401 - see below
+import torch  # imported at load time: see below
 
 from .helpers import CIFAR_SAMPLE, IMAGE_FOLDER_SAMPLE, TINY_CONFIG, TINY_MODEL
-
 
 # torch and open_clip are imported here, once, before any in-process pytester run: pytester restores
 # sys.modules after each run, and a torch first imported (then dropped) inside one can crash a later
@@ -36,9 +35,6 @@ def image_folder_sample() -> Path:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A seeded random tiny-clip checkpoint, saved the way users save theirs."""
-    import open_clip
-    import torch
-
     open_clip.add_model_config(TINY_CONFIG)
     torch.manual_seed(1234)
     model = open_clip.create_model(TINY_MODEL, pretrained=None)

@@ -117,7 +117,7 @@ def test_matches_a_plain_trapezoid_loop(case: Case) -> None:
     weights[[0, -1]] /= 2
     total_gradient = torch.zeros_like(case.inputs)
     case.classifier.eval()
-    for alpha, weight in zip(torch.linspace(0, 1, steps), weights):
+    for alpha, weight in zip(torch.linspace(0, 1, steps), weights, strict=True):
         point = (case.baseline + alpha * (case.inputs - case.baseline)).unsqueeze(0).requires_grad_()
         loss = F.cross_entropy(case.classifier(point), torch.tensor([case.label]))
         (gradient,) = torch.autograd.grad(loss, point)
@@ -128,10 +128,7 @@ def test_matches_a_plain_trapezoid_loop(case: Case) -> None:
 
 
 def test_internal_batch_size_does_not_change_the_result(case: Case) -> None:
-    results = [
-        integrated_gradients(case.classifier, case.inputs, case.baseline, case.label, internal_batch_size=size)[0]
-        for size in (1, 7, 50)
-    ]
+    results = [integrated_gradients(case.classifier, case.inputs, case.baseline, case.label, internal_batch_size=size)[0] for size in (1, 7, 50)]
     for other in results[1:]:
         assert float((other - results[0]).norm() / results[0].norm()) <= 1e-5
 
@@ -155,9 +152,7 @@ def test_module_state_is_restored(case: Case) -> None:
 
 
 def test_auto_steps_meets_tolerance_with_few_steps(case: Case) -> None:
-    attributions, f_input, f_baseline, steps, method = auto_steps_integrated_gradients(
-        case.classifier, case.inputs, case.baseline, case.label, tolerance=0.01
-    )
+    attributions, f_input, f_baseline, steps, method = auto_steps_integrated_gradients(case.classifier, case.inputs, case.baseline, case.label, tolerance=0.01)
     assert relative_gap(attributions, f_input, f_baseline) <= 0.01
     assert steps < 50
     assert method == "gausslegendre"
@@ -178,7 +173,7 @@ def test_block_boundary_mask_upscaled_marks_seven_pixel_bands() -> None:
     assert mask[0:7].all() and not mask[7:49, 7:49].any() and mask[49:63].all()
 
 
-@pytest.mark.parametrize("source_hw, input_size", [((32, 32), 224), ((24, 36), 64), ((100, 80), 32)])
+@pytest.mark.parametrize(("source_hw", "input_size"), [((32, 32), 224), ((24, 36), 64), ((100, 80), 32)])
 def test_block_boundary_mask_follows_the_val_transform(source_hw: tuple[int, int], input_size: int) -> None:
     # Trace source coordinates through torchvision's own Resize + CenterCrop (as in open_clip's val
     # transform, with NEAREST so indices survive). These shapes have no pixel centre exactly on a
@@ -216,12 +211,26 @@ def test_summarize_attribution() -> None:
 
 
 def make_info(index: int, label: int = 0, **overrides: float) -> ImageAttribution:
-    values = dict(
-        index=index, label=label, pred_uncompressed=label, pred_compressed=1, prob_true_uncompressed=0.9,
-        prob_true_compressed=0.2, steps=50, method="riemann_trapezoid", f_input=1.7, f_baseline=0.1,
-        delta_f=1.6, sum_attributions=1.59, completeness_gap=0.01, positive_mass=2.0, negative_mass=0.41,
-        boundary_share=0.6, boundary_area_share=0.44, seconds=0.5,
-    )
+    values = {
+        "index": index,
+        "label": label,
+        "pred_uncompressed": label,
+        "pred_compressed": 1,
+        "prob_true_uncompressed": 0.9,
+        "prob_true_compressed": 0.2,
+        "steps": 50,
+        "method": "riemann_trapezoid",
+        "f_input": 1.7,
+        "f_baseline": 0.1,
+        "delta_f": 1.6,
+        "sum_attributions": 1.59,
+        "completeness_gap": 0.01,
+        "positive_mass": 2.0,
+        "negative_mass": 0.41,
+        "boundary_share": 0.6,
+        "boundary_area_share": 0.44,
+        "seconds": 0.5,
+    }
     values.update(overrides)
     return ImageAttribution(**values)
 
@@ -241,12 +250,11 @@ def test_aggregate_and_to_dict() -> None:
 
 def test_render_png_and_html_table(case: Case) -> None:
     attributions, f_input, f_baseline = integrated_gradients(case.classifier, case.inputs, case.baseline, case.label)
-    info = make_info(3, label=case.label, f_input=f_input, f_baseline=f_baseline, delta_f=f_input - f_baseline,
-                     sum_attributions=float(attributions.sum()))
-    png = render_attribution_png(case.original, case.compressed, attributions.numpy(), class_names=CLASS_NAMES,
-                                 info=info, compression_label="JPEG q=10")
-    assert png == render_attribution_png(case.original, case.compressed, attributions.numpy(),
-                                         class_names=CLASS_NAMES, info=info, compression_label="JPEG q=10")
+    info = make_info(3, label=case.label, f_input=f_input, f_baseline=f_baseline, delta_f=f_input - f_baseline, sum_attributions=float(attributions.sum()))
+    png = render_attribution_png(case.original, case.compressed, attributions.numpy(), class_names=CLASS_NAMES, info=info, compression_label="JPEG q=10")
+    assert png == render_attribution_png(
+        case.original, case.compressed, attributions.numpy(), class_names=CLASS_NAMES, info=info, compression_label="JPEG q=10"
+    )
     with Image.open(io.BytesIO(png)) as image:
         assert image.format == "PNG"
         assert 600 <= image.width <= 900 and 200 <= image.height <= 350

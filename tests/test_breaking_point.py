@@ -29,7 +29,7 @@ class FakeResult:
 class FakeEvaluator:
     """Accuracy as a function of the searched value; counts calls per setting."""
 
-    def __init__(self, param: str, accuracy_at: Callable[[float], float]):
+    def __init__(self, param: str, accuracy_at: Callable[[float], float]) -> None:
         self.param = param
         self.accuracy_at = accuracy_at
         self.calls: Counter[str] = Counter()
@@ -46,9 +46,7 @@ def jpeg_accuracy(quality: float) -> float:
     return BASELINE * min(1.0, quality / 30)
 
 
-def brute_force(
-    evaluate: FakeEvaluator, codec: str, param: str, floor: float, metric: str = "accuracy"
-) -> float | None:
+def brute_force(evaluate: FakeEvaluator, codec: str, param: str, floor: float, metric: str = "accuracy") -> float | None:
     """The mildest failing value, found by evaluating every value from mild to harsh."""
     for value in mildness_order(codec, param):
         result = evaluate(Compression(codec, {param: value}))
@@ -153,9 +151,7 @@ def test_jpeg2000_searches_from_low_to_high_rate() -> None:
 
 def test_bounds_and_fixed_params_shape_the_probes() -> None:
     evaluate = FakeEvaluator("quality", jpeg_accuracy)
-    point = find_breaking_point(
-        evaluate, "JPEG", "quality", floor=0.5, low=10, high=40, fixed={"subsampling": "4:4:4"}
-    )
+    point = find_breaking_point(evaluate, "JPEG", "quality", floor=0.5, low=10, high=40, fixed={"subsampling": "4:4:4"})
     assert point.codec == "jpeg" and point.breaking_value == 16
     assert all(probe["setting"].endswith("-s444") for probe in point.frontier)
     assert all(10 <= probe["value"] <= 40 for probe in point.frontier)

@@ -132,10 +132,10 @@ def test_cached_uncached_serial_and_parallel_runs_agree(pytester: pytest.Pyteste
         outcome = pytester.runpytest_subprocess(*common, f"--clip-cache-dir={cache}", *extra)
         outcome.assert_outcomes(passed=3)
         for file in pytester.path.glob(f"{cache.name}-*.npy"):
-            file.rename(pytester.path / f"{name}{file.name[len(cache.name):]}")
+            file.rename(pytester.path / f"{name}{file.name[len(cache.name) :]}")
     pytester.runpytest_subprocess(*common, "--clip-no-cache", f"--clip-cache-dir={pytester.path / 'nocache'}").assert_outcomes(passed=3)
     for file in pytester.path.glob("nocache-*.npy"):
-        file.rename(pytester.path / f"uncached{file.name[len('nocache'):]}")
+        file.rename(pytester.path / f"uncached{file.name[len('nocache') :]}")
     for compression in ("jpeg-q80", "jpeg-q40", "webp-q30"):
         reference = np.load(pytester.path / f"cold-{compression}.npy")
         for name in ("warm", "parallel", "uncached"):

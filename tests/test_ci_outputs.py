@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_clipcompress.render.terminal import attribution_text
 from pytest_clipcompress.metadata import git_state, library_versions
 from pytest_clipcompress.render.markdown import summary_markdown, write_summary
+from pytest_clipcompress.render.terminal import attribution_text
 
 GOLDEN = Path(__file__).parent / "golden" / "summary.md"
 
@@ -21,15 +21,35 @@ GOLDEN = Path(__file__).parent / "golden" / "summary.md"
 def record(dataset: str, compression_id: str, codec: str, accuracy: float, bits: float, *, model: str = "ViT-B-32", baseline: float = 0.9) -> dict:
     """A hand-made evaluation record with the fields the results file has (n=200)."""
     return {
-        "model": model, "pretrained": "openai", "dataset": dataset, "n": 200, "seed": 0, "templates": "clip",
-        "compression": {"codec": codec}, "compression_id": compression_id, "accuracy": accuracy, "baseline_accuracy": baseline,
-        "drop": baseline - accuracy, "ci95": [accuracy - 0.05, accuracy + 0.04], "per_class": {}, "bits_per_pixel": bits, "flipped": round((baseline - accuracy) * 200),
+        "model": model,
+        "pretrained": "openai",
+        "dataset": dataset,
+        "n": 200,
+        "seed": 0,
+        "templates": "clip",
+        "compression": {"codec": codec},
+        "compression_id": compression_id,
+        "accuracy": accuracy,
+        "baseline_accuracy": baseline,
+        "drop": baseline - accuracy,
+        "ci95": [accuracy - 0.05, accuracy + 0.04],
+        "per_class": {},
+        "bits_per_pixel": bits,
+        "flipped": round((baseline - accuracy) * 200),
     }
 
 
 def check(test: str, dataset: str, compression_id: str, passed: bool, outcome: str | None = None, **floors: float) -> dict:
-    row = {"test": test, "model": "ViT-B-32", "pretrained": "openai", "dataset": dataset, "compression_id": compression_id,
-           "min_accuracy": floors.get("min_accuracy"), "max_drop": floors.get("max_drop"), "passed": passed}
+    row = {
+        "test": test,
+        "model": "ViT-B-32",
+        "pretrained": "openai",
+        "dataset": dataset,
+        "compression_id": compression_id,
+        "min_accuracy": floors.get("min_accuracy"),
+        "max_drop": floors.get("max_drop"),
+        "passed": passed,
+    }
     return row if outcome is None else {**row, "outcome": outcome}
 
 
@@ -47,15 +67,42 @@ CHECKS = [
     check("tests/test_x.py::test_pets[a|b `x`]", "imagefolder:/data/a|b <b>pets</b>", "jpeg-q50", False, min_accuracy=0.6),
 ]
 POINTS = [
-    {"test": "tests/test_x.py::test_search", "model": "ViT-B-32", "pretrained": "openai", "dataset": "cifar10", "codec": "jpeg", "param": "quality",
-     "floor": 0.8, "metric": "accuracy", "breaking_value": 31, "last_passing_value": 32, "evaluations": 7, "frontier": [{"setting": "jpeg-q50"}] * 7},
-    {"test": "tests/test_x.py::test_search", "model": "ViT-B-32", "pretrained": "openai", "dataset": "cifar10", "codec": "jpeg2000", "param": "rate",
-     "floor": 0.05, "metric": "drop", "breaking_value": None, "last_passing_value": None, "evaluations": 2, "frontier": [{"setting": "jpeg2000-r1"}] * 2},
+    {
+        "test": "tests/test_x.py::test_search",
+        "model": "ViT-B-32",
+        "pretrained": "openai",
+        "dataset": "cifar10",
+        "codec": "jpeg",
+        "param": "quality",
+        "floor": 0.8,
+        "metric": "accuracy",
+        "breaking_value": 31,
+        "last_passing_value": 32,
+        "evaluations": 7,
+        "frontier": [{"setting": "jpeg-q50"}] * 7,
+    },
+    {
+        "test": "tests/test_x.py::test_search",
+        "model": "ViT-B-32",
+        "pretrained": "openai",
+        "dataset": "cifar10",
+        "codec": "jpeg2000",
+        "param": "rate",
+        "floor": 0.05,
+        "metric": "drop",
+        "breaking_value": None,
+        "last_passing_value": None,
+        "evaluations": 2,
+        "frontier": [{"setting": "jpeg2000-r1"}] * 2,
+    },
 ]
 RUN = {
     "models": [{"label": "ViT-B-32/openai", "weights_hash": "0123456789abcdef0123456789abcdef", "device": "cuda:0", "precision": "fp16"}],
-    "device": "auto", "precision": "fp16", "versions": {"python": "3.11.7", "torch": "2.14.1", "open_clip": "3.3.0", "Pillow": "13.0.0"},
-    "git": {"commit": "89abcdef0123456789abcdef0123456789abcdef", "dirty": True}, "started_utc": "2026-11-29T07:00:00Z",
+    "device": "auto",
+    "precision": "fp16",
+    "versions": {"python": "3.11.7", "torch": "2.14.1", "open_clip": "3.3.0", "Pillow": "13.0.0"},
+    "git": {"commit": "89abcdef0123456789abcdef0123456789abcdef", "dirty": True},
+    "started_utc": "2026-11-29T07:00:00Z",
 }
 
 
@@ -69,7 +116,9 @@ def test_summary_puts_unexpected_failures_first_and_counts_xfail_apart() -> None
     lines = text.splitlines()
     assert lines[2] == "**2 of 4 floor checks failed**, 1 failed as expected (xfail); 5 evaluations."
     failures = lines[lines.index("### Failures") + 4 :]
-    assert failures[0].startswith("| `tests/test_x.py::test_jpeg[cifar10-jpeg-q25]` | `ViT-B-32/openai` | `cifar10` | `jpeg-q25` | accuracy 71.00%; drop 19.00 points |")
+    assert failures[0].startswith(
+        "| `tests/test_x.py::test_jpeg[cifar10-jpeg-q25]` | `ViT-B-32/openai` | `cifar10` | `jpeg-q25` | accuracy 71.00%; drop 19.00 points |"
+    )
     assert "min_accuracy 80.00% **failed**; max_drop 5.00 points **failed**" in failures[0]
     assert failures[1].startswith("| ``tests/test_x.py::test_pets[a\\|b `x`]`` |")  # a pipe cannot end the cell, a backtick the code span
     assert "test_webp" not in "\n".join(lines[: lines.index("### Failures") + 7])  # xfailed: in the table only
@@ -98,8 +147,12 @@ def test_write_summary_replaces_its_file_and_appends_to_the_step_summary(tmp_pat
 
 def test_git_state_inside_and_outside_a_repository(tmp_path: Path) -> None:
     assert git_state(tmp_path) is None
+
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=tmp_path, check=True, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=tmp_path, check=True, capture_output=True, text=True
+        ).stdout.strip()
+
     git("init", "-q")
     (tmp_path / "a.txt").write_text("a")
     git("add", "a.txt")
@@ -122,21 +175,46 @@ def test_library_versions_are_the_installed_ones() -> None:
     import pytest_clipcompress
 
     versions = library_versions()
-    expected = {"torch": torch.__version__, "torchvision": torchvision.__version__, "open_clip": open_clip.__version__, "Pillow": PIL.__version__,
-                "numpy": numpy.__version__, "captum": captum.__version__, "pytest-clipcompress": pytest_clipcompress.__version__}
+    expected = {
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "open_clip": open_clip.__version__,
+        "Pillow": PIL.__version__,
+        "numpy": numpy.__version__,
+        "captum": captum.__version__,
+        "pytest-clipcompress": pytest_clipcompress.__version__,
+    }
     for name, version in expected.items():
         assert versions[name] == version.split("+")[0] or versions[name] == version, name
     assert versions["python"] == ".".join(map(str, sys.version_info[:3]))
 
 
 def item(index: int, delta_f: float, gap: float) -> dict:
-    return {"index": index, "true_name": "cat", "pred_uncompressed_name": "cat", "pred_compressed_name": "dog", "delta_f": delta_f,
-            "sum_attributions": delta_f - gap, "completeness_gap": gap, "positive_mass": 1.0, "negative_mass": 0.5, "boundary_share": 0.4, "boundary_area_share": 0.2}
+    return {
+        "index": index,
+        "true_name": "cat",
+        "pred_uncompressed_name": "cat",
+        "pred_compressed_name": "dog",
+        "delta_f": delta_f,
+        "sum_attributions": delta_f - gap,
+        "completeness_gap": gap,
+        "positive_mass": 1.0,
+        "negative_mass": 0.5,
+        "boundary_share": 0.4,
+        "boundary_area_share": 0.2,
+    }
 
 
 def test_attribution_text_flags_a_large_completeness_gap() -> None:
-    summary = {"count": 3, "mean_completeness_gap": 2.1, "mean_abs_delta_f": 30.0, "total_positive_mass": 3.0, "total_negative_mass": 1.5,
-               "mean_boundary_share": 0.4, "mean_boundary_area_share": 0.2}
+    summary = {
+        "count": 3,
+        "mean_completeness_gap": 2.1,
+        "mean_abs_delta_f": 30.0,
+        "total_positive_mass": 3.0,
+        "total_negative_mass": 1.5,
+        "mean_boundary_share": 0.4,
+        "mean_boundary_area_share": 0.2,
+    }
     data = {"items": [item(17, 88.29, 6.29), item(3, 1.6, 0.01), item(5, -2.0, 0.09)], "seconds": 1.0, "summary": summary}
     flags = [line for line in attribution_text(data).splitlines() if "IG gap" in line]
     # 6.29 / 88.29 = 7.1% and 0.09 / 2.0 = 4.5%: only the first is above the 5% docs/attributions.md states.
@@ -175,8 +253,15 @@ def test_ci_outputs_are_the_same_serial_and_under_xdist(pytester: pytest.Pyteste
         out = pytester.path / mode
         monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(pytester.path / f"{mode}-step.md"))
         result = pytester.runpytest_subprocess(
-            *DEMO_ARGS, *extra, f"--clip-summary={out}/summary.md", f"--clip-results={out}/results.json", f"--clip-report={mode}-report",
-            f"--html={out}/report.html", f"--junitxml={out}/junit.xml", "-o", "junit_logging=system-out",
+            *DEMO_ARGS,
+            *extra,
+            f"--clip-summary={out}/summary.md",
+            f"--clip-results={out}/results.json",
+            f"--clip-report={mode}-report",
+            f"--html={out}/report.html",
+            f"--junitxml={out}/junit.xml",
+            "-o",
+            "junit_logging=system-out",
         )
         result.assert_outcomes(passed=1, failed=1, xfailed=1)
         summary = (out / "summary.md").read_bytes()
@@ -189,7 +274,10 @@ def test_ci_outputs_are_the_same_serial_and_under_xdist(pytester: pytest.Pyteste
         seen[mode] = (summary, run["models"], properties, len(attachments))
 
         lines = summary.decode().splitlines()
-        assert lines[lines.index("### Failures") + 4].startswith(f"| `test_ci_outputs_are_the_same_serial_and_under_xdist.py::{FAILING}` | `clipcompress-demo/clipcompress-demo.pt` | `demo` | `jpeg-q25-s444` | accuracy ")
+        assert lines[lines.index("### Failures") + 4].startswith(
+            f"| `test_ci_outputs_are_the_same_serial_and_under_xdist.py::{FAILING}` "
+            "| `clipcompress-demo/clipcompress-demo.pt` | `demo` | `jpeg-q25-s444` | accuracy "
+        )
         assert "**1 of 3 floor checks failed**, 1 failed as expected (xfail); 3 evaluations." in lines
         # The facts of the model the workers loaded, as this process computes them from the same checkpoint.
         from pytest_clipcompress.evaluation import Evaluator
@@ -242,7 +330,9 @@ def test_progress_lines_leave_pytests_line_whole(pytester: pytest.Pytester) -> N
     pytester.makepyfile(test_progress=PROGRESS_SUITE)
     pytester.makeconftest("import pytest_clipcompress.progress\npytest_clipcompress.progress.PROGRESS_AFTER_SECONDS = 0.0  # as if every batch were slow\n")
     for verbosity in ([], ["-v", "-k", "not search"]):
-        result = pytester.runpytest_subprocess("--clip-samples=20", "--clip-batch-size=10", "--clip-device=cpu", "--clip-no-cache", "-p", "no:cacheprovider", *verbosity)
+        result = pytester.runpytest_subprocess(
+            "--clip-samples=20", "--clip-batch-size=10", "--clip-device=cpu", "--clip-no-cache", "-p", "no:cacheprovider", *verbosity
+        )
         result.assert_outcomes(passed=3 if verbosity else 4, skipped=1)
         lines = result.stdout.lines
         progress = [line for line in lines if line.startswith("clipcompress: clipcompress-demo")]

@@ -6,7 +6,7 @@ import hashlib
 import os
 import pickle
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pytest
@@ -23,10 +23,13 @@ from pytest_clipcompress.datasets import (
 from pytest_clipcompress.errors import DatasetError, DatasetMissingError
 from pytest_clipcompress.images import to_rgb
 
+if TYPE_CHECKING:
+    from torchvision.datasets import CIFAR10
+
 from .helpers import CIFAR_CLASSES, STL_CLASSES, random_images, write_cifar10, write_stl10
 
 
-def torchvision_cifar10_test(root: Path):
+def torchvision_cifar10_test(root: Path) -> CIFAR10:
     """torchvision's own CIFAR-10 reader on ``root``; its md5s are those of the files there (a subset is not the official file)."""
     from torchvision.datasets import CIFAR10
 
@@ -123,7 +126,7 @@ def test_failed_download_leaves_no_partial_file(tmp_path: Path, monkeypatch: pyt
         raise ConnectionError("connection reset")
 
     monkeypatch.setattr(tv_utils, "download_and_extract_archive", interrupted)
-    with pytest.raises(DatasetError, match="downloading cifar10 from https://www.cs.toronto.edu/.* failed .*connection reset"):
+    with pytest.raises(DatasetError, match=r"downloading cifar10 from https://www\.cs\.toronto\.edu/.* failed .*connection reset"):
         load_cifar10(tmp_path, offline=False)
     assert not (tmp_path / "cifar-10-python.tar.gz").exists()
 
@@ -138,7 +141,7 @@ def test_malicious_pickle_is_rejected_without_running_code(tmp_path: Path) -> No
 
     with open(folder / "test_batch", "wb") as handle:
         pickle.dump({b"data": Exploit(), b"labels": [0]}, handle, protocol=2)
-    with pytest.raises(DatasetError, match="refusing to load posix.system"):
+    with pytest.raises(DatasetError, match=r"refusing to load posix\.system"):
         load_cifar10(tmp_path, offline=True)
     assert not marker.exists()
 
@@ -147,13 +150,13 @@ def test_truncated_pickle_is_a_clear_error(tmp_path: Path) -> None:
     folder = write_cifar10(tmp_path, random_images(4, 32), [0, 1, 2, 3])
     path = folder / "test_batch"
     path.write_bytes(path.read_bytes()[:2000])
-    with pytest.raises(DatasetError, match="truncated or corrupt.*download the dataset again"):
+    with pytest.raises(DatasetError, match=r"truncated or corrupt.*download the dataset again"):
         load_cifar10(tmp_path, offline=True)
 
 
 def test_full_size_file_with_wrong_checksum_is_rejected(tmp_path: Path) -> None:
     write_cifar10(tmp_path, random_images(CIFAR10_TEST_SIZE, 32), [i % 10 for i in range(CIFAR10_TEST_SIZE)])
-    with pytest.raises(DatasetError, match="size of the official file but the wrong checksum .*40351d587109b95175f43aff81a1287e"):
+    with pytest.raises(DatasetError, match=r"size of the official file but the wrong checksum .*40351d587109b95175f43aff81a1287e"):
         load_cifar10(tmp_path, offline=True)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -68,11 +69,9 @@ def test_images_vary_within_a_class() -> None:
     assert len({img.tobytes() for img in same_class}) == len(same_class)
 
 
-@pytest.mark.parametrize(
-    ("split", "n_per_class"), [("val", 1), ("", 1), ("train", 0), ("test", -3), ("train", 2.5)]
-)
+@pytest.mark.parametrize(("split", "n_per_class"), [("val", 1), ("", 1), ("train", 0), ("test", -3), ("train", 2.5)])
 def test_bad_arguments_raise(split: str, n_per_class: int) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"split must be one of|n_per_class must be"):
         generate_demo_images(split, n_per_class)
 
 
@@ -125,16 +124,14 @@ def test_harsh_jpeg_clearly_hurts(accuracies: dict[int | None, float]) -> None:
 def test_accuracy_falls_with_quality(accuracies: dict[int | None, float]) -> None:
     # Small wiggles between neighbouring qualities are tolerated; the trend is not.
     ordered = [accuracies[None], *(accuracies[q] for q in QUALITIES)]
-    assert all(later <= earlier + 0.02 for earlier, later in zip(ordered, ordered[1:]))
+    assert all(later <= earlier + 0.02 for earlier, later in pairwise(ordered))
 
 
 # --- training reproduces the shipped weights -------------------------------
 
 
 @pytest.mark.slow
-def test_training_script_reproduces_shipped_accuracy(
-    tmp_path: Path, accuracies: dict[int | None, float]
-) -> None:
+def test_training_script_reproduces_shipped_accuracy(tmp_path: Path, accuracies: dict[int | None, float]) -> None:
     output = tmp_path / "retrained.pt"
     subprocess.run(
         [sys.executable, str(REPO_ROOT / "scripts" / "train_demo_model.py"), "--output", str(output)],

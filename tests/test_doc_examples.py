@@ -96,12 +96,19 @@ def test_runnable_examples_pass_on_the_demo_model(pytester: pytest.Pytester) -> 
         files[f"test_doc_{number:02d}_{stem}"] = example.code
     pytester.makepyfile(**files)
     result = pytester.runpytest_subprocess(
-        f"--clip-samples={SAMPLES}", "--clip-offline", f"--clip-data-root={pytester.path / 'no-data'}", "--clip-device=cpu",
-        f"--clip-cache-dir={pytester.path / 'cache'}", "--clip-ig-samples=0", "-p", "no:cacheprovider", "-rA",
+        f"--clip-samples={SAMPLES}",
+        "--clip-offline",
+        f"--clip-data-root={pytester.path / 'no-data'}",
+        "--clip-device=cpu",
+        f"--clip-cache-dir={pytester.path / 'cache'}",
+        "--clip-ig-samples=0",
+        "-p",
+        "no:cacheprovider",
+        "-rA",
     )
     outcomes = result.parseoutcomes()
     assert set(outcomes) <= {"passed", "xfailed"}, result.stdout.str()
-    where = {name: example.name for name, example in zip(files, RUNNABLE)}
+    where = {name: example.name for name, example in zip(files, RUNNABLE, strict=True)}
     for name in files:  # every example ran at least one test
         assert any(line.startswith((f"PASSED {name}.py::", f"XFAIL {name}.py::")) for line in result.stdout.lines), f"{where[name]} ran no test"
 

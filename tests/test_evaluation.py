@@ -62,9 +62,18 @@ def test_wilson_interval_matches_published_values() -> None:
 
 def make_result(labels: list[int], baseline: list[list[float]], compressed: list[list[float]]) -> EvalResult:
     return EvalResult(
-        model="m", pretrained="p", dataset="d", compression=Compression("jpeg", quality=10), classes=("a", "b", "c"),
-        indices=np.arange(len(labels)) + 100, labels=np.array(labels), logits=np.array(compressed, dtype=np.float32),
-        baseline_logits=np.array(baseline, dtype=np.float32), bits_per_pixel=1.0, templates="clip", seed=0,
+        model="m",
+        pretrained="p",
+        dataset="d",
+        compression=Compression("jpeg", quality=10),
+        classes=("a", "b", "c"),
+        indices=np.arange(len(labels)) + 100,
+        labels=np.array(labels),
+        logits=np.array(compressed, dtype=np.float32),
+        baseline_logits=np.array(baseline, dtype=np.float32),
+        bits_per_pixel=1.0,
+        templates="clip",
+        seed=0,
     )
 
 

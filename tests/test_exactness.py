@@ -41,7 +41,13 @@ def test_results_equal_an_independent_computation(pytester: pytest.Pytester, tin
     pytester.makepyfile(SUITE)
     results_path = pytester.path / "results.json"
     outcome = pytester.runpytest(
-        *tiny_args, f"--clip-data-root={cifar_sample_root}", "--clip-offline", "--clip-batch-size=200", f"--clip-results={results_path}", "-p", "no:cacheprovider"
+        *tiny_args,
+        f"--clip-data-root={cifar_sample_root}",
+        "--clip-offline",
+        "--clip-batch-size=200",
+        f"--clip-results={results_path}",
+        "-p",
+        "no:cacheprovider",
     )
     outcome.assert_outcomes(passed=5)
     records = {r["compression_id"]: r for r in json.loads(results_path.read_text())["evaluations"]}

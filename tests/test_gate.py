@@ -69,10 +69,21 @@ def make_result(predicted: list[int], predicted_uncompressed: list[int], labels:
     classes = ("a", "b", "c")
     eye = np.eye(len(classes), dtype=np.float32)
     fields: dict[str, object] = {
-        "model": "m", "pretrained": "p", "dataset": "d", "compression": Compression("jpeg", quality=50), "classes": classes,
-        "indices": np.arange(len(labels)) * 3 + 7, "labels": np.array(labels), "logits": eye[predicted],
-        "baseline_logits": eye[predicted_uncompressed], "bits_per_pixel": 1.0, "templates": "clip", "seed": 0,
-        "role": "m", "fingerprint": "files-1", "templates_digest": "prompts-1",
+        "model": "m",
+        "pretrained": "p",
+        "dataset": "d",
+        "compression": Compression("jpeg", quality=50),
+        "classes": classes,
+        "indices": np.arange(len(labels)) * 3 + 7,
+        "labels": np.array(labels),
+        "logits": eye[predicted],
+        "baseline_logits": eye[predicted_uncompressed],
+        "bits_per_pixel": 1.0,
+        "templates": "clip",
+        "seed": 0,
+        "role": "m",
+        "fingerprint": "files-1",
+        "templates_digest": "prompts-1",
     }
     fields.update(changes)
     return EvalResult(**fields)  # type: ignore[arg-type]
@@ -87,7 +98,11 @@ def test_record_carries_outcomes_flips_and_paired_drop() -> None:
     assert outcomes.indices.tolist() == [7, 10, 13, 16, 19, 22, 25, 28]
     assert outcomes.predicted.tolist() == compressed and outcomes.predicted_uncompressed.tolist() == uncompressed and outcomes.labels.tolist() == labels
     assert record["data"] == {
-        "fingerprint": "files-1", "classes": ["a", "b", "c"], "templates_digest": "prompts-1", "seed": 0, "n": 8,
+        "fingerprint": "files-1",
+        "classes": ["a", "b", "c"],
+        "templates_digest": "prompts-1",
+        "seed": 0,
+        "n": 8,
         "indices_digest": record["data"]["indices_digest"],
     }
     # Flips: right uncompressed, wrong compressed, counted by (true, predicted).
@@ -109,7 +124,7 @@ def test_outcomes_of_an_old_or_damaged_record_are_a_clear_error() -> None:
     with pytest.raises(OutcomesError, match="older pytest-clipcompress"):
         Outcomes.from_record({key: value for key, value in record.items() if key != "outcomes"})
     record["outcomes"]["predicted"] = "not base64!"
-    with pytest.raises(OutcomesError, match="outcomes.predicted is not valid"):
+    with pytest.raises(OutcomesError, match=r"outcomes\.predicted is not valid"):
         Outcomes.from_record(record)
 
 
@@ -186,7 +201,9 @@ def test_model_entries_parse(text: str, entry: ModelEntry) -> None:
     assert parse_model_entry(text) == entry
 
 
-@pytest.mark.parametrize(("values", "message"), [(["candidate="], "names no model"), (["ViT-B-32:"], "nothing after ':'"), (["ViT-B-32", "ViT-B-32:openai"], "used twice")])
+@pytest.mark.parametrize(
+    ("values", "message"), [(["candidate="], "names no model"), (["ViT-B-32:"], "nothing after ':'"), (["ViT-B-32", "ViT-B-32:openai"], "used twice")]
+)
 def test_bad_model_entries_say_what_to_write(values: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_model_entries(values)
@@ -209,7 +226,7 @@ def test_roles_choose_their_own_weights(tmp_path: Path) -> None:
     assert settings.model_spec("release") == ModelSpec("clipcompress-demo", str(DEMO_WEIGHTS))
     with pytest.raises(ConfigError, match="no --clip-model has the id 'nightly'; this run's models: candidate, release"):
         settings.model_spec("nightly")
-    with pytest.raises(ConfigError, match="--clip-baseline-save .* is a folder"):
+    with pytest.raises(ConfigError, match=r"--clip-baseline-save .* is a folder"):
         settings_from({"baseline-save": str(tmp_path)})
 
 
@@ -222,7 +239,9 @@ def write_results(path: Path, *results: EvalResult) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("content", "message"), [(None, "does not exist"), ("{not json", "is not JSON"), ('{"evaluations": []}', "not a pytest-clipcompress results file")])
+@pytest.mark.parametrize(
+    ("content", "message"), [(None, "does not exist"), ("{not json", "is not JSON"), ('{"evaluations": []}', "not a pytest-clipcompress results file")]
+)
 def test_bad_results_files_are_clear_errors(tmp_path: Path, content: str | None, message: str) -> None:
     path = tmp_path / "file.json"
     if content is not None:
@@ -252,7 +271,7 @@ def test_cli_compare_exit_codes_and_table(tmp_path: Path, capsys: pytest.Capture
     assert cli_main(["compare", str(old), str(new), "--fail-on-regression", "0.01", "--html", str(page)]) == 1
     html = page.read_text()
     low, high = hand_newcombe(28, 12, 0, 0)
-    assert "<td class=\"num worse\">-30.00</td>" in html and f"{-high * 100:+.2f} to {-low * 100:+.2f}" in html and ">REGRESSED<" in html
+    assert '<td class="num worse">-30.00</td>' in html and f"{-high * 100:+.2f} to {-low * 100:+.2f}" in html and ">REGRESSED<" in html
     assert "a -&gt; b 12" in html  # flips, escaped
     assert cli_main(["compare", str(old), str(new), "--fail-on-regression", "0.01", "--html", str(page)]) == 1
     assert page.read_text() == html  # same comparison, same bytes
@@ -277,7 +296,9 @@ def test_cli_runs_as_a_module_without_tracebacks(tmp_path: Path) -> None:
     assert "clipcompress compare: error: OLD " in done.stderr and "not a pytest-clipcompress results file" in done.stderr
     assert "Traceback" not in done.stderr
     results = write_results(tmp_path / "r.json", make_result([0, 1, 2, 0], [0, 1, 2, 0], [0, 1, 2, 0]))
-    done = subprocess.run([sys.executable, "-m", "pytest_clipcompress", "report", str(results), "--out", str(tmp_path / "rep")], capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest_clipcompress", "report", str(results), "--out", str(tmp_path / "rep")], capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "rep" / "index.html").is_file() and "jpeg-q50" in (tmp_path / "rep" / "index.html").read_text()
 
@@ -320,7 +341,9 @@ def degraded_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     state = torch.load(DEMO_WEIGHTS, map_location="cpu", weights_only=True)
     generator = torch.Generator().manual_seed(0)
     noisy = {
-        name: tensor + 0.2 * tensor.float().std() * torch.randn(tensor.shape, generator=generator) if tensor.is_floating_point() and tensor.numel() > 1 else tensor
+        name: tensor + 0.2 * tensor.float().std() * torch.randn(tensor.shape, generator=generator)
+        if tensor.is_floating_point() and tensor.numel() > 1
+        else tensor
         for name, tensor in state.items()
     }
     path = tmp_path_factory.mktemp("degraded") / "demo-noisy.pt"
@@ -336,7 +359,9 @@ def test_degraded_checkpoint_fails_the_gate_and_passes_against_itself(pytester: 
     first.stdout.fnmatch_lines(["*baseline *empty.json has no entry for clipcompress-demo on demo under jpeg-q90; it holds: nothing*"])
     assert base.is_file()
 
-    degraded = pytester.runpytest(*DEMO_ARGS, f"--clip-model=clipcompress-demo:{degraded_checkpoint}", f"--clip-baseline={base}", f"--clip-baseline-save={noisy}")
+    degraded = pytester.runpytest(
+        *DEMO_ARGS, f"--clip-model=clipcompress-demo:{degraded_checkpoint}", f"--clip-baseline={base}", f"--clip-baseline-save={noisy}"
+    )
     degraded.assert_outcomes(failed=1)
     degraded.stdout.fnmatch_lines(
         [
@@ -349,17 +374,31 @@ def test_degraded_checkpoint_fails_the_gate_and_passes_against_itself(pytester: 
         ]
     )
     assert "Traceback" not in degraded.stdout.str()
-    degraded.stdout.fnmatch_lines(["against the baseline *base.json (change = this run minus baseline, same images):", "  clipcompress-demo *demo *jpeg-q90 * 100 *"])
+    degraded.stdout.fnmatch_lines(
+        ["against the baseline *base.json (change = this run minus baseline, same images):", "  clipcompress-demo *demo *jpeg-q90 * 100 *"]
+    )
     itself = pytester.runpytest(*DEMO_ARGS, f"--clip-model=clipcompress-demo:{degraded_checkpoint}", f"--clip-baseline={noisy}")
     itself.assert_outcomes(passed=1)
 
     other_subset = pytester.runpytest(*DEMO_ARGS, "--clip-samples=50", f"--clip-baseline={base}")
     other_subset.assert_outcomes(failed=1)
-    other_subset.stdout.fnmatch_lines(["*not comparable image by image: the image subsets differ (n=100, seed 0 vs n=50, seed 0; keep --clip-samples and --clip-seed equal)*"])
+    other_subset.stdout.fnmatch_lines(
+        ["*not comparable image by image: the image subsets differ (n=100, seed 0 vs n=50, seed 0; keep --clip-samples and --clip-seed equal)*"]
+    )
 
-    regressed = subprocess.run([sys.executable, "-m", "pytest_clipcompress", "compare", str(base), str(noisy), "--fail-on-regression", "0.01"], capture_output=True, text=True, check=False)
+    regressed = subprocess.run(
+        [sys.executable, "-m", "pytest_clipcompress", "compare", str(base), str(noisy), "--fail-on-regression", "0.01"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert regressed.returncode == 1 and "REGRESSION clipcompress-demo on demo under jpeg-q90" in regressed.stdout
-    same = subprocess.run([sys.executable, "-m", "pytest_clipcompress", "compare", str(noisy), str(noisy), "--fail-on-regression", "0.01"], capture_output=True, text=True, check=False)
+    same = subprocess.run(
+        [sys.executable, "-m", "pytest_clipcompress", "compare", str(noisy), str(noisy), "--fail-on-regression", "0.01"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert same.returncode == 0 and "no regression beyond 1.00 points" in same.stdout
 
 
@@ -380,7 +419,12 @@ def test_bad_baseline_file_is_a_usage_error(pytester: pytest.Pytester) -> None:
 def test_two_roles_side_by_side_in_one_session(pytester: pytest.Pytester, degraded_checkpoint: Path) -> None:
     pytester.makepyfile(AB_SUITE)
     # IG on: attributions of a failure must load the model by its role, not by its architecture name.
-    roles = ["--clip-model=release=clipcompress-demo", f"--clip-model=candidate=clipcompress-demo:{degraded_checkpoint}", "--clip-ig-samples=1", "--clip-ig-steps=4"]
+    roles = [
+        "--clip-model=release=clipcompress-demo",
+        f"--clip-model=candidate=clipcompress-demo:{degraded_checkpoint}",
+        "--clip-ig-samples=1",
+        "--clip-ig-steps=4",
+    ]
     outputs = {}
     for mode, extra in (("serial", []), ("xdist", ["-n", "2"])):
         results = pytester.path / f"{mode}.json"
@@ -395,7 +439,9 @@ def test_two_roles_side_by_side_in_one_session(pytester: pytest.Pytester, degrad
             consecutive=False,
         )
         outputs[mode] = without_run_block(results.read_text())
-    run.stdout.fnmatch_lines(["*models side by side*", "*release->candidate *demo *jpeg-q90 * 100 *", "attributions: * flipped images of 2 failing tests*"], consecutive=False)
+    run.stdout.fnmatch_lines(
+        ["*models side by side*", "*release->candidate *demo *jpeg-q90 * 100 *", "attributions: * flipped images of 2 failing tests*"], consecutive=False
+    )
     assert outputs["serial"] == outputs["xdist"]  # identical results with per-image outcomes, but for the run block
     page = (pytester.path / "serial" / "models.html").read_text()
     assert "release \u2192 candidate" in page and "<td>demo</td><td>jpeg-q90</td>" in page

@@ -23,6 +23,7 @@ from pytest_clipcompress.geometry import (
     block_boundary_mask,
     display_grid,
 )
+from pytest_clipcompress.models import LoadedModel
 
 from .helpers import ASSETS
 
@@ -75,7 +76,7 @@ def test_shortest_side_preprocess_measures_as_resize_and_centre_crop(source_hw: 
     assert_same_mask(measured, rows, cols)
 
 
-@pytest.mark.parametrize("source_hw, size", [(shape, 48) for shape in SHAPES] + [((24, 36), 224)])
+@pytest.mark.parametrize(("source_hw", "size"), [(shape, 48) for shape in SHAPES] + [((24, 36), 224)])
 def test_squash_preprocess_stretches_each_axis(source_hw: tuple[int, int], size: int) -> None:
     preprocess = open_clip.image_transform(size, is_train=False, resize_mode="squash", interpolation="bilinear")
     measured = InputGeometry.of_preprocess(preprocess, source_hw)
@@ -115,7 +116,7 @@ def test_a_preprocess_that_is_not_a_resize_and_crop_is_refused() -> None:
 
 
 @pytest.fixture(scope="module")
-def squash_model(tmp_path_factory: pytest.TempPathFactory):
+def squash_model(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
     """The tiny squash-mode model as a local-dir: open_clip's config carries the preprocessing, as on the hub."""
     from pytest_clipcompress.models import load_model, resolve_model_spec
 
@@ -128,7 +129,7 @@ def squash_model(tmp_path_factory: pytest.TempPathFactory):
     return load_model(resolve_model_spec(f"local-dir:{folder}", None), "cpu")
 
 
-def test_squash_model_places_mask_and_pictures_on_non_square_images(squash_model, tmp_path: Path) -> None:
+def test_squash_model_places_mask_and_pictures_on_non_square_images(squash_model: LoadedModel, tmp_path: Path) -> None:
     # A non-square folder image with flat 8x8 blocks of random colours: the picture drawn under the
     # attributions must show the same colours where the model input has them.
     rng = np.random.default_rng(3)
@@ -139,7 +140,7 @@ def test_squash_model_places_mask_and_pictures_on_non_square_images(squash_model
         source = reloaded.convert("RGB")
     tensor = squash_model.preprocess(source)
     assert tuple(tensor.shape) == (3, 48, 48)
-    seen = (tensor.permute(1, 2, 0).numpy() * 0.5 + 0.5)  # undo the config's mean/std of 0.5
+    seen = tensor.permute(1, 2, 0).numpy() * 0.5 + 0.5  # undo the config's mean/std of 0.5
     geometry = InputGeometry.of_preprocess(squash_model.preprocess, (40, 64))
     assert geometry == InputGeometry(AxisMap(40, 48, 0, 48), AxisMap(64, 48, 0, 48))
     rows, cols = traced([Resize((48, 48), interpolation=InterpolationMode.NEAREST)], (40, 64))

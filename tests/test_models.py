@@ -16,7 +16,9 @@ def test_default_weights_are_openai_where_available_else_the_first_tag() -> None
     import open_clip
 
     assert resolve_model_spec("ViT-B-32", None) == ModelSpec("ViT-B-32", "openai", quick_gelu=True)  # as OpenAI trained it
-    without_openai = next(m for m in open_clip.list_models() if open_clip.list_pretrained_tags_by_model(m) and "openai" not in open_clip.list_pretrained_tags_by_model(m))
+    without_openai = next(
+        m for m in open_clip.list_models() if open_clip.list_pretrained_tags_by_model(m) and "openai" not in open_clip.list_pretrained_tags_by_model(m)
+    )
     assert resolve_model_spec(without_openai, None).pretrained == open_clip.list_pretrained_tags_by_model(without_openai)[0]
 
 
@@ -68,7 +70,7 @@ def test_checkpoint_of_another_architecture_is_a_clear_error(tmp_path: Path, tin
     config["embed_dim"] = 48
     other.write_text(json.dumps(config))
     register_model_configs([str(other)])
-    with pytest.raises(ModelError, match="cannot load checkpoint .*tiny-clip.pt into wider-clip"):
+    with pytest.raises(ModelError, match=r"cannot load checkpoint .*tiny-clip\.pt into wider-clip"):
         load_model(ModelSpec("wider-clip", str(tiny_checkpoint)), "cpu")
 
 
@@ -89,17 +91,19 @@ def test_failed_weights_download_is_a_clear_error(monkeypatch: pytest.MonkeyPatc
         raise ConnectionError("connection reset by peer")
 
     monkeypatch.setattr(open_clip.factory, "download_pretrained", interrupted)
-    with pytest.raises(ModelError, match=r"cannot load RN50/openai \(QuickGELU\) .*connection reset by peer.*check the network, or pass --clip-pretrained PATH"):
+    with pytest.raises(
+        ModelError, match=r"cannot load RN50/openai \(QuickGELU\) .*connection reset by peer.*check the network, or pass --clip-pretrained PATH"
+    ):
         load_model(resolve_model_spec("RN50", "openai"), "cpu")
 
 
 def test_invalid_configs_are_clear_errors(tmp_path: Path) -> None:
     missing_keys = tmp_path / "partial.json"
     missing_keys.write_text('{"embed_dim": 8}')
-    with pytest.raises(ModelError, match="partial.json lacks vision_cfg, text_cfg"):
+    with pytest.raises(ModelError, match=r"partial\.json lacks vision_cfg, text_cfg"):
         register_model_configs([str(missing_keys)])
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ModelError, match="holds no .json model configs"):
+    with pytest.raises(ModelError, match=r"holds no \.json model configs"):
         register_model_configs([str(tmp_path / "empty")])
 
 

@@ -188,7 +188,9 @@ def test_missing_dataset_offline_skips_with_instructions(pytester: pytest.Pytest
     pytester.makepyfile(EXAMPLE.format(floor=0.0))
     result = pytester.runpytest(*tiny_args, *data_args(tmp_path / "empty"), "-rs")
     result.assert_outcomes(skipped=8)
-    result.stdout.fnmatch_lines(["*cifar10 is not in *empty (missing: *test_batch*). Download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz*--clip-data-root*"])
+    result.stdout.fnmatch_lines(
+        ["*cifar10 is not in *empty (missing: *test_batch*). Download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz*--clip-data-root*"]
+    )
 
 
 def test_cli_wins_over_ini_and_ini_floors_apply(pytester: pytest.Pytester, tiny_args: list[str], cifar_sample_root: Path) -> None:
@@ -282,7 +284,12 @@ def test_progress_shows_through_capture_only_for_slow_evaluations(
     monkeypatch.setattr("pytest_clipcompress.progress.PROGRESS_AFTER_SECONDS", 0.0)  # as if every batch were slow
     slow = pytester.runpytest(*args)
     slow.assert_outcomes(passed=1)
-    slow.stdout.fnmatch_lines(["clipcompress: tiny-clip/tiny-clip.pt cifar10 none: 50/200 images, * images/s", "clipcompress: tiny-clip/tiny-clip.pt cifar10 jpeg-q50: 200/200 images, * images/s"])
+    slow.stdout.fnmatch_lines(
+        [
+            "clipcompress: tiny-clip/tiny-clip.pt cifar10 none: 50/200 images, * images/s",
+            "clipcompress: tiny-clip/tiny-clip.pt cifar10 jpeg-q50: 200/200 images, * images/s",
+        ]
+    )
     assert "captured output stays captured" not in slow.stdout.str()
 
 

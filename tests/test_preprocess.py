@@ -82,7 +82,7 @@ def test_unsplittable_or_unknown_pipelines() -> None:
     odd = transforms.Compose([transforms.Grayscale(3), transforms.ToTensor(), transforms.Normalize((0.5,) * 3, (0.5,) * 3)])
     plan = batch_preprocess(odd)
     assert plan is not None  # exact handles any Pillow steps: they are the model's own objects
-    with pytest.raises(ConfigError, match="Grayscale.*--clip-preprocess exact"):
+    with pytest.raises(ConfigError, match=r"Grayscale.*--clip-preprocess exact"):
         check_fast_supported(plan, "odd/none")
     with pytest.raises(ConfigError, match="does not end in ToTensor"):
         check_fast_supported(None, "odd/none")
@@ -91,7 +91,7 @@ def test_unsplittable_or_unknown_pipelines() -> None:
 def test_preprocess_option_is_validated() -> None:
     assert build_settings(lambda option: None).preprocess == "exact"
     assert build_settings(lambda option: "fast" if option.name == "preprocess" else None).preprocess == "fast"
-    with pytest.raises(ConfigError, match="--clip-preprocess 'quick'.*exact"):
+    with pytest.raises(ConfigError, match=r"--clip-preprocess 'quick'.*exact"):
         build_settings(lambda option: "quick" if option.name == "preprocess" else None)
 
 
@@ -139,8 +139,14 @@ def test_fast_option_in_a_pytest_run(pytester: pytest.Pytester, tiny_args: list[
     for mode in ("exact", "fast"):
         results = pytester.path / f"{mode}.json"
         outcome = pytester.runpytest(
-            *tiny_args, f"--clip-data-root={cifar_sample_root}", "--clip-offline", "--clip-samples=60",
-            f"--clip-preprocess={mode}", f"--clip-results={results}", "-p", "no:cacheprovider",
+            *tiny_args,
+            f"--clip-data-root={cifar_sample_root}",
+            "--clip-offline",
+            "--clip-samples=60",
+            f"--clip-preprocess={mode}",
+            f"--clip-results={results}",
+            "-p",
+            "no:cacheprovider",
         )
         outcome.assert_outcomes(passed=1)
         accuracies[mode] = [(r["accuracy"], r["baseline_accuracy"]) for r in json.loads(results.read_text())["evaluations"]]

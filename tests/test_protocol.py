@@ -11,10 +11,10 @@ from PIL import Image
 
 from pytest_clipcompress.errors import ConfigError
 from pytest_clipcompress.explain import baseline_image
-from pytest_clipcompress.settings import PAPER_PROTOCOL, build_settings
+from pytest_clipcompress.settings import PAPER_PROTOCOL, Settings, build_settings
 
 
-def settings_from(values: dict[str, object]):
+def settings_from(values: dict[str, object]) -> Settings:
     return build_settings(lambda option: values.get(option.name))
 
 
@@ -103,7 +103,9 @@ def test_published_accuracy_check_skips_other_models_with_a_reason(pytester: pyt
         "-k", "published", "--clip-offline", f"--clip-data-root={cifar_sample_root}", "--clip-device=cpu", "--clip-no-cache", "-rs", "-p", "no:cacheprovider"
     )
     result.assert_outcomes(skipped=2)
-    result.stdout.fnmatch_lines([
-        "*no published accuracy for clipcompress-demo/clipcompress-demo.pt on cifar10; references exist for RN50/openai, ViT-B-32/openai*",
-        "*stl10 is not in*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*no published accuracy for clipcompress-demo/clipcompress-demo.pt on cifar10; references exist for RN50/openai, ViT-B-32/openai*",
+            "*stl10 is not in*",
+        ]
+    )

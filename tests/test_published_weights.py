@@ -173,11 +173,20 @@ def test_checkpoint_files_take_the_config_activation_unless_told(tiny_checkpoint
 def test_activation_is_in_the_record_and_the_cache_key(tiny_checkpoint: Path, tmp_path: Path) -> None:
     from pytest_clipcompress.compression import Compression
     from pytest_clipcompress.evaluation import Evaluator
-    from pytest_clipcompress.settings import build_settings
+    from pytest_clipcompress.settings import Settings, build_settings
 
-    def settings(mode: str):
-        values = {"model": [TINY_MODEL], "model-config": [str(TINY_CONFIG)], "pretrained": str(tiny_checkpoint),
-                  "quick-gelu": mode, "device": "cpu", "cache-dir": str(tmp_path), "samples": "10", "data-root": str(tmp_path / "data"), "workers": "0"}
+    def settings(mode: str) -> Settings:
+        values = {
+            "model": [TINY_MODEL],
+            "model-config": [str(TINY_CONFIG)],
+            "pretrained": str(tiny_checkpoint),
+            "quick-gelu": mode,
+            "device": "cpu",
+            "cache-dir": str(tmp_path),
+            "samples": "10",
+            "data-root": str(tmp_path / "data"),
+            "workers": "0",
+        }
         return build_settings(lambda option: values.get(option.name))
 
     results = {}

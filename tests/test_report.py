@@ -37,7 +37,7 @@ def record(codec: str, accuracy: float, bpp: float, *, model: str = MODEL, datas
         "ci95": [max(0.0, accuracy - half), min(1.0, accuracy + half)],
         "per_class": {"cat": accuracy, "dog": accuracy},
         "bits_per_pixel": bpp,
-        "flipped": int(round((baseline - accuracy) * N)),
+        "flipped": round((baseline - accuracy) * N),
     }
 
 
@@ -56,10 +56,42 @@ def make_records(model: str = MODEL) -> list[dict[str, Any]]:
 def make_checks() -> list[dict[str, Any]]:
     base = {"model": MODEL, "pretrained": "openai", "dataset": "cifar10"}
     return [
-        {"test": "tests/test_x.py::test_floor[jpeg-q75]", **base, "compression_id": "jpeg-q75", "min_accuracy": 0.8, "max_drop": None, "passed": True, "outcome": "passed"},
-        {"test": "tests/test_x.py::test_floor[jpeg-q25]", **base, "compression_id": "jpeg-q25", "min_accuracy": 0.8, "max_drop": None, "passed": False, "outcome": "failed"},
-        {"test": "tests/test_x.py::test_drop[jpeg-q50]", **base, "compression_id": "jpeg-q50", "min_accuracy": None, "max_drop": 0.15, "passed": True, "outcome": "passed"},
-        {"test": "tests/test_x.py::test_j2k[jpeg2000-r160]", **base, "compression_id": "jpeg2000-r160", "min_accuracy": 0.6, "max_drop": None, "passed": False, "outcome": "xfailed"},
+        {
+            "test": "tests/test_x.py::test_floor[jpeg-q75]",
+            **base,
+            "compression_id": "jpeg-q75",
+            "min_accuracy": 0.8,
+            "max_drop": None,
+            "passed": True,
+            "outcome": "passed",
+        },
+        {
+            "test": "tests/test_x.py::test_floor[jpeg-q25]",
+            **base,
+            "compression_id": "jpeg-q25",
+            "min_accuracy": 0.8,
+            "max_drop": None,
+            "passed": False,
+            "outcome": "failed",
+        },
+        {
+            "test": "tests/test_x.py::test_drop[jpeg-q50]",
+            **base,
+            "compression_id": "jpeg-q50",
+            "min_accuracy": None,
+            "max_drop": 0.15,
+            "passed": True,
+            "outcome": "passed",
+        },
+        {
+            "test": "tests/test_x.py::test_j2k[jpeg2000-r160]",
+            **base,
+            "compression_id": "jpeg2000-r160",
+            "min_accuracy": 0.6,
+            "max_drop": None,
+            "passed": False,
+            "outcome": "xfailed",
+        },
     ]
 
 
@@ -71,10 +103,22 @@ def png_b64(colour: tuple[int, int, int]) -> str:
 
 def make_failures() -> list[dict[str, Any]]:
     item = {
-        "index": 7, "label": 3, "true_name": "cat", "pred_uncompressed_name": "cat", "pred_compressed_name": "<dog>",
-        "prob_true_uncompressed": 0.81, "prob_true_compressed": 0.2, "delta_f": 1.4, "sum_attributions": 1.38,
-        "completeness_gap": 0.01, "positive_mass": 2.0, "negative_mass": 0.6, "boundary_share": 0.4, "boundary_area_share": 0.23,
-        "seconds": 3.2, "compression_id": "jpeg-q25",
+        "index": 7,
+        "label": 3,
+        "true_name": "cat",
+        "pred_uncompressed_name": "cat",
+        "pred_compressed_name": "<dog>",
+        "prob_true_uncompressed": 0.81,
+        "prob_true_compressed": 0.2,
+        "delta_f": 1.4,
+        "sum_attributions": 1.38,
+        "completeness_gap": 0.01,
+        "positive_mass": 2.0,
+        "negative_mass": 0.6,
+        "boundary_share": 0.4,
+        "boundary_area_share": 0.23,
+        "seconds": 3.2,
+        "compression_id": "jpeg-q25",
     }
     return [
         {
@@ -109,8 +153,6 @@ class Links(HTMLParser):
         for name, value in attrs:
             if name in ("src", "href") and value:
                 self.links.append(value)
-
-
 
 
 RATE, JPEG, J2K = "vit-b-32_openai_cifar10_rate.png", "vit-b-32_openai_cifar10_jpeg.png", "vit-b-32_openai_cifar10_jpeg2000.png"
@@ -180,7 +222,10 @@ def test_floor_lines_follow_the_check_status() -> None:
 @pytest.mark.parametrize(
     ("passed", "outcome", "status"),
     [
-        (True, "passed", "passed"), (False, "failed", "failed"), (False, "xfailed", "xfailed"), (True, "xpassed", "xpassed"),
+        (True, "passed", "passed"),
+        (False, "failed", "failed"),
+        (False, "xfailed", "xfailed"),
+        (True, "xpassed", "xpassed"),
         (False, None, "failed"),  # a results file from before outcomes were recorded
         (False, "passed", "xfailed"),  # the test caught the failure: expected
         (True, "failed", "passed"),  # the floor held; the test failed for another reason
@@ -219,7 +264,7 @@ def test_safe_name() -> None:
 
 
 def test_summary_table_escapes_and_sorts() -> None:
-    records = make_records() + [record("jpeg", 0.5, 0.5, model="<script>alert(1)</script>", quality=10)]
+    records = [*make_records(), record("jpeg", 0.5, 0.5, model="<script>alert(1)</script>", quality=10)]
     table = summary_table_html(records)
     assert "<script>alert(1)" not in table
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in table
@@ -260,8 +305,14 @@ def test_skips_collapse_into_one_line() -> None:
 
 
 def test_summary_html_opens_with_what_failed(charts: list[Chart]) -> None:
-    fragment = summary_html(make_records(), make_checks(), charts, demo_note="bundled demo model; pass --clip-model <name>", failures=make_failures(),
-                            skips=[{"test": "a::t", "reason": "no data"}])
+    fragment = summary_html(
+        make_records(),
+        make_checks(),
+        charts,
+        demo_note="bundled demo model; pass --clip-model <name>",
+        failures=make_failures(),
+        skips=[{"test": "a::t", "reason": "no data"}],
+    )
     assert fragment.count('src="data:image/png;base64,') == len(charts)
     assert "bundled demo model; pass --clip-model &lt;name&gt;" in fragment
     assert "1 floor check failed" in fragment and "2 passed, 1 FAILED, 1 xfailed (expected)" in fragment
@@ -354,7 +405,10 @@ MATH = "$\\frac{1}{$"  # invalid mathtext: matplotlib raises if it ever parses i
 
 def test_user_text_is_escaped_and_never_mathtext(tmp_path: Path) -> None:
     records = [{**r, "model": f"{MARKUP}{MATH}", "dataset": f"imagefolder:/data/{MARKUP}$x$"} for r in make_records()]
-    checks = [{**c, "model": f"{MARKUP}{MATH}", "dataset": f"imagefolder:/data/{MARKUP}$x$", "test": f"t.py::test[{MARKUP}{MATH}-{c['compression_id']}]"} for c in make_checks()]
+    checks = [
+        {**c, "model": f"{MARKUP}{MATH}", "dataset": f"imagefolder:/data/{MARKUP}$x$", "test": f"t.py::test[{MARKUP}{MATH}-{c['compression_id']}]"}
+        for c in make_checks()
+    ]
     failures = [{**f, "test": f"t.py::test[{MARKUP}{MATH}-jpeg-q25]"} for f in make_failures()[:1]]
     failures[0]["attributions"]["items"][0] = {**failures[0]["attributions"]["items"][0], "true_name": MARKUP + MATH}
     skips = [{"test": f"t.py::{MARKUP}", "reason": MARKUP}]
@@ -375,9 +429,24 @@ def test_attribution_figure_draws_class_names_literally() -> None:
     from pytest_clipcompress.render.attribution_figure import attribution_table_html, render_attribution_png
 
     info = ImageAttribution(
-        index=0, label=0, pred_uncompressed=0, pred_compressed=1, prob_true_uncompressed=0.9, prob_true_compressed=0.2, steps=8,
-        method="riemann_trapezoid", f_input=1.0, f_baseline=0.1, delta_f=0.9, sum_attributions=0.88, completeness_gap=0.02,
-        positive_mass=1.0, negative_mass=0.1, boundary_share=0.3, boundary_area_share=0.2, seconds=0.5,
+        index=0,
+        label=0,
+        pred_uncompressed=0,
+        pred_compressed=1,
+        prob_true_uncompressed=0.9,
+        prob_true_compressed=0.2,
+        steps=8,
+        method="riemann_trapezoid",
+        f_input=1.0,
+        f_baseline=0.1,
+        delta_f=0.9,
+        sum_attributions=0.88,
+        completeness_gap=0.02,
+        positive_mass=1.0,
+        negative_mass=0.1,
+        boundary_share=0.3,
+        boundary_area_share=0.2,
+        seconds=0.5,
     )
     image = Image.new("RGB", (32, 32), (120, 60, 30))
     names = [MATH, MARKUP]

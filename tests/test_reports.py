@@ -27,7 +27,16 @@ def test_floor(clip_eval, compression):
 
 @pytest.fixture
 def run_args(tiny_args: list[str], cifar_sample_root: Path) -> list[str]:
-    return [*tiny_args, f"--clip-data-root={cifar_sample_root}", "--clip-offline", "--clip-samples=80", "--clip-ig-samples=2", "--clip-ig-steps=8", "-p", "no:cacheprovider"]
+    return [
+        *tiny_args,
+        f"--clip-data-root={cifar_sample_root}",
+        "--clip-offline",
+        "--clip-samples=80",
+        "--clip-ig-samples=2",
+        "--clip-ig-steps=8",
+        "-p",
+        "no:cacheprovider",
+    ]
 
 
 def html_tests(report: Path) -> dict[str, list[dict]]:
@@ -37,10 +46,7 @@ def html_tests(report: Path) -> dict[str, list[dict]]:
 
 
 def extras_by_test(report: Path) -> dict[str, list[tuple[str, str]]]:
-    return {
-        nodeid: [(extra["format_type"], extra["name"]) for row in rows for extra in row.get("extras", [])]
-        for nodeid, rows in html_tests(report).items()
-    }
+    return {nodeid: [(extra["format_type"], extra["name"]) for row in rows for extra in row.get("extras", [])] for nodeid, rows in html_tests(report).items()}
 
 
 def test_html_report_carries_attributions_on_failing_rows_only(pytester: pytest.Pytester, run_args: list[str]) -> None:
@@ -60,7 +66,14 @@ def test_html_report_carries_attributions_on_failing_rows_only(pytester: pytest.
     assert text.index("1 floor check failed") < text.index("test_floor[cifar10-jpeg-q25]") < text.index('class="run-count"') < text.index(CHARTS)
     assert "completeness" in text and "boundary share" in text  # the IG table on the failing row
     assert "all 2: mean completeness gap" in text  # and the per-test totals
-    result.stdout.fnmatch_lines(["*Captured stdout clipcompress attributions*", "Integrated Gradients (2 flipped images, *", "all 2: mean completeness gap * of pixels", "attributions: 2 flipped images of 1 failing tests explained with Integrated Gradients in * s"])
+    result.stdout.fnmatch_lines(
+        [
+            "*Captured stdout clipcompress attributions*",
+            "Integrated Gradients (2 flipped images, *",
+            "all 2: mean completeness gap * of pixels",
+            "attributions: 2 flipped images of 1 failing tests explained with Integrated Gradients in * s",
+        ]
+    )
 
 
 def test_report_folder_without_pytest_html(pytester: pytest.Pytester, run_args: list[str]) -> None:
@@ -170,7 +183,7 @@ def test_first_failure_comes_before_the_charts_without_attributions(pytester: py
     for page in (report.read_text(), (folder / "index.html").read_text()):
         first = page.index(failing)
         assert page.index("1 floor check failed") < first < page.index(CHARTS)
-        row = page[first:page.index("</tr>", first)]
+        row = page[first : page.index("</tr>", first)]
         assert "jpeg-q25" in row and "drop" in row and "&gt; max 0.0 pp" in row  # measured value against its floor
 
 

@@ -106,7 +106,16 @@ def pytest_unconfigure(config):
 
 @pytest.fixture
 def run_args(tiny_args: list[str], cifar_sample_root: Path) -> list[str]:
-    return [*tiny_args, f"--clip-data-root={cifar_sample_root}", "--clip-offline", "--clip-samples=80", "--clip-ig-samples=2", "--clip-ig-steps=8", "-p", "no:cacheprovider"]
+    return [
+        *tiny_args,
+        f"--clip-data-root={cifar_sample_root}",
+        "--clip-offline",
+        "--clip-samples=80",
+        "--clip-ig-samples=2",
+        "--clip-ig-steps=8",
+        "-p",
+        "no:cacheprovider",
+    ]
 
 
 def esc(text: str) -> str:
@@ -313,8 +322,15 @@ def test_a_model_that_fails_to_load_still_writes_fresh_results(pytester: pytest.
     results = pytester.path / "results.json"
     results.write_text(json.dumps({"evaluations": ["last week's"]}))
     result = pytester.runpytest(
-        f"--clip-model-config={TINY_CONFIG}", "--clip-model=tiny-clip", f"--clip-pretrained={broken}", f"--clip-data-root={cifar_sample_root}",
-        "--clip-offline", "--clip-no-cache", f"--clip-results={results}", "-p", "no:cacheprovider",
+        f"--clip-model-config={TINY_CONFIG}",
+        "--clip-model=tiny-clip",
+        f"--clip-pretrained={broken}",
+        f"--clip-data-root={cifar_sample_root}",
+        "--clip-offline",
+        "--clip-no-cache",
+        f"--clip-results={results}",
+        "-p",
+        "no:cacheprovider",
     )
     result.assert_outcomes(passed=1, errors=1)
     assert json.loads(results.read_text())["evaluations"] == []

@@ -40,9 +40,7 @@ _SHAPES: Final = ("square", "ring")
 _PATTERNS: Final = ("plain", "striped", "checkered", "dotted", "speckled")
 
 #: Class names, shape-major: index ``5 * shape + pattern``.
-DEMO_CLASSES: Final[tuple[str, ...]] = tuple(
-    f"{pattern} {shape}" for shape in _SHAPES for pattern in _PATTERNS
-)
+DEMO_CLASSES: Final[tuple[str, ...]] = tuple(f"{pattern} {shape}" for shape in _SHAPES for pattern in _PATTERNS)
 
 #: Prompt templates for zero-shot classification; ``{}`` takes a class name.
 DEMO_TEMPLATES: Final[tuple[str, ...]] = (
@@ -80,9 +78,7 @@ _SPLIT_IDS: Final = {"train": 1, "test": 2}
 _LUMA: Final = np.array([0.299, 0.587, 0.114])
 
 
-def generate_demo_images(
-    split: str, n_per_class: int, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
+def generate_demo_images(split: str, n_per_class: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Draw the demo dataset.
 
     Args:

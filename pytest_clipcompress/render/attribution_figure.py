@@ -71,8 +71,7 @@ def render_attribution_png(
     panels = [
         (display_grid(original, size), f"original\n{before}", before_colour),
         (display_grid(compressed, size), f"{compression_label}\n{after}", after_colour),
-        (overlay, f"IG ({method}, {info.steps} steps), red raises loss\n"
-         f"\u0394loss={info.delta_f:+.3g}, \u03a3IG={info.sum_attributions:+.3g}", "black"),
+        (overlay, f"IG ({method}, {info.steps} steps), red raises loss\n\u0394loss={info.delta_f:+.3g}, \u03a3IG={info.sum_attributions:+.3g}", "black"),
     ]
     for ax, (picture, title, colour) in zip(axes, panels, strict=True):
         ax.imshow(np.clip(picture, 0.0, 1.0), interpolation="nearest")

@@ -54,9 +54,7 @@ class Chart:
     png: bytes
 
 
-def accuracy_charts(
-    records: Iterable[Record], checks: Iterable[Mapping[str, Any]] = (), breaking_points: Iterable[Mapping[str, Any]] = ()
-) -> list[Chart]:
+def accuracy_charts(records: Iterable[Record], checks: Iterable[Mapping[str, Any]] = (), breaking_points: Iterable[Mapping[str, Any]] = ()) -> list[Chart]:
     """Per (model, pretrained, dataset): the rate-accuracy chart, then a per-setting chart for each codec with 3+ settings.
 
     The rate-accuracy chart puts every codec on one bits-per-pixel axis (log scale), so codecs are
@@ -158,8 +156,12 @@ def _point_statuses(rows: Sequence[Record], checks: Iterable[Mapping[str, Any]])
 
 
 def _render(
-    rows: list[Record], checks: Sequence[Mapping[str, Any]], breaking_points: Sequence[Mapping[str, Any]],
-    probes: set[tuple[str, str, str, str]], title: str, only_codec: str | None,
+    rows: list[Record],
+    checks: Sequence[Mapping[str, Any]],
+    breaking_points: Sequence[Mapping[str, Any]],
+    probes: set[tuple[str, str, str, str]],
+    title: str,
+    only_codec: str | None,
 ) -> bytes:
     """The rate-accuracy chart (``only_codec`` None: x is bits per pixel) or one codec's per-setting chart."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -211,8 +213,20 @@ def _render(
             bounds = [ci(p[1]) or (y, y) for y, p in zip(ys, pairs, strict=True)]
             low = [max(0.0, y - b[0]) for y, b in zip(ys, bounds, strict=True)]
             high = [max(0.0, b[1] - y) for y, b in zip(ys, bounds, strict=True)]
-            ax.errorbar(xs, ys, yerr=[low, high], color=colours[codec_key], marker=marker, markersize=4.5, linestyle=style,
-                        linewidth=1.6, capsize=3, elinewidth=1, label=label, zorder=3)
+            ax.errorbar(
+                xs,
+                ys,
+                yerr=[low, high],
+                color=colours[codec_key],
+                marker=marker,
+                markersize=4.5,
+                linestyle=style,
+                linewidth=1.6,
+                capsize=3,
+                elinewidth=1,
+                label=label,
+                zorder=3,
+            )
             y_values += [b[0] for b in bounds] + [b[1] for b in bounds]
             x_values += xs
             grid_x += xs
@@ -221,8 +235,16 @@ def _render(
                 status = statuses.get(str(row.get("compression_id")))
                 if status:
                     ring = "broken floor, unexpected" if status == "failed" else "broken floor, expected (xfail)"
-                    ax.scatter([x], [y], s=120, facecolors="none", edgecolors=_STATUS_COLOURS[status], linewidths=1.8, zorder=5,
-                               label=ring if ring not in ring_labels else "_nolegend_")
+                    ax.scatter(
+                        [x],
+                        [y],
+                        s=120,
+                        facecolors="none",
+                        edgecolors=_STATUS_COLOURS[status],
+                        linewidths=1.8,
+                        zorder=5,
+                        label=ring if ring not in ring_labels else "_nolegend_",
+                    )
                     ring_labels.add(ring)
                 if rate:
                     value = params(row).get(searched_param)
@@ -232,9 +254,16 @@ def _render(
                     labels.append((x, y, f"{row['bits_per_pixel']:.2g} bpp", colours[codec_key]))
         pairs = [(x, r) for r in searched if (x := x_of(r)) is not None and is_number(r.get("accuracy"))]
         if pairs:
-            probe_handle = ax.scatter([p[0] for p in pairs], [float(p[1]["accuracy"]) for p in pairs], marker="x", s=28,
-                                      color=colours[codec_key], linewidths=1.2, zorder=4,
-                                      label=f"{codec_name(codec_key)} search probes" if rate or probe_handle is None else "_nolegend_")
+            probe_handle = ax.scatter(
+                [p[0] for p in pairs],
+                [float(p[1]["accuracy"]) for p in pairs],
+                marker="x",
+                s=28,
+                color=colours[codec_key],
+                linewidths=1.2,
+                zorder=4,
+                label=f"{codec_name(codec_key)} search probes" if rate or probe_handle is None else "_nolegend_",
+            )
             y_values += [float(p[1]["accuracy"]) for p in pairs]
             x_values += [p[0] for p in pairs]
             occupied += [(p[0], float(p[1]["accuracy"]), float(p[1]["accuracy"]), float(p[1]["accuracy"])) for p in pairs]
@@ -245,15 +274,28 @@ def _render(
         y_values.append(value)
     for floor in _floors(compressed, checks):
         suffix = {"failed": " \u2014 FAILED", "xfailed": " \u2014 xfailed (expected)", "held": ""}[floor["status"]]
-        ax.axhline(floor["value"], color=_STATUS_COLOURS[floor["status"]], linestyle=":" if floor["kind"] == "min_accuracy" else "-.",
-                   linewidth=1.4 if floor["status"] != "held" else 1.1, label=f"floor: {floor['label']}{suffix}", zorder=1)
+        ax.axhline(
+            floor["value"],
+            color=_STATUS_COLOURS[floor["status"]],
+            linestyle=":" if floor["kind"] == "min_accuracy" else "-.",
+            linewidth=1.4 if floor["status"] != "held" else 1.1,
+            label=f"floor: {floor['label']}{suffix}",
+            zorder=1,
+        )
         y_values.append(floor["value"])
     for point in breaking_points:
         if is_number(point.get("breaking_value")):
             searched_floor = point.get("floor")
-            ax.axvline(float(point["breaking_value"]), color="#d62728", linestyle="--", linewidth=1.1, zorder=1,
-                       label=f"breaking point {setting_label(primary, point['breaking_value'])} ({point.get('metric')} floor {searched_floor:g})"
-                       if is_number(searched_floor) else "breaking point")
+            ax.axvline(
+                float(point["breaking_value"]),
+                color="#d62728",
+                linestyle="--",
+                linewidth=1.1,
+                zorder=1,
+                label=f"breaking point {setting_label(primary, point['breaking_value'])} ({point.get('metric')} floor {searched_floor:g})"
+                if is_number(searched_floor)
+                else "breaking point",
+            )
             x_values.append(float(point["breaking_value"]))
 
     # Axes: labels with units; bits per pixel on a log axis with at least three labelled ticks.

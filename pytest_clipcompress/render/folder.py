@@ -123,17 +123,28 @@ def write_report_dir(
             images.append({"link": link, "caption": _caption(item, k), "details": _values(item)})
         summary = attributions.get("summary")
         outcome = str(failure.get("outcome") or next((c["status"] for c in all_checks if c["test"] == test and c["status"] != "passed"), "failed"))
-        sections.append({
-            "test": test, "anchor": anchors[test], "outcome": "xfailed" if outcome == "xfailed" else "failed",
-            "checks": [c for c in all_checks if c["test"] == test],
-            "summary": _values(summary) if isinstance(summary, Mapping) else [],
-            "ig_rows": ig_rows(items), "images": images, "has_attributions": bool(items or images),
-        })
+        sections.append(
+            {
+                "test": test,
+                "anchor": anchors[test],
+                "outcome": "xfailed" if outcome == "xfailed" else "failed",
+                "checks": [c for c in all_checks if c["test"] == test],
+                "summary": _values(summary) if isinstance(summary, Mapping) else [],
+                "ig_rows": ig_rows(items),
+                "images": images,
+                "has_attributions": bool(items or images),
+            }
+        )
 
     atomic_write_text(directory / "report.css", static_text("report.css"))
     atomic_write_text(directory / "sort.js", static_text("sort.js"))
     page = render(
-        "index.html.j2", title=title, demo_note=demo_note, view=view, charts=charts, failures=sections,
+        "index.html.j2",
+        title=title,
+        demo_note=demo_note,
+        view=view,
+        charts=charts,
+        failures=sections,
         **link_functions(lambda row: "#" + anchors.get(row.test, "")),
     )
     index = directory / "index.html"

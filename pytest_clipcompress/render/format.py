@@ -118,7 +118,10 @@ def _mild_first(record: Record) -> tuple[float, str]:
 def record_order(record: Record) -> tuple:
     """Model, dataset, then the uncompressed reference first and each codec from mild to harsh."""
     return (
-        *group_key(record), codec(record) != "none", codec(record), *_mild_first(record),
+        *group_key(record),
+        codec(record) != "none",
+        codec(record),
+        *_mild_first(record),
         json.dumps([record.get("n"), record.get("seed"), record.get("templates")], sort_keys=True, default=str),
     )
 

@@ -27,12 +27,31 @@ __all__ = ["ReportView", "render", "report_view", "summary_html", "summary_table
 
 #: Columns of the evaluations table: (header, "num" or "text").
 COLUMNS: tuple[tuple[str, str], ...] = (
-    ("model", "text"), ("pretrained", "text"), ("dataset", "text"), ("compression", "text"), ("n", "num"),
-    ("accuracy", "num"), ("95% CI", "num"), ("uncompressed", "num"), ("drop", "num"), ("bits/px", "num"), ("flipped", "num"),
+    ("model", "text"),
+    ("pretrained", "text"),
+    ("dataset", "text"),
+    ("compression", "text"),
+    ("n", "num"),
+    ("accuracy", "num"),
+    ("95% CI", "num"),
+    ("uncompressed", "num"),
+    ("drop", "num"),
+    ("bits/px", "num"),
+    ("flipped", "num"),
 )
 IG_COLUMNS = (
-    "index", "true", "pred before", "pred after", "P(true) before", "P(true) after",
-    "F(input)-F(baseline)", "sum IG", "completeness gap", "+mass", "-mass", "boundary share / area",
+    "index",
+    "true",
+    "pred before",
+    "pred after",
+    "P(true) before",
+    "P(true) after",
+    "F(input)-F(baseline)",
+    "sum IG",
+    "completeness gap",
+    "+mass",
+    "-mass",
+    "boundary share / area",
 )
 
 
@@ -127,11 +146,20 @@ def check_rows(records: Sequence[Record], checks: Iterable[Mapping[str, Any]]) -
     for c in sorted(checks, key=lambda c: (str(c.get("test")), json.dumps(c, sort_keys=True, default=str))):
         record = measured.get((str(c.get("model")), str(c.get("pretrained")), str(c.get("dataset")), str(c.get("compression_id")))) or {}
         status = check_status(c)
-        rows.append({
-            "test": str(c.get("test", "")), "model": f"{c.get('model', '')}/{c.get('pretrained', '')}", "dataset": str(c.get("dataset", "")),
-            "compression_id": str(c.get("compression_id", "")), "accuracy": record.get("accuracy"), "drop": record.get("drop"),
-            "min_accuracy": c.get("min_accuracy"), "max_drop": c.get("max_drop"), "status": status, "status_text": STATUS_TEXT[status],
-        })
+        rows.append(
+            {
+                "test": str(c.get("test", "")),
+                "model": f"{c.get('model', '')}/{c.get('pretrained', '')}",
+                "dataset": str(c.get("dataset", "")),
+                "compression_id": str(c.get("compression_id", "")),
+                "accuracy": record.get("accuracy"),
+                "drop": record.get("drop"),
+                "min_accuracy": c.get("min_accuracy"),
+                "max_drop": c.get("max_drop"),
+                "status": status,
+                "status_text": STATUS_TEXT[status],
+            }
+        )
     return rows
 
 
@@ -175,9 +203,16 @@ def summary_html(
     """
     view = report_view(records, checks, failures, skips)
     return render(
-        "summary.html.j2", view=view, charts=list(charts), demo_note=demo_note, show_triage=part != "details", show_details=part != "triage",
-        link_for=lambda row: "#results-table", link_text=_summary_link_text,
-        css=Markup(static_text("report.css")), script=Markup(static_text("sort.js")),
+        "summary.html.j2",
+        view=view,
+        charts=list(charts),
+        demo_note=demo_note,
+        show_triage=part != "details",
+        show_details=part != "triage",
+        link_for=lambda row: "#results-table",
+        link_text=_summary_link_text,
+        css=Markup(static_text("report.css")),
+        script=Markup(static_text("sort.js")),
     )
 
 
@@ -192,10 +227,17 @@ def ig_rows(items: Iterable[Mapping[str, Any]]) -> list[list[str]]:
 
     return [
         [
-            str(item.get("index", DASH)), name(item, "true_name", "label"), name(item, "pred_uncompressed_name", "pred_uncompressed"),
-            name(item, "pred_compressed_name", "pred_compressed"), fmt(item.get("prob_true_uncompressed"), ".3f"),
-            fmt(item.get("prob_true_compressed"), ".3f"), fmt(item.get("delta_f"), "+.4g"), fmt(item.get("sum_attributions"), "+.4g"),
-            fmt(item.get("completeness_gap"), ".2g"), fmt(item.get("positive_mass"), ".4g"), fmt(item.get("negative_mass"), ".4g"),
+            str(item.get("index", DASH)),
+            name(item, "true_name", "label"),
+            name(item, "pred_uncompressed_name", "pred_uncompressed"),
+            name(item, "pred_compressed_name", "pred_compressed"),
+            fmt(item.get("prob_true_uncompressed"), ".3f"),
+            fmt(item.get("prob_true_compressed"), ".3f"),
+            fmt(item.get("delta_f"), "+.4g"),
+            fmt(item.get("sum_attributions"), "+.4g"),
+            fmt(item.get("completeness_gap"), ".2g"),
+            fmt(item.get("positive_mass"), ".4g"),
+            fmt(item.get("negative_mass"), ".4g"),
             f"{fmt(item.get('boundary_share'), '.2f')} / {fmt(item.get('boundary_area_share'), '.2f')}",
         ]
         for item in items

@@ -125,7 +125,7 @@ def _tables(records: list[Mapping[str, Any]], checks: list[Mapping[str, Any]]) -
     return lines
 
 
-def _breaking_points(points: list[dict[str, Any]]) -> list[str]:
+def _breaking_points(points: list[Mapping[str, Any]]) -> list[str]:
     from .terminal import breaking_point_verdict
 
     if not points:
@@ -153,7 +153,7 @@ def _run_line(run: Mapping[str, Any] | None) -> list[str]:
 def summary_markdown(
     records: Iterable[Mapping[str, Any]],
     checks: Iterable[Mapping[str, Any]],
-    breaking_points: Iterable[dict[str, Any]] = (),
+    breaking_points: Iterable[Mapping[str, Any]] = (),
     *,
     run: Mapping[str, Any] | None = None,
     demo_note: str | None = None,

@@ -66,7 +66,9 @@ def attribution_text(data: Mapping[str, Any]) -> str:
         f"Integrated Gradients ({len(data['items'])} flipped images, {data['seconds']:.1f} s); "
         "F = cross-entropy of the true class; IG from baseline to compressed input"
     ]
-    lines.append(f"{'index':>6} {'true':<12} {'before':<12} {'after':<12} {'F(in)-F(base)':>13} {'sum IG':>9} {'gap':>9} {'+mass':>8} {'-mass':>8} {'on 8x8 edges':>12}")
+    lines.append(
+        f"{'index':>6} {'true':<12} {'before':<12} {'after':<12} {'F(in)-F(base)':>13} {'sum IG':>9} {'gap':>9} {'+mass':>8} {'-mass':>8} {'on 8x8 edges':>12}"
+    )
     for item in data["items"]:
         lines.append(
             f"{item['index']:>6} {item['true_name'][:12]:<12} {item['pred_uncompressed_name'][:12]:<12} {item['pred_compressed_name'][:12]:<12} "

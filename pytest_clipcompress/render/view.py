@@ -152,9 +152,7 @@ def failure_anchors(tests: Iterable[str]) -> dict[str, str]:
     return {test: "failure-" + unique(safe_name(test, lower=False, underscores=True), test, used) for test in sorted(set(tests))}
 
 
-def triage(
-    records: Sequence[Record], checks: Sequence[Mapping[str, Any]], failures: Sequence[Mapping[str, Any]] = ()
-) -> Triage:
+def triage(records: Sequence[Record], checks: Sequence[Mapping[str, Any]], failures: Sequence[Mapping[str, Any]] = ()) -> Triage:
     """The failing and xfailed tests with their broken floors, in test-id order.
 
     ``failures`` (``{"test", "outcome", "attributions"}``) adds tests that failed without a broken
@@ -184,14 +182,23 @@ def triage(
             record = _record_for(records, check)
             rows.append(
                 TriageRow(
-                    test=test, outcome=outcome, status=check_status({**check, "outcome": outcome}),
-                    model=f"{check.get('model')}/{check.get('pretrained')}", dataset=str(check.get("dataset")),
+                    test=test,
+                    outcome=outcome,
+                    status=check_status({**check, "outcome": outcome}),
+                    model=f"{check.get('model')}/{check.get('pretrained')}",
+                    dataset=str(check.get("dataset")),
                     compression_id=str(check.get("compression_id")),
-                    accuracy=(record or {}).get("accuracy"), ci95=_ci(record), baseline_accuracy=(record or {}).get("baseline_accuracy"),
-                    drop=(record or {}).get("drop"), drop_ci95=_pair((record or {}).get("drop_ci95")),
-                    min_accuracy=check.get("min_accuracy"), max_drop=check.get("max_drop"),
-                    max_regression=check.get("max_regression"), reference=str(check.get("reference") or ""),
-                    broken=_broken(record, check), images=images.get(test, 0),
+                    accuracy=(record or {}).get("accuracy"),
+                    ci95=_ci(record),
+                    baseline_accuracy=(record or {}).get("baseline_accuracy"),
+                    drop=(record or {}).get("drop"),
+                    drop_ci95=_pair((record or {}).get("drop_ci95")),
+                    min_accuracy=check.get("min_accuracy"),
+                    max_drop=check.get("max_drop"),
+                    max_regression=check.get("max_regression"),
+                    reference=str(check.get("reference") or ""),
+                    broken=_broken(record, check),
+                    images=images.get(test, 0),
                 )
             )
         if not rows:
