@@ -55,3 +55,18 @@ def tiny_args(tiny_checkpoint: Path) -> list[str]:
 def _no_github_step_summary(monkeypatch: pytest.MonkeyPatch) -> None:
     """Runs inside tests must not append their summaries to the CI job's own page (tests that need it set it)."""
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+
+
+@pytest.fixture
+def run_args(tiny_args: list[str], cifar_sample_root: Path) -> list[str]:
+    """The tiny model on 80 CIFAR-10 sample images, offline, with quick attributions (report and session tests)."""
+    return [
+        *tiny_args,
+        f"--clip-data-root={cifar_sample_root}",
+        "--clip-offline",
+        "--clip-samples=80",
+        "--clip-ig-samples=2",
+        "--clip-ig-steps=8",
+        "-p",
+        "no:cacheprovider",
+    ]

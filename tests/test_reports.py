@@ -25,20 +25,6 @@ def test_floor(clip_eval, compression):
 """
 
 
-@pytest.fixture
-def run_args(tiny_args: list[str], cifar_sample_root: Path) -> list[str]:
-    return [
-        *tiny_args,
-        f"--clip-data-root={cifar_sample_root}",
-        "--clip-offline",
-        "--clip-samples=80",
-        "--clip-ig-samples=2",
-        "--clip-ig-steps=8",
-        "-p",
-        "no:cacheprovider",
-    ]
-
-
 def html_tests(report: Path) -> dict[str, list[dict]]:
     """The per-test data pytest-html 4 embeds in its page as a JSON blob."""
     blob = re.search(r'data-jsonblob="([^"]*)"', report.read_text()).group(1)

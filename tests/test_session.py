@@ -104,20 +104,6 @@ def pytest_unconfigure(config):
 """
 
 
-@pytest.fixture
-def run_args(tiny_args: list[str], cifar_sample_root: Path) -> list[str]:
-    return [
-        *tiny_args,
-        f"--clip-data-root={cifar_sample_root}",
-        "--clip-offline",
-        "--clip-samples=80",
-        "--clip-ig-samples=2",
-        "--clip-ig-steps=8",
-        "-p",
-        "no:cacheprovider",
-    ]
-
-
 def esc(text: str) -> str:
     """``text`` as a literal fnmatch pattern (test ids hold brackets)."""
     return re.sub(r"([\[\]*?])", r"[\1]", text)
