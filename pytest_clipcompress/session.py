@@ -212,15 +212,11 @@ class ClipSession:
         # Facts of the models these results came from (loaded already, in this process) for the run block.
         data["models"] = [model_facts(self.evaluator.model(name)) for name in sorted({result.model_id for result in results})]
         report.clipcompress = data  # type: ignore[attr-defined]
-        from .metrics import METRICS
+        from .junit import check_properties, metric_properties
 
+        # On the item, like record_property: JUnit XML reads them from the teardown report.
         for result in unique_results(results):
-            prefix = f"clip[{result.dataset}-{result.compression.id}]"
-            # On the item, like record_property: JUnit XML reads them from the teardown report.
-            item.user_properties += [(f"{prefix}.{metric.junit_property}", f"{metric.value(result):.6f}") for metric in METRICS.values()]
-            item.user_properties.append((f"{prefix}.n", str(result.n)))
-        from .junit import check_properties
-
+            item.user_properties += metric_properties(result)
         item.user_properties += check_properties(results)
 
     # --- the controller -----------------------------------------------------------------------

@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -207,6 +208,27 @@ def test_model_entries_parse(text: str, entry: ModelEntry) -> None:
 def test_bad_model_entries_say_what_to_write(values: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_model_entries(values)
+
+
+def role_properties(junit: Path, records: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """Each test case's JUnit properties, checked to name both roles apart and to hold each role's own numbers."""
+    import xml.etree.ElementTree as ET
+
+    accuracy = {record["role"]: record["accuracy"] for record in records}
+    assert len(accuracy) == 2 and len(set(accuracy.values())) == 2  # the roles really measure differently
+    cases = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        pairs = [(p.get("name"), p.get("value")) for p in case.iter("property")]
+        names = [name for name, _ in pairs]
+        assert len(names) == len(set(names)), names  # no property written twice under one name
+        properties = dict(pairs)
+        for role in ("candidate", "release"):
+            prefix = f"clip[{role}|demo|jpeg-q90]"
+            assert properties[f"{prefix}.accuracy"] == f"{accuracy[role]:.6f}"
+            assert properties[f"{prefix}.n"] == "100"
+        cases[str(case.get("name"))] = properties
+    assert sorted(cases) == ["test_candidate_not_worse[candidate-demo-jpeg-q90]", "test_candidate_not_worse[release-demo-jpeg-q90]"]
+    return cases
 
 
 def settings_from(values: dict[str, object]) -> Settings:
@@ -425,10 +447,10 @@ def test_two_roles_side_by_side_in_one_session(pytester: pytest.Pytester, degrad
         "--clip-ig-samples=1",
         "--clip-ig-steps=4",
     ]
-    outputs = {}
+    outputs, junit_properties = {}, {}
     for mode, extra in (("serial", []), ("xdist", ["-n", "2"])):
-        results = pytester.path / f"{mode}.json"
-        outputs_args = [f"--clip-results={results}", f"--clip-report={pytester.path / mode}"]
+        results, junit = pytester.path / f"{mode}.json", pytester.path / f"{mode}.xml"
+        outputs_args = [f"--clip-results={results}", f"--clip-report={pytester.path / mode}", f"--junitxml={junit}"]
         run = pytester.runpytest_subprocess(*DEMO_ARGS, *roles, *outputs_args, *extra) if extra else pytester.runpytest(*DEMO_ARGS, *roles, *outputs_args)
         run.assert_outcomes(failed=2)  # one case per role; both compare candidate with release
         run.stdout.fnmatch_lines(
@@ -439,6 +461,8 @@ def test_two_roles_side_by_side_in_one_session(pytester: pytest.Pytester, degrad
             consecutive=False,
         )
         outputs[mode] = without_run_block(results.read_text())
+        junit_properties[mode] = role_properties(junit, json.loads(results.read_text())["evaluations"])
+    assert junit_properties["serial"] == junit_properties["xdist"]
     run.stdout.fnmatch_lines(
         ["*models side by side*", "*release->candidate *demo *jpeg-q90 * 100 *", "attributions: * flipped images of 2 failing tests*"], consecutive=False
     )
