@@ -210,6 +210,53 @@ def test_bad_model_entries_say_what_to_write(values: list[str], message: str) ->
         parse_model_entries(values)
 
 
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def compare_links(folder: Path) -> list[str]:
+    """The pages index.html's "Compare:" line links, checked to exist and to link back to index.html."""
+    import re
+
+    line = re.findall(r'<p class="cc-compare">Compare: (.*)</p>', (folder / "index.html").read_text())
+    assert len(line) <= 1
+    links = re.findall(r'<a href="([^"]+)">', line[0]) if line else []
+    for link in links:
+        assert '<a href="index.html">&larr; report</a>' in (folder / link).read_text()
+    return links
+
+
+def test_report_folder_links_the_comparison_pages_it_holds(tmp_path: Path) -> None:
+    from pytest_clipcompress.render import write_report_dir
+    from pytest_clipcompress.render.comparison import write_comparison_pages
+
+    labels = [0, 1, 2] * 10
+    release = make_result(labels, labels, labels, role="release")
+    candidate = make_result([1] * 10 + labels[10:], labels, labels, role="candidate")
+    baseline = write_results(tmp_path / "base.json", release, make_result(labels, labels, labels, role="candidate"))
+    records = [json.loads(json.dumps(result.to_record())) for result in (release, candidate)]
+    folder = tmp_path / "report"
+
+    def write(records: list[dict[str, Any]], order: tuple[str, ...], baseline: Path | None) -> dict[str, bytes]:
+        pages = write_comparison_pages(folder, records, order, baseline)
+        write_report_dir(folder, records, [], [], comparison_pages=pages)
+        assert compare_links(folder) == pages
+        return folder_bytes(folder)
+
+    first = write(records, ("release", "candidate"), baseline)
+    assert compare_links(folder) == ["models.html", "baseline.html"]
+    assert (
+        'Compare: <a href="models.html">models side by side</a> &middot; <a href="baseline.html">this run against the baseline</a>'
+        in (folder / "index.html").read_text()
+    )
+    assert "release \u2192 candidate" in (folder / "models.html").read_text() and ">REGRESSED<" not in (folder / "baseline.html").read_text()
+    assert write(records, ("release", "candidate"), baseline) == first  # the same run, the same bytes
+    # One model and no baseline: nothing to compare, no links, and the earlier run's pages are gone.
+    write(records[:1], ("release",), None)
+    assert compare_links(folder) == [] and not (folder / "models.html").exists() and not (folder / "baseline.html").exists()
+    assert "Compare:" not in (folder / "index.html").read_text()
+
+
 def role_properties(junit: Path, records: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
     """Each test case's JUnit properties, checked to name both roles apart and to hold each role's own numbers."""
     import xml.etree.ElementTree as ET
@@ -469,7 +516,9 @@ def test_two_roles_side_by_side_in_one_session(pytester: pytest.Pytester, degrad
     assert outputs["serial"] == outputs["xdist"]  # identical results with per-image outcomes, but for the run block
     page = (pytester.path / "serial" / "models.html").read_text()
     assert "release \u2192 candidate" in page and "<td>demo</td><td>jpeg-q90</td>" in page
-    assert page == (pytester.path / "xdist" / "models.html").read_text()
+    assert compare_links(pytester.path / "serial") == ["models.html"]
+    # The whole folder (index.html with its Compare line, models.html, charts) is the same under xdist.
+    assert folder_bytes(pytester.path / "serial") == folder_bytes(pytester.path / "xdist")
     records = json.loads(outputs["serial"])["evaluations"]
     assert sorted(record["role"] for record in records) == ["candidate", "release"]
     assert {record["pretrained"] for record in records} == {"clipcompress-demo.pt", "demo-noisy.pt"}
