@@ -517,6 +517,7 @@ def test_two_roles_side_by_side_in_one_session(pytester: pytest.Pytester, degrad
     page = (pytester.path / "serial" / "models.html").read_text()
     assert "release \u2192 candidate" in page and "<td>demo</td><td>jpeg-q90</td>" in page
     assert compare_links(pytester.path / "serial") == ["models.html"]
+    assert 'src="charts/models_demo_jpeg.png"' in (pytester.path / "serial" / "index.html").read_text()  # both roles overlaid
     # The whole folder (index.html with its Compare line, models.html, charts) is the same under xdist.
     assert folder_bytes(pytester.path / "serial") == folder_bytes(pytester.path / "xdist")
     records = json.loads(outputs["serial"])["evaluations"]

@@ -15,8 +15,9 @@ from typing import Any
 
 from markupsafe import Markup
 
-from ..gate import Comparison, GateError, record_id
+from ..gate import Comparison, GateError
 from ..outcomes import flip_text
+from ..records import record_id
 from .folder import COMPARISON_PAGES
 from .html import render, static_text
 
