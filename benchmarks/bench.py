@@ -795,9 +795,20 @@ def report(info: dict[str, Any], runs: list[dict[str, Any]], markdown: bool) -> 
     session: limits.SessionFigures | None = info.pop("_session", None)
     if session is not None:
         rows = [
-            ["(e) pytest session, timed inside it", "sessionstart -> sessionfinish", fmt_s(session.session_s), f"pytest wall {fmt_s(session.pytest_wall_s)}"],
+            [
+                "(e) pytest session, timed inside it",
+                "sessionstart -> sessionfinish",
+                fmt_s(session.session_s),
+                f"of which sessionstart (imports torch, open_clip) {fmt_s(session.sessionstart_s)}",
+            ],
             ["(e) plain loop, after its imports", "model load + prompts + 5 passes", fmt_s(session.loop_s), ""],
             ["(e) ratio session / loop", "target <= 1.0", f"{session.ratio:.2f}", "identical predictions" if session.identical else "PREDICTIONS DIFFER"],
+            [
+                "(e) whole processes, wall clock",
+                "pytest / python plain_loop.py, imports on both sides",
+                f"{session.wall_ratio:.2f}",
+                f"pytest {fmt_s(session.pytest_wall_s)}, loop {fmt_s(session.loop_wall_s)}",
+            ],
         ]
         sections.insert(
             0,
