@@ -93,7 +93,7 @@ def compare(args: argparse.Namespace) -> int:
 
 
 def write_html(path: Path, rows: list, margin: float | None, alpha: float) -> None:
-    from .compare_report import comparison_html
+    from .render.comparison import comparison_html
     from .results import atomic_write_text
 
     try:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ClipCompressError, ConfigError
 from .outcomes import Outcomes, check_same_images
+from .records import record_id
 from .stats import PairedDifference
 
 if TYPE_CHECKING:
@@ -47,11 +48,6 @@ def load_results_file(path: Path, what: str = "results file") -> dict[str, Any]:
     if not all(isinstance(record, dict) and {"model", "dataset", "compression_id", "n"} <= record.keys() for record in payload["evaluations"]):
         raise ConfigError(f"{what} {path} has malformed evaluation records; write it again with --clip-results")
     return payload
-
-
-def record_id(record: Mapping[str, Any]) -> str:
-    """The comparison key of a record's model: its role, else its model name (older files have no role)."""
-    return str(record.get("role") or record["model"])
 
 
 def describe(record: Mapping[str, Any]) -> str:

@@ -15,11 +15,28 @@ if TYPE_CHECKING:
 
 
 def property_prefix(result: EvalResult) -> str:
-    return f"clip[{result.dataset}-{result.compression.id}]"
+    """The name part every JUnit property of an evaluation shares: ``clip[<model id>|<dataset>|<compression>]``.
+
+    The model id (role, else model name) keeps two roles evaluated by one test apart. ``|`` joins the
+    parts because no compression id and no registered dataset or open_clip name has one; where a user's
+    role-less model name or image folder path does, it is written ``%7C`` (and ``%`` as ``%25``), so
+    the name always splits back into its three parts.
+    """
+    parts = (result.model_id, result.dataset, result.compression.id)
+    return "clip[" + "|".join(part.replace("%", "%25").replace("|", "%7C") for part in parts) + "]"
+
+
+def metric_properties(result: EvalResult) -> list[tuple[str, str]]:
+    """An evaluation's numbers: one property per registered metric (``.accuracy``, ``.drop``, ...) and ``.n``."""
+    from .metrics import METRICS
+
+    prefix = property_prefix(result)
+    properties = [(f"{prefix}.{metric.junit_property}", f"{metric.value(result):.6f}") for metric in METRICS.values()]
+    return [*properties, (f"{prefix}.n", str(result.n))]
 
 
 def check_properties(results: Iterable[EvalResult]) -> list[tuple[str, str]]:
-    """Each floor check's floors and verdict, e.g. ``clip[demo-jpeg-q25].min_accuracy = 0.850000`` and ``.check = failed``.
+    """Each floor check's floors and verdict, e.g. ``clip[clipcompress-demo|demo|jpeg-q25].min_accuracy = 0.850000`` and ``.check = failed``.
 
     A test that checks the same evaluation with the same floors several times (hypothesis replays)
     gets one set of properties for it.

@@ -274,6 +274,11 @@ def report_data(results: Sequence[EvalResult], breaking_points: list[BreakingPoi
     return data
 
 
+def record_id(record: Mapping[str, Any]) -> str:
+    """The comparison key of a record's model: its role, else its model name (older files have no role)."""
+    return str(record.get("role") or record["model"])
+
+
 def unique_results(results: Iterable[EvalResult]) -> list[EvalResult]:
     """One result per evaluation key, last one wins (hypothesis repeats evaluations while shrinking)."""
     return list({result.key: result for result in results}.values())

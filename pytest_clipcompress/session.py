@@ -212,15 +212,11 @@ class ClipSession:
         # Facts of the models these results came from (loaded already, in this process) for the run block.
         data["models"] = [model_facts(self.evaluator.model(name)) for name in sorted({result.model_id for result in results})]
         report.clipcompress = data  # type: ignore[attr-defined]
-        from .metrics import METRICS
+        from .junit import check_properties, metric_properties
 
+        # On the item, like record_property: JUnit XML reads them from the teardown report.
         for result in unique_results(results):
-            prefix = f"clip[{result.dataset}-{result.compression.id}]"
-            # On the item, like record_property: JUnit XML reads them from the teardown report.
-            item.user_properties += [(f"{prefix}.{metric.junit_property}", f"{metric.value(result):.6f}") for metric in METRICS.values()]
-            item.user_properties.append((f"{prefix}.n", str(result.n)))
-        from .junit import check_properties
-
+            item.user_properties += metric_properties(result)
         item.user_properties += check_properties(results)
 
     # --- the controller -----------------------------------------------------------------------
@@ -298,6 +294,13 @@ class ClipSession:
                     session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if settings.report:
             records = self.collector.sorted_records()
+            pages: list[str] = []
+            try:  # before index.html, which links the pages written
+                from .render.comparison import write_comparison_pages
+
+                pages = write_comparison_pages(settings.report, records, settings.models, settings.baseline)
+            except Exception as error:  # optional pages
+                self.notes.append(f"comparison pages not written: {type(error).__name__}: {error}")
             try:
                 from .render import write_report_dir
 
@@ -309,16 +312,10 @@ class ClipSession:
                     demo_note=self.demo_note,
                     breaking_points=self.collector.breaking_points,
                     skips=self.skips,
+                    comparison_pages=pages,
                 )
             except Exception as error:  # an optional output: a note, not a traceback
                 self.notes.append(f"report not written to {settings.report}: {type(error).__name__}: {error}")
-                return
-            try:
-                from .compare_report import write_comparison_pages
-
-                write_comparison_pages(settings.report, records, settings.models, settings.baseline)
-            except Exception as error:  # optional pages
-                self.notes.append(f"comparison pages not written: {type(error).__name__}: {error}")
 
     def write_markdown_summary(self) -> None:
         """``--clip-summary`` always (a run that evaluated nothing says so); ``$GITHUB_STEP_SUMMARY`` only when it evaluated something."""

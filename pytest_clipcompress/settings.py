@@ -66,8 +66,10 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "quick-gelu",
         "activation: auto (what the pretrained tag was trained with, else the model config's own), "
-        "on (QuickGELU, e.g. for a checkpoint fine-tuned from openai weights) or off (GELU) (default: auto)",
-        "|".join(QUICK_GELU_MODES),
+        "on (QuickGELU, e.g. for a checkpoint fine-tuned from openai weights) or off (GELU); ROLE=MODE sets one --clip-model's, "
+        "a mode alone every other model's; repeatable (default: auto)",
+        f"[ROLE=]{'|'.join(QUICK_GELU_MODES)}",
+        "list",
     ),
     Option("model-config", "JSON model config (or folder of them) registered with open_clip before loading; repeatable", "PATH", "list"),
     Option("device", "auto (CUDA when present, xdist worker i on GPU i mod count), cpu, cuda, cuda:N or mps (default: auto)", "DEVICE"),
@@ -131,7 +133,8 @@ class Settings:
 
     models: tuple[str, ...]
     pretrained: str | None
-    quick_gelu: str
+    quick_gelu: str  # the activation mode of every model without its own
+    quick_gelu_by_model: tuple[tuple[str, str], ...]  # (model id, mode) pairs from ROLE=MODE values
     model_configs: tuple[str, ...]
     device: str
     batch_size: int
@@ -179,15 +182,20 @@ class Settings:
                 return entry
         raise ConfigError(f"no --clip-model has the id {model_id!r}; this run's models: {', '.join(self.models)}")
 
+    def quick_gelu_of(self, model_id: str) -> str:
+        """The ``--clip-quick-gelu`` mode of a model id: its own ``ROLE=MODE``, else the default."""
+        return dict(self.quick_gelu_by_model).get(model_id, self.quick_gelu)
+
     def model_spec(self, model_id: str) -> ModelSpec:
         """The weights to load for a model id (role or name); the demo model defaults to its bundled checkpoint."""
         entry = self.model_entry(model_id)
         pretrained = entry.weights if entry.weights is not None else self.pretrained
+        quick_gelu = self.quick_gelu_of(model_id)
         if entry.name == DEMO_MODEL and pretrained is None:
             from .demo import DEMO_WEIGHTS
 
-            return resolve_model_spec(DEMO_MODEL, str(DEMO_WEIGHTS), self.quick_gelu)
-        return resolve_model_spec(entry.name, pretrained, self.quick_gelu)
+            return resolve_model_spec(DEMO_MODEL, str(DEMO_WEIGHTS), quick_gelu)
+        return resolve_model_spec(entry.name, pretrained, quick_gelu)
 
 
 def default_cache_dir() -> Path:
@@ -210,9 +218,6 @@ def build_settings(lookup: Callable[[Option], Any]) -> Settings:
         raise ConfigError(f"--clip-protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
     if protocol == "paper":  # explicit options still win
         text.update({name: value for name, value in PAPER_PROTOCOL.items() if not text[name]})
-    quick_gelu = text["quick-gelu"] or "auto"
-    if quick_gelu not in QUICK_GELU_MODES:
-        raise ConfigError(f"--clip-quick-gelu {quick_gelu!r}: choose one of {', '.join(QUICK_GELU_MODES)}")
 
     device = text["device"] or "auto"
     if not DEVICE_PATTERN.match(device):
@@ -238,6 +243,7 @@ def build_settings(lookup: Callable[[Option], Any]) -> Settings:
         load_template_file(Path(templates))  # fail now, not in the middle of the run
     samples_text = text["samples"]
     model_entries = parse_model_entries(tuple(values["model"] or ()) or (DEMO_MODEL,))
+    quick_gelu, quick_gelu_by_model = _quick_gelu_modes(values["quick-gelu"], tuple(entry.id for entry in model_entries))
     baseline = Path(text["baseline"]).expanduser() if text["baseline"] else None
     if baseline is not None:
         from .gate import BaselineFile
@@ -247,6 +253,7 @@ def build_settings(lookup: Callable[[Option], Any]) -> Settings:
         models=tuple(entry.id for entry in model_entries),
         pretrained=text["pretrained"] or None,
         quick_gelu=quick_gelu,
+        quick_gelu_by_model=quick_gelu_by_model,
         model_configs=tuple(values["model-config"] or ()),
         device=device,
         batch_size=_integer("batch-size", text["batch-size"] or "64", minimum=1),
@@ -277,6 +284,37 @@ def build_settings(lookup: Callable[[Option], Any]) -> Settings:
         no_cache=bool(values["no-cache"]),
         cache_clear=bool(values["cache-clear"]),
     )
+
+
+def _quick_gelu_modes(value: str | list[str] | tuple[str, ...] | None, model_ids: tuple[str, ...]) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """``--clip-quick-gelu [ROLE=]MODE`` values: (the default mode, (model id, mode) pairs in the models' order).
+
+    A mode alone is the default for every model without its own. The text after the last ``=`` is
+    the mode (modes hold no ``=``), so a role-less model name keeps any ``=`` of its own.
+    """
+    modes = ", ".join(QUICK_GELU_MODES)
+    default: str | None = None
+    own: dict[str, str] = {}
+    for raw in [value] if isinstance(value, str) else list(value or ()):
+        text = raw.strip()
+        model_id, separator, mode = text.rpartition("=")
+        model_id, mode = model_id.strip(), mode.strip()
+        if mode not in QUICK_GELU_MODES:
+            raise ConfigError(f"--clip-quick-gelu {text!r}: choose one of {modes}, for one model as ROLE=MODE (e.g. release=on)")
+        if not separator:
+            if default is not None and default != mode:
+                raise ConfigError(f"--clip-quick-gelu is given as {default!r} and {mode!r} for every model; give one mode alone, and ROLE=MODE for the others")
+            default = mode
+            continue
+        if model_id not in model_ids:
+            raise ConfigError(
+                f"--clip-quick-gelu {text!r}: no --clip-model has the id {model_id!r}; this run's models: {', '.join(model_ids)} "
+                f"(give ROLE=MODE with one of them, or a mode alone for every model; modes: {modes})"
+            )
+        if own.get(model_id, mode) != mode:
+            raise ConfigError(f"--clip-quick-gelu sets {model_id} to both {own[model_id]} and {mode}; give it once")
+        own[model_id] = mode
+    return default or "auto", tuple((model_id, own[model_id]) for model_id in model_ids if model_id in own)
 
 
 def _output_file(name: str, value: str | None) -> Path | None:

@@ -292,9 +292,12 @@ def test_ci_outputs_are_the_same_serial_and_under_xdist(pytester: pytest.Pyteste
         assert env["version torch"] == run["versions"]["torch"] and env["started (UTC)"] == run["started_utc"]
 
         floors = dict(properties)
-        assert floors["clip[demo-jpeg-q25-s444].min_accuracy"] == "0.850000" and floors["clip[demo-jpeg-q25-s444].check"] == "failed"
+        assert (
+            floors["clip[clipcompress-demo|demo|jpeg-q25-s444].min_accuracy"] == "0.850000"
+            and floors["clip[clipcompress-demo|demo|jpeg-q25-s444].check"] == "failed"
+        )
         passing = {p.get("name"): p.get("value") for p in cases["test_floor[demo-jpeg-q100-s444]"].iter("property")}
-        assert passing["clip[demo-jpeg-q100-s444].check"] == "passed"
+        assert passing["clip[clipcompress-demo|demo|jpeg-q100-s444].check"] == "passed"
         assert len(attachments) == 1
         for path in attachments:  # the report folder holds each attached figure under that name
             assert path.startswith(f"{mode}-report/attributions/") and (pytester.path / path).is_file(), path

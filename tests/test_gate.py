@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -207,6 +208,74 @@ def test_model_entries_parse(text: str, entry: ModelEntry) -> None:
 def test_bad_model_entries_say_what_to_write(values: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_model_entries(values)
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def compare_links(folder: Path) -> list[str]:
+    """The pages index.html's "Compare:" line links, checked to exist and to link back to index.html."""
+    import re
+
+    line = re.findall(r'<p class="cc-compare">Compare: (.*)</p>', (folder / "index.html").read_text())
+    assert len(line) <= 1
+    links = re.findall(r'<a href="([^"]+)">', line[0]) if line else []
+    for link in links:
+        assert '<a href="index.html">&larr; report</a>' in (folder / link).read_text()
+    return links
+
+
+def test_report_folder_links_the_comparison_pages_it_holds(tmp_path: Path) -> None:
+    from pytest_clipcompress.render import write_report_dir
+    from pytest_clipcompress.render.comparison import write_comparison_pages
+
+    labels = [0, 1, 2] * 10
+    release = make_result(labels, labels, labels, role="release")
+    candidate = make_result([1] * 10 + labels[10:], labels, labels, role="candidate")
+    baseline = write_results(tmp_path / "base.json", release, make_result(labels, labels, labels, role="candidate"))
+    records = [json.loads(json.dumps(result.to_record())) for result in (release, candidate)]
+    folder = tmp_path / "report"
+
+    def write(records: list[dict[str, Any]], order: tuple[str, ...], baseline: Path | None) -> dict[str, bytes]:
+        pages = write_comparison_pages(folder, records, order, baseline)
+        write_report_dir(folder, records, [], [], comparison_pages=pages)
+        assert compare_links(folder) == pages
+        return folder_bytes(folder)
+
+    first = write(records, ("release", "candidate"), baseline)
+    assert compare_links(folder) == ["models.html", "baseline.html"]
+    assert (
+        'Compare: <a href="models.html">models side by side</a> &middot; <a href="baseline.html">this run against the baseline</a>'
+        in (folder / "index.html").read_text()
+    )
+    assert "release \u2192 candidate" in (folder / "models.html").read_text() and ">REGRESSED<" not in (folder / "baseline.html").read_text()
+    assert write(records, ("release", "candidate"), baseline) == first  # the same run, the same bytes
+    # One model and no baseline: nothing to compare, no links, and the earlier run's pages are gone.
+    write(records[:1], ("release",), None)
+    assert compare_links(folder) == [] and not (folder / "models.html").exists() and not (folder / "baseline.html").exists()
+    assert "Compare:" not in (folder / "index.html").read_text()
+
+
+def role_properties(junit: Path, records: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """Each test case's JUnit properties, checked to name both roles apart and to hold each role's own numbers."""
+    import xml.etree.ElementTree as ET
+
+    accuracy = {record["role"]: record["accuracy"] for record in records}
+    assert len(accuracy) == 2 and len(set(accuracy.values())) == 2  # the roles really measure differently
+    cases = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        pairs = [(p.get("name"), p.get("value")) for p in case.iter("property")]
+        names = [name for name, _ in pairs]
+        assert len(names) == len(set(names)), names  # no property written twice under one name
+        properties = dict(pairs)
+        for role in ("candidate", "release"):
+            prefix = f"clip[{role}|demo|jpeg-q90]"
+            assert properties[f"{prefix}.accuracy"] == f"{accuracy[role]:.6f}"
+            assert properties[f"{prefix}.n"] == "100"
+        cases[str(case.get("name"))] = properties
+    assert sorted(cases) == ["test_candidate_not_worse[candidate-demo-jpeg-q90]", "test_candidate_not_worse[release-demo-jpeg-q90]"]
+    return cases
 
 
 def settings_from(values: dict[str, object]) -> Settings:
@@ -425,10 +494,10 @@ def test_two_roles_side_by_side_in_one_session(pytester: pytest.Pytester, degrad
         "--clip-ig-samples=1",
         "--clip-ig-steps=4",
     ]
-    outputs = {}
+    outputs, junit_properties = {}, {}
     for mode, extra in (("serial", []), ("xdist", ["-n", "2"])):
-        results = pytester.path / f"{mode}.json"
-        outputs_args = [f"--clip-results={results}", f"--clip-report={pytester.path / mode}"]
+        results, junit = pytester.path / f"{mode}.json", pytester.path / f"{mode}.xml"
+        outputs_args = [f"--clip-results={results}", f"--clip-report={pytester.path / mode}", f"--junitxml={junit}"]
         run = pytester.runpytest_subprocess(*DEMO_ARGS, *roles, *outputs_args, *extra) if extra else pytester.runpytest(*DEMO_ARGS, *roles, *outputs_args)
         run.assert_outcomes(failed=2)  # one case per role; both compare candidate with release
         run.stdout.fnmatch_lines(
@@ -439,13 +508,18 @@ def test_two_roles_side_by_side_in_one_session(pytester: pytest.Pytester, degrad
             consecutive=False,
         )
         outputs[mode] = without_run_block(results.read_text())
+        junit_properties[mode] = role_properties(junit, json.loads(results.read_text())["evaluations"])
+    assert junit_properties["serial"] == junit_properties["xdist"]
     run.stdout.fnmatch_lines(
         ["*models side by side*", "*release->candidate *demo *jpeg-q90 * 100 *", "attributions: * flipped images of 2 failing tests*"], consecutive=False
     )
     assert outputs["serial"] == outputs["xdist"]  # identical results with per-image outcomes, but for the run block
     page = (pytester.path / "serial" / "models.html").read_text()
     assert "release \u2192 candidate" in page and "<td>demo</td><td>jpeg-q90</td>" in page
-    assert page == (pytester.path / "xdist" / "models.html").read_text()
+    assert compare_links(pytester.path / "serial") == ["models.html"]
+    assert 'src="charts/models_demo_jpeg.png"' in (pytester.path / "serial" / "index.html").read_text()  # both roles overlaid
+    # The whole folder (index.html with its Compare line, models.html, charts) is the same under xdist.
+    assert folder_bytes(pytester.path / "serial") == folder_bytes(pytester.path / "xdist")
     records = json.loads(outputs["serial"])["evaluations"]
     assert sorted(record["role"] for record in records) == ["candidate", "release"]
     assert {record["pretrained"] for record in records} == {"clipcompress-demo.pt", "demo-noisy.pt"}

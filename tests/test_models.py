@@ -116,3 +116,81 @@ def test_demo_model_defaults_to_its_bundled_weights_and_takes_a_given_checkpoint
     assert default.model_spec(DEMO_MODEL_NAME) == ModelSpec(DEMO_MODEL_NAME, str(DEMO_WEIGHTS))
     retrained = build_settings(lambda option: str(tiny_checkpoint) if option.name == "pretrained" else None)
     assert retrained.model_spec(DEMO_MODEL_NAME) == ModelSpec(DEMO_MODEL_NAME, str(tiny_checkpoint))
+
+
+def test_quick_gelu_per_role_and_its_errors(tiny_checkpoint: Path) -> None:
+    from pytest_clipcompress.errors import ConfigError
+    from pytest_clipcompress.settings import Settings, build_settings
+
+    def settings(*modes: str, models: tuple[str, ...] = ("plain", "quick")) -> Settings:
+        values = {"model": [f"{role}={TINY_MODEL}:{tiny_checkpoint}" for role in models], "quick-gelu": list(modes) or None}
+        return build_settings(lambda option: values.get(option.name))
+
+    register_model_configs([str(TINY_CONFIG)])
+    both = settings("quick=on", "auto")
+    assert both.model_spec("quick") == ModelSpec(TINY_MODEL, str(tiny_checkpoint), quick_gelu=True)
+    assert both.model_spec("plain") == ModelSpec(TINY_MODEL, str(tiny_checkpoint))  # auto: the config's own (GELU)
+    assert both.model_spec("quick").label == "tiny-clip/tiny-clip.pt (QuickGELU)" and both.model_spec("plain").label == "tiny-clip/tiny-clip.pt"
+    assert settings("on").model_spec("plain").quick_gelu is True  # one mode alone: every model, as before
+    assert settings("on", "plain=off").model_spec("plain").quick_gelu is None and settings("on", "plain=off").model_spec("quick").quick_gelu is True
+    assert settings().quick_gelu_of("quick") == "auto"
+    assert settings(" quick = on ").quick_gelu_of("quick") == "on"  # ini values and shells may leave spaces
+    with pytest.raises(ConfigError) as unknown:
+        settings("nightly=on")
+    assert str(unknown.value) == (
+        "--clip-quick-gelu 'nightly=on': no --clip-model has the id 'nightly'; this run's models: plain, quick "
+        "(give ROLE=MODE with one of them, or a mode alone for every model; modes: auto, on, off)"
+    )
+    with pytest.raises(ConfigError, match=r"--clip-quick-gelu 'quick=yes': choose one of auto, on, off, for one model as ROLE=MODE"):
+        settings("quick=yes")
+    with pytest.raises(ConfigError, match="--clip-quick-gelu 'yes': choose one of auto, on, off"):
+        settings("yes")
+    with pytest.raises(ConfigError, match="--clip-quick-gelu sets quick to both on and off; give it once"):
+        settings("quick=on", "quick=off")
+    with pytest.raises(ConfigError, match="--clip-quick-gelu is given as 'on' and 'off' for every model"):
+        settings("on", "off")
+    # A role-less model's id is its name.
+    named = build_settings(lambda option: {"model": [f"{TINY_MODEL}:{tiny_checkpoint}"], "quick-gelu": [f"{TINY_MODEL}=on"]}.get(option.name))
+    assert named.model_spec(TINY_MODEL).quick_gelu is True
+
+
+QUICK_GELU_SUITE = """
+import pytest
+
+@pytest.mark.clip_dataset("demo")
+@pytest.mark.compression("jpeg", quality=50)
+def test_both_roles(clip_eval):
+    clip_eval(model="plain")
+    clip_eval(model="quick")
+"""
+
+
+@pytest.mark.parametrize("where", ["command line", "ini"])
+def test_two_roles_of_one_checkpoint_with_their_own_activation(pytester: pytest.Pytester, tiny_checkpoint: Path, where: str) -> None:
+    import json
+
+    pytester.makepyfile(QUICK_GELU_SUITE)
+    if where == "ini":
+        pytester.makeini("[pytest]\nclip_quick_gelu = quick=on auto\n")
+        modes = []
+    else:
+        modes = ["--clip-quick-gelu=quick=on", "--clip-quick-gelu=auto"]
+    results = pytester.path / "results.json"
+    run = pytester.runpytest(
+        f"--clip-model=plain={TINY_MODEL}:{tiny_checkpoint}",
+        f"--clip-model=quick={TINY_MODEL}:{tiny_checkpoint}",
+        f"--clip-model-config={TINY_CONFIG}",
+        *modes,
+        "--clip-samples=40",
+        "--clip-no-cache",
+        "--clip-device=cpu",
+        f"--clip-results={results}",
+        "-p",
+        "no:cacheprovider",
+    )
+    run.assert_outcomes(passed=2)
+    written = json.loads(results.read_text())
+    activation = {record["role"]: record["activation"] for record in written["evaluations"] if record["compression_id"] == "jpeg-q50"}
+    assert activation == {"plain": "GELU", "quick": "QuickGELU"}
+    labels = sorted(model["label"] for model in written["run"]["models"])
+    assert labels == ["tiny-clip/tiny-clip.pt", "tiny-clip/tiny-clip.pt (QuickGELU)"]

@@ -132,6 +132,7 @@ def test_marker_errors_are_collection_errors_naming_the_test(pytester: pytest.Py
         (["--clip-min-accuracy", "80"], "min_accuracy=80.0 is outside [0, 1]"),
         (["--clip-ig-baseline", "white"], "--clip-ig-baseline 'white': choose one of uncompressed, jpeg-q100, black, blur"),
         (["--clip-quick-gelu", "yes"], "--clip-quick-gelu 'yes': choose one of auto, on, off"),
+        (["--clip-quick-gelu", "nightly=on"], "--clip-quick-gelu 'nightly=on': no --clip-model has the id 'nightly'; this run's models: clipcompress-demo"),
         (["--clip-protocol", "exact"], "--clip-protocol 'exact': choose one of default, paper"),
         (["--clip-templates", "nope.json"], "--clip-templates: nope.json does not exist"),
         (["--clip-model", "ViT-B-33"], "unknown model 'ViT-B-33': did you mean ViT-B-32"),

@@ -188,8 +188,52 @@ def test_charts_are_deterministic_and_carry_no_software_tag(charts: list[Chart])
 def test_charts_split_models_and_datasets() -> None:
     records = make_records() + make_records("RN50") + [record("webp", 0.8, 1.0, dataset="stl10", quality=50)]
     names = [c.filename for c in accuracy_charts(records, [])]
-    assert len(names) == len(set(names)) == 7  # per model: rate, jpeg, jpeg2000; ViT on stl10: rate only
+    # Both models overlaid per codec first; then per model: rate, jpeg, jpeg2000; ViT on stl10: rate only.
+    assert names[:2] == ["models_cifar10_jpeg.png", "models_cifar10_jpeg2000.png"]
+    assert len(names) == len(set(names)) == 9
     assert "vit-b-32_openai_stl10_rate.png" in names and "vit-b-32_openai_stl10_webp.png" not in names
+
+
+def role_records(role: str, pretrained: str, shift: float) -> list[dict[str, Any]]:
+    """make_records() as run by one --clip-model role, ``shift`` points more accurate."""
+    rows = []
+    for r in make_records():
+        low, high = r["ci95"]
+        rows.append({**r, "role": role, "pretrained": pretrained, "accuracy": r["accuracy"] + shift, "ci95": [low + shift, high + shift]})
+    return rows
+
+
+def test_several_models_get_their_curves_overlaid_per_dataset_and_codec() -> None:
+    from pytest_clipcompress.render.charts import model_overlays
+
+    records = role_records("release", "openai", 0.0) + role_records("candidate", "epoch13.pt", -0.04)
+    probe = {**record("jpeg", 0.7, 1.1, quality=60), "role": "release"}  # a clip_breaking_point probe
+    point = {"model": MODEL, "pretrained": "openai", "dataset": "cifar10", "frontier": [{"setting": "jpeg-q60"}]}
+    overlays = model_overlays([*records, probe], [], [point])
+    assert [(o.dataset, o.codec) for o in overlays] == [("cifar10", "jpeg"), ("cifar10", "jpeg2000")]
+    jpeg, j2k = overlays
+    assert jpeg.title == "cifar10 \u00b7 JPEG: models compared, accuracy vs bits per pixel (n=200)"
+    # One curve per role (and per chroma subsampling, which varies), each holding exactly that role's grid records.
+    for overlay in overlays:
+        for role in ("candidate", "release"):
+            mine = [r for r in records if r["role"] == role and r["compression"]["codec"] == overlay.codec]
+            curves = [c for c in overlay.curves if c.model_id == role]
+            expected = sorted((r["bits_per_pixel"], r["accuracy"], r["ci95"][0], r["ci95"][1]) for r in mine)
+            assert sorted(p[:4] for c in curves for p in c.points) == expected
+            pretrained = "openai" if role == "release" else "epoch13.pt"
+            assert all(c.label == f"{role} ({MODEL}/{pretrained})" for c in curves)
+            assert {u for c in curves for u in c.uncompressed} == {0.9}
+    assert [c.model_id for c in j2k.curves] == ["candidate", "release"] and j2k.curves[0].variant == ""
+    assert [p[4] for p in j2k.curves[0].points] == ["160:1", "40:1", "10:1"]  # by bits per pixel, labelled by setting
+    assert sorted({c.variant for c in jpeg.curves}) == ["4:2:0", "4:2:0 (Pillow default)", "4:4:4"]
+    assert all(1.1 not in [p[0] for p in c.points] for c in jpeg.curves)  # the probe stays on its model's own chart
+    # One model (or a single role in a dataset): no overlay, and the charts are exactly as before.
+    assert model_overlays(role_records("release", "openai", 0.0)) == []
+    assert [c.filename for c in accuracy_charts(role_records("release", "openai", 0.0))] == [RATE, JPEG, J2K]
+    charts = accuracy_charts(records)
+    assert [c.filename for c in charts][:2] == ["models_cifar10_jpeg.png", "models_cifar10_jpeg2000.png"]
+    assert charts[0].title == jpeg.title and open_png(charts[0].png).size == (900, 420)
+    assert [c.png for c in accuracy_charts(records)] == [c.png for c in charts]  # deterministic
 
 
 def test_log_axis_gets_three_labelled_ticks() -> None:
@@ -203,7 +247,7 @@ def test_log_axis_gets_three_labelled_ticks() -> None:
 def test_chart_file_names_stay_unique() -> None:
     records = [record("jpeg", 0.8, 1.0, model="ViT-B/32", quality=50), record("jpeg", 0.7, 1.0, model="vit-b-32", quality=50)]
     names = [c.filename for c in accuracy_charts(records)]
-    assert len(set(names)) == 2
+    assert len(set(names)) == len(names) == 3  # the two models overlaid, then one chart each
     assert all(re.fullmatch(r"[a-z0-9._-]+\.png", name) for name in names)
 
 

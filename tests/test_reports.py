@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import without_run_block
+from .helpers import TINY_MODEL, without_run_block
 
 SUITE = """
 import pytest
@@ -81,7 +81,7 @@ def test_junit_has_properties_and_attribution_text(pytester: pytest.Pytester, ru
     pytester.runpytest(*run_args, f"--junitxml={junit}", "-o", "junit_logging=system-out")
     cases = {case.get("name"): case for case in ET.parse(junit).getroot().iter("testcase")}
     properties = {p.get("name"): p.get("value") for p in cases["test_floor[cifar10-jpeg-q25]"].iter("property")}
-    prefix = "clip[cifar10-jpeg-q25]"
+    prefix = f"clip[{TINY_MODEL}|cifar10|jpeg-q25]"  # the model id (no role: the model name), dataset, compression
     assert set(properties) == {f"{prefix}.{name}" for name in ("accuracy", "drop", "n", "max_drop", "check")}
     assert properties[f"{prefix}.n"] == "80"
     assert properties[f"{prefix}.max_drop"] == "0.000000" and properties[f"{prefix}.check"] == "failed"  # the floor and its verdict

@@ -4,7 +4,8 @@ One module per output, each reading the same records and the shared :mod:`.view`
 counts, triage): :mod:`.terminal` (the summary table), :mod:`.charts` (matplotlib PNGs),
 :mod:`.html` (Jinja2 templates in ``templates/`` and ``static/report.css``, autoescaped; the
 pytest-html summary section), :mod:`.folder` (the ``--clip-report`` folder) and
-:mod:`.attribution_figure` (the Integrated Gradients picture and table). A new output format is one
+:mod:`.attribution_figure` (the Integrated Gradients picture and table) and :mod:`.comparison`
+(the pages of two runs or two models side by side; imported on its own, since it needs scipy). A new output format is one
 new module here that reads the records and :mod:`.view`, called from the plugin's integration.
 
 Nothing here imports pytest, torch or captum at import time (the attribution figure imports the IG

@@ -1,4 +1,5 @@
-"""Accuracy charts as PNG bytes: one rate-accuracy chart per (model, dataset), one per-setting chart per codec with 3+ settings.
+"""Accuracy charts as PNG bytes: one rate-accuracy chart per (model, dataset), one per-setting chart per codec with 3+ settings,
+and, when the records hold several models (``--clip-model`` roles), their curves overlaid per dataset.
 
 Drawn on a bare :class:`matplotlib.figure.Figure` with the Agg canvas (never pyplot), so charts
 can be made from any thread without a display. The same input gives the same bytes: PNGs carry
@@ -11,10 +12,11 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..records import record_id
 from .format import (
     Record,
     ci,
@@ -33,7 +35,7 @@ from .format import (
 )
 from .view import check_status, probe_keys
 
-__all__ = ["Chart", "accuracy_charts"]
+__all__ = ["Chart", "Curve", "Overlay", "accuracy_charts", "model_overlays"]
 
 _DPI = 100
 _RATE_SIZE = (9.0, 4.2)
@@ -43,6 +45,18 @@ _OTHER_COLOURS = ("#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
 _SERIES_STYLES = (("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."))
 _STATUS_COLOURS = {"failed": "#d62728", "xfailed": "#d99a00", "held": "#555555"}
 _LABEL_OFFSETS = ((7, 3, "left", "bottom"), (7, -3, "left", "top"), (-7, 3, "right", "bottom"), (-7, -3, "right", "top"))
+# One colour and marker per model on the overlays (no red: it marks failures on the other charts).
+_MODEL_STYLES = (
+    ("#1f77b4", "o"),
+    ("#ff7f0e", "s"),
+    ("#2ca02c", "^"),
+    ("#9467bd", "D"),
+    ("#8c564b", "v"),
+    ("#e377c2", "P"),
+    ("#17becf", "X"),
+    ("#bcbd22", "*"),
+)
+_VARIANT_LINES = ("-", "--", ":", "-.")
 
 
 @dataclass(frozen=True)
@@ -54,8 +68,79 @@ class Chart:
     png: bytes
 
 
+@dataclass(frozen=True)
+class Curve:
+    """One model's accuracy against bits per pixel on an overlay chart (one codec, one variant of its other settings)."""
+
+    model_id: str  # the --clip-model role, else the model name
+    label: str  # the legend text: the role, with the model and weights it ran
+    variant: str  # the codec's other settings (e.g. 4:4:4) where they vary, else ""
+    points: tuple[tuple[float, float, float, float, str], ...]  # (bpp, accuracy, 95% low, 95% high, setting), by bpp
+    uncompressed: tuple[float, ...]  # the model's uncompressed accuracy on the same images
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """An overlay chart: every model's curves on one dataset under one codec."""
+
+    dataset: str
+    codec: str
+    curves: tuple[Curve, ...]
+    title: str
+
+
+def model_overlays(records: Iterable[Record], checks: Iterable[Mapping[str, Any]] = (), breaking_points: Iterable[Mapping[str, Any]] = ()) -> list[Overlay]:
+    """With two or more model ids in the records: per (dataset, codec), every model's accuracy-vs-rate curve, overlaid.
+
+    One chart per codec keeps it to one line per model (and per variant of the codec's other
+    settings, e.g. JPEG chroma subsampling). Search probes are left out (they stay on each model's
+    own chart), as are floors, which belong to one model's checks. Curves are in model-id order.
+    """
+    records = list(records)
+    if len({record_id(r) for r in records}) < 2:
+        return []
+    probes = probe_keys(list(checks), list(breaking_points))
+    grid = [r for r in records if codec(r) != "none" and (*group_key(r), r.get("compression_id")) not in probes]
+    overlays = []
+    for dataset, codec_key in sorted({(str(r.get("dataset")), codec(r)) for r in grid}):
+        rows = [r for r in grid if str(r.get("dataset")) == dataset and codec(r) == codec_key]
+        curves = tuple(_curves(codec_key, rows))
+        if len({curve.model_id for curve in curves}) < 2:
+            continue  # one model only: its own chart says it all
+        title = f"{dataset} \u00b7 {codec_name(codec_key)}: models compared, accuracy vs bits per pixel ({_sizes(rows)})"
+        overlays.append(Overlay(dataset, codec_key, curves, title))
+    return overlays
+
+
+def _curves(codec_key: str, rows: Sequence[Record]) -> list[Curve]:
+    """The curves of one dataset's ``rows`` under one codec, by model id, then variant."""
+    searched = (primary_axis(codec_key) or ("",))[0]
+    others = sorted({k for r in rows for k in params(r) if k != searched})
+    varying = [f for f in ("n", "seed", "templates") if len({json.dumps(r.get(f), sort_keys=True, default=str) for r in rows}) > 1]
+    series: dict[tuple[str, str, str, str], list[Record]] = {}
+    for row in rows:
+        variant = _series_label(codec_key, row, others, varying, False) if others or varying else ""
+        series.setdefault((record_id(row), str(row.get("model")), str(row.get("pretrained")), variant), []).append(row)
+    curves = []
+    for (model_id, model, pretrained, variant), members in sorted(series.items()):
+        points = []
+        for row in members:
+            bpp, accuracy, value = row.get("bits_per_pixel"), row.get("accuracy"), params(row).get(searched)
+            if is_number(bpp) and bpp > 0 and is_number(accuracy):
+                low, high = ci(row) or (float(accuracy), float(accuracy))
+                points.append((float(bpp), float(accuracy), low, high, setting_label(searched, value) if is_number(value) else str(row.get("compression_id"))))
+        if not points:
+            continue
+        label = f"{model}/{pretrained}" if model_id == model else f"{model_id} ({model}/{pretrained})"
+        # The uncompressed accuracy on the same images, as each compressed record carries it.
+        uncompressed = sorted({round(float(r["baseline_accuracy"]), 9) for r in members if is_number(r.get("baseline_accuracy"))})
+        curves.append(Curve(model_id, label, variant, tuple(sorted(points)), tuple(uncompressed)))
+    return curves
+
+
 def accuracy_charts(records: Iterable[Record], checks: Iterable[Mapping[str, Any]] = (), breaking_points: Iterable[Mapping[str, Any]] = ()) -> list[Chart]:
-    """Per (model, pretrained, dataset): the rate-accuracy chart, then a per-setting chart for each codec with 3+ settings.
+    """With several models, first their overlays (:func:`model_overlays`); then per (model, pretrained, dataset)
+    the rate-accuracy chart and a per-setting chart for each codec with 3+ settings.
 
     The rate-accuracy chart puts every codec on one bits-per-pixel axis (log scale), so codecs are
     compared at the size they produce; each codec is a colour and each of its other settings (e.g.
@@ -74,6 +159,9 @@ def accuracy_charts(records: Iterable[Record], checks: Iterable[Mapping[str, Any
         by_model.setdefault(group_key(record), []).append(record)
     charts: list[Chart] = []
     used: set[str] = set()
+    for overlay in model_overlays(records, checks, breaking_points):
+        stem = f"models_{safe_name(overlay.dataset, max_length=40)}_{safe_name(overlay.codec)}"
+        charts.append(Chart(title=overlay.title, filename=unique(f"{stem}.png", (overlay.dataset, overlay.codec), used), png=_render_overlay(overlay)))
     for key in sorted(by_model):
         rows = by_model[key]
         if all(codec(r) == "none" for r in rows):
@@ -166,7 +254,7 @@ def _render(
     """The rate-accuracy chart (``only_codec`` None: x is bits per pixel) or one codec's per-setting chart."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter, NullLocator, PercentFormatter
+    from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator
 
     rate = only_codec is None
     primary, x_label, harsher_when_lower = primary_axis(only_codec or "") or (None, "", False)
@@ -299,22 +387,9 @@ def _render(
             x_values.append(float(point["breaking_value"]))
 
     # Axes: labels with units; bits per pixel on a log axis with at least three labelled ticks.
-    ax.set_ylabel("zero-shot accuracy (%)", fontsize=9)
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-    if y_values:
-        bottom, top = min(y_values), max(y_values)
-        pad = max(0.02, (top - bottom) * 0.1)
-        ax.set_ylim(max(-0.02, bottom - pad), min(1.04, top + pad))
+    _accuracy_axis(ax, y_values)
     if rate:
-        ax.set_xscale("log")
-        ax.set_xlabel("bits per pixel (bpp, log scale; fewer bits \u2190)", fontsize=9)
-        if x_values:
-            lo, hi = min(x_values) / 1.3, max(x_values) * 1.3
-            ax.set_xlim(lo, hi)
-            ax.xaxis.set_major_locator(FixedLocator(_log_ticks(lo, hi)))
-            ax.xaxis.set_minor_locator(NullLocator())
-            ax.xaxis.set_minor_formatter(NullFormatter())
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        _rate_axis(ax, x_values)
     else:
         values = sorted(set(x_values))
         if values:
@@ -327,11 +402,111 @@ def _render(
         if harsher_when_lower:
             ax.invert_xaxis()
         ax.set_xlabel(x_label, fontsize=9)
+    return _finish(fig, ax, title, labels, occupied)
+
+
+def _render_overlay(overlay: Overlay) -> bytes:
+    """Every model's curves on one bits-per-pixel axis: a colour and marker per model, a line style per variant,
+    its uncompressed accuracy as a dashed line in its colour; the settings are labelled once, on the first curve."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=_RATE_SIZE, dpi=_DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    model_ids = list(dict.fromkeys(curve.model_id for curve in overlay.curves))
+    styles = {model_id: _MODEL_STYLES[index % len(_MODEL_STYLES)] for index, model_id in enumerate(model_ids)}
+    variants = list(dict.fromkeys(curve.variant for curve in sorted(overlay.curves, key=lambda c: c.variant)))
+    x_values: list[float] = []
+    y_values: list[float] = []
+    labels: list[tuple[float, float, str, str]] = []
+    occupied: list[tuple[float, float, float, float]] = []
+    labelled: set[float] = set()
+    for curve in overlay.curves:
+        colour, marker = styles[curve.model_id]
+        xs = [p[0] for p in curve.points]
+        ys = [p[1] for p in curve.points]
+        ax.errorbar(
+            xs,
+            ys,
+            yerr=[[max(0.0, p[1] - p[2]) for p in curve.points], [max(0.0, p[3] - p[1]) for p in curve.points]],
+            color=colour,
+            marker=marker,
+            markersize=5,
+            linestyle=_VARIANT_LINES[variants.index(curve.variant) % len(_VARIANT_LINES)],
+            linewidth=1.6,
+            capsize=3,
+            elinewidth=1,
+            label=", ".join(part for part in (curve.label, curve.variant) if part),
+            zorder=3,
+        )
+        x_values += xs
+        y_values += [p[2] for p in curve.points] + [p[3] for p in curve.points]
+        for x, y, low, high, setting in curve.points:
+            occupied.append((x, y, low, high))
+            if x not in labelled:  # the same images give every model the same bits per pixel
+                labelled.add(x)
+                labels.append((x, y, setting, "#444444"))
+    rank: dict[str, tuple[int, int]] = {}  # legend text -> (model, entry): each model's curves, then its uncompressed line
+    for curve in overlay.curves:
+        rank[", ".join(part for part in (curve.label, curve.variant) if part)] = (model_ids.index(curve.model_id), len(rank))
+    for curve in overlay.curves:
+        for value in curve.uncompressed:
+            text = f"{curve.model_id} uncompressed {pct(value)}"
+            if text in rank:
+                continue
+            rank[text] = (model_ids.index(curve.model_id), len(rank))
+            ax.axhline(value, color=styles[curve.model_id][0], linestyle="--", linewidth=1.0, alpha=0.8, label=text, zorder=1)
+            y_values.append(value)
+    _accuracy_axis(ax, y_values)
+    _rate_axis(ax, x_values)
+    return _finish(fig, ax, overlay.title, labels, occupied, rank.__getitem__)
+
+
+def _accuracy_axis(ax: Any, y_values: Sequence[float]) -> None:
+    from matplotlib.ticker import PercentFormatter
+
+    ax.set_ylabel("zero-shot accuracy (%)", fontsize=9)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    if y_values:
+        bottom, top = min(y_values), max(y_values)
+        pad = max(0.02, (top - bottom) * 0.1)
+        ax.set_ylim(max(-0.02, bottom - pad), min(1.04, top + pad))
+
+
+def _rate_axis(ax: Any, x_values: Sequence[float]) -> None:
+    """Bits per pixel on a log axis with at least three labelled ticks."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
+
+    ax.set_xscale("log")
+    ax.set_xlabel("bits per pixel (bpp, log scale; fewer bits \u2190)", fontsize=9)
+    if x_values:
+        lo, hi = min(x_values) / 1.3, max(x_values) * 1.3
+        ax.set_xlim(lo, hi)
+        ax.xaxis.set_major_locator(FixedLocator(_log_ticks(lo, hi)))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+
+
+def _finish(
+    fig: Any,
+    ax: Any,
+    title: str,
+    labels: Sequence[tuple[float, float, str, str]],
+    occupied: Sequence[tuple[float, float, float, float]],
+    legend_rank: Callable[[str], Any] | None = None,
+) -> bytes:
+    """Grid, title, the legend outside the plot (ordered by ``legend_rank`` of the entries' text, else as
+    matplotlib lists them), literal text and point labels; the PNG bytes."""
     ax.grid(True, which="major", color="#e5e5e5", linewidth=0.8)
     ax.set_axisbelow(True)
     ax.tick_params(labelsize=8)
     ax.set_title(title, fontsize=10, loc="left")
     handles, names = ax.get_legend_handles_labels()
+    if legend_rank is not None and handles:
+        ranked = sorted(zip(handles, names, strict=True), key=lambda entry: legend_rank(entry[1]))
+        handles, names = [entry[0] for entry in ranked], [entry[1] for entry in ranked]
     if handles:
         ax.legend(handles, names, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=7.5, frameon=False)
     _literal_text(fig)

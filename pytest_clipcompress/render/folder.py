@@ -1,4 +1,5 @@
-"""The ``--clip-report DIR`` folder: ``index.html``, ``report.css``, ``sort.js``, ``charts/*.png`` and ``attributions/*.png``.
+"""The ``--clip-report DIR`` folder: ``index.html``, ``report.css``, ``sort.js``, ``charts/*.png`` and ``attributions/*.png``,
+and the comparison pages of :mod:`.comparison` (``models.html``, ``baseline.html``), which index.html links.
 
 The page links its files relatively, so the folder can be moved or archived as a whole. Every file
 is written atomically, the pictures before the page that links them, and pictures a previous run
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ __all__ = ["write_report_dir"]
 #: Numbers that depend on the machine's speed; they stay out of the page so it is reproducible.
 _TIMINGS = frozenset({"seconds", "total_seconds"})
 _PICTURE_FOLDERS = ("charts", "attributions")
+#: The comparison pages beside index.html (written by :mod:`.comparison`), in link order, with their link text.
+COMPARISON_PAGES = {"models.html": "models side by side", "baseline.html": "this run against the baseline"}
 
 
 def _decode_png(data: Any) -> bytes | None:
@@ -78,6 +81,7 @@ def write_report_dir(
     title: str = "pytest-clipcompress report",
     breaking_points: Iterable[Mapping[str, Any]] = (),
     skips: Iterable[Mapping[str, Any]] = (),
+    comparison_pages: Sequence[str] = (),
 ) -> Path:
     """Write the report folder and return the path of its ``index.html``.
 
@@ -86,6 +90,8 @@ def write_report_dir(
     then the charts, then the full tables, then one section per failed or xfailed test with its
     floor checks and Integrated Gradients numbers and pictures. ``failures`` are
     ``{"test", "outcome", "attributions"}`` dicts; ``skips`` are ``{"test", "reason"}`` dicts.
+    ``comparison_pages`` are the names of :data:`COMPARISON_PAGES` written beside the page, which
+    its "Compare:" line links.
     """
     directory = Path(directory)
     records = list(records)
@@ -145,6 +151,7 @@ def write_report_dir(
         view=view,
         charts=charts,
         failures=sections,
+        comparisons=[(name, text) for name, text in COMPARISON_PAGES.items() if name in comparison_pages],
         **link_functions(lambda row: "#" + anchors.get(row.test, "")),
     )
     index = directory / "index.html"
