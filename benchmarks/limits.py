@@ -81,7 +81,10 @@ class SessionFigures:
 
 def bench_session(data_root: Path, repeats: int, extra_args: tuple[str, ...] = ()) -> SessionFigures:
     figures = SessionFigures(extra_args=extra_args)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE), os.environ.get("PYTHONPATH", "")])}
+    # Both processes run as a user's Python does, with bytecode caches: under PYTHONDONTWRITEBYTECODE
+    # pytest rewrites the asserts of every plugin's modules (hypothesis's 70 among them) at each start.
+    inherited = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
+    env = {**inherited, "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE), os.environ.get("PYTHONPATH", "")])}
     with tempfile.TemporaryDirectory(prefix="clipcompress-session-") as directory:
         folder = Path(directory)
         (folder / "test_session.py").write_text(SESSION_SUITE, encoding="utf-8")
