@@ -42,9 +42,12 @@ class BatchPreprocess:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     table: np.ndarray  # (3, 256) float32: the model's ToTensor + Normalize of each channel's values
+    unchanged_size: tuple[int, int] | None = None  # (width, height) of RGB images the Pillow steps return as they are
 
     def pil_array(self, image: Image.Image) -> np.ndarray:
         """The model's Pillow steps (resize, crop, mode), as an (H, W, 3) uint8 array."""
+        if image.size == self.unchanged_size and image.mode == "RGB":
+            return np.asarray(image)  # e.g. CIFAR-10's 32 px into a 32 px model: the steps would copy it
         for step in self.pil_steps:
             image = step(image)
         if image.mode != "RGB":  # the datasets and the codecs hand over RGB; anything else is converted
@@ -100,7 +103,27 @@ def batch_preprocess(preprocess: Callable) -> BatchPreprocess | None:
         return None
     values = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)  # one row: 0..255 in every channel
     table = normalize(to_tensor(Image.fromarray(values, "RGB"))).numpy()[:, 0, :]
-    return BatchPreprocess(tuple(steps[:-2]), mean, std, np.ascontiguousarray(table, dtype=np.float32))
+    pil_steps = tuple(steps[:-2])
+    return BatchPreprocess(pil_steps, mean, std, np.ascontiguousarray(table, dtype=np.float32), _unchanged_size(pil_steps))
+
+
+def _unchanged_size(pil_steps: tuple[Callable[[Image.Image], Image.Image], ...]) -> tuple[int, int] | None:
+    """The RGB image size the steps leave as it is, when they are only Resize, CenterCrop and the RGB conversion.
+
+    Pillow's ``resize`` to an image's own size returns a copy and a crop of the whole image is the
+    image, whatever its pixels; the probe (noise at the final crop size) checks the size arithmetic.
+    """
+    from torchvision import transforms
+
+    crops = [step for step in pil_steps if isinstance(step, transforms.CenterCrop)]
+    if not crops or not all(isinstance(step, (transforms.Resize, transforms.CenterCrop, _maybe_convert_mode())) for step in pil_steps):
+        return None
+    height, width = crops[-1].size
+    probe = Image.fromarray(np.random.default_rng(0).integers(0, 256, size=(height, width, 3), dtype=np.uint8), "RGB")
+    out = probe
+    for step in pil_steps:
+        out = step(out)
+    return (width, height) if out.size == probe.size and np.array_equal(np.asarray(out), np.asarray(probe)) else None
 
 
 def check_fast_supported(plan: BatchPreprocess | None, model_label: str) -> None:

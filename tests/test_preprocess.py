@@ -53,6 +53,22 @@ def test_exact_batches_are_bit_identical_to_the_models_own_transform(size: int, 
     assert torch.equal(actual, expected)
 
 
+def test_images_already_at_the_models_size_skip_the_pillow_steps() -> None:
+    """A 32 px image into a 32 px model goes straight to the look-up (no copy per step), with the same pixels."""
+    from torchvision import transforms
+
+    plan = batch_preprocess(open_clip_transform(32))
+    assert plan is not None and plan.unchanged_size == (32, 32)
+    at_size, other = images((32, 32))[0], images((40, 65))[0]
+    assert np.array_equal(plan.pil_array(at_size), np.asarray(at_size))
+    assert plan.pil_array(other).shape == (32, 32, 3)
+    # A step the shortcut does not know (a flip changes pixels at any size): no shortcut.
+    flipping = transforms.Compose([transforms.RandomHorizontalFlip(p=1.0), *open_clip_transform(32).transforms])
+    flipped = batch_preprocess(flipping)
+    assert flipped is not None and flipped.unchanged_size is None
+    assert np.array_equal(flipped.pil_array(at_size), np.asarray(at_size)[:, ::-1])
+
+
 def test_fast_batches_agree_with_pillow_and_equal_it_without_a_resize() -> None:
     import torch
 
