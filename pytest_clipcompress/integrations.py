@@ -58,14 +58,14 @@ class HypothesisPlugin:
         self.config = config
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        functions = list(dict.fromkeys(function for item in items if (function := self._clip_hypothesis_test(item)) is not None))
-        if not functions:
-            return  # importing hypothesis costs 1.5 s or more; a run without such tests must not pay it
         from hypothesis import HealthCheck, settings
         from hypothesis.database import DirectoryBasedExampleDatabase
 
         cache = getattr(self.config, "cache", None)
-        for function in functions:
+        for item in items:
+            function = getattr(getattr(item, "obj", None), "__func__", getattr(item, "obj", None))
+            if function is None or not getattr(function, "is_hypothesis_test", False) or not set(self.FIXTURES) & set(getattr(item, "fixturenames", ())):
+                continue
             # Hypothesis has no public way to change an already-decorated test's settings: @given keeps
             # them in this attribute only, and applying @settings again raises when the test has its own.
             current = getattr(function, "_hypothesis_internal_use_settings", None) or settings()
@@ -73,10 +73,3 @@ class HypothesisPlugin:
             if cache is not None:
                 changes["database"] = DirectoryBasedExampleDatabase(str(cache.mkdir("clipcompress-hypothesis")))
             function._hypothesis_internal_use_settings = settings(current, **changes)
-
-    def _clip_hypothesis_test(self, item: pytest.Item) -> Any:
-        """The test function when it is a hypothesis test taking one of :attr:`FIXTURES`, else None."""
-        function = getattr(getattr(item, "obj", None), "__func__", getattr(item, "obj", None))
-        if function is None or not getattr(function, "is_hypothesis_test", False) or not set(self.FIXTURES) & set(getattr(item, "fixturenames", ())):
-            return None
-        return function

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hypothesis  # noqa: F401 - imported at load time: see below
 import open_clip  # imported at load time: see below
 import pytest
 import torch  # imported at load time: see below
 
 from .helpers import CIFAR_SAMPLE, IMAGE_FOLDER_SAMPLE, TINY_CONFIG, TINY_MODEL
 
-# torch, open_clip and hypothesis are imported here, once, before any in-process pytester run:
-# pytester restores sys.modules after each run, and a torch first imported (then dropped) inside one
-# can crash a later run of the same process when it is imported again; a hypothesis imported twice
-# leaves strategies of the first copy that the second does not recognise.
+# torch and open_clip are imported here, once, before any in-process pytester run: pytester restores
+# sys.modules after each run, and a torch first imported (then dropped) inside one can crash a later
+# run of the same process when it is imported again.
 
 
 def _require(path: Path) -> Path:

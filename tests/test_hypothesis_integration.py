@@ -55,22 +55,3 @@ def test_shrunk_failure_matches_bisection_on_the_demo(pytester: pytest.Pytester)
     records = json.loads((pytester.path / "results.json").read_text())
     assert records["breaking_points"][0]["breaking_value"] == point["breaking_value"]
     assert [p["setting"] for p in point["frontier"]] == sorted({p["setting"] for p in point["frontier"]}, key=lambda s: -int(s.split("q")[1]))
-
-
-def test_a_run_without_hypothesis_tests_does_not_import_hypothesis(pytester: pytest.Pytester, tiny_args: list[str]) -> None:
-    """Importing hypothesis costs more than a second; only runs that hold a hypothesis test may pay it (issue 15)."""
-    pytester.makepyfile(
-        """
-        import sys
-        import pytest
-
-        @pytest.mark.clip_dataset("demo")
-        @pytest.mark.compression("jpeg", quality=[50])
-        def test_plain(clip_eval):
-            clip_eval()
-            assert "hypothesis" not in sys.modules
-        """
-    )
-    # A fresh process: this one imported hypothesis long ago.
-    outcome = pytester.runpytest_subprocess(*tiny_args, "--clip-samples=20", "--clip-ig-samples=0", "-p", "no:cacheprovider")
-    outcome.assert_outcomes(passed=1)
