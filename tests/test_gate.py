@@ -54,6 +54,25 @@ def test_wilson_interval_equals_closed_form(k: int, n: int) -> None:
     assert wilson_interval(k, n, 0.99) == pytest.approx(hand_wilson(k, n, 0.99), abs=1e-12)
 
 
+def test_wilson_and_mcnemar_equal_scipy_binomtest_on_a_grid() -> None:
+    # The package computes both on scipy.special (scipy.stats costs ~0.9 s to import per process).
+    for n in (*range(1, 41), 199, 200, 1000):
+        for k in sorted({*range(min(n, 40) + 1), n // 3, n // 2, n - 1, n}):
+            for confidence in (0.9, 0.95, 0.99):
+                reference = binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
+                assert wilson_interval(k, n, confidence) == pytest.approx((max(0.0, reference.low), min(1.0, reference.high)), abs=1e-12)
+    for b in range(60):
+        for c in range(60):
+            if b + c:
+                assert mcnemar_exact(b, c) == pytest.approx(binomtest(b, b + c, 0.5).pvalue, rel=1e-11)
+
+
+def test_the_statistics_do_not_import_scipy_stats() -> None:
+    code = "import sys, pytest_clipcompress.evaluation, pytest_clipcompress.gate; print('scipy.stats' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
 def test_paired_difference_counts_from_hits() -> None:
     first = np.array([1, 1, 1, 0, 0, 1, 0], dtype=bool)
     second = np.array([1, 0, 0, 1, 0, 1, 0], dtype=bool)
