@@ -3,9 +3,10 @@ plain loop, the pipeline against the model's own forward pass, and the fast path
 
 (e) A real pytest session (``benchmarks/small-vit-224.json``: a 224-px ViT, 4 layers, width 384,
     random weights; the 200 CIFAR-10 sample images, uncompressed + JPEG 100/75/50/25,
-    ``--clip-no-cache``, the plugin's defaults otherwise), timed inside the session by
-    ``session_timer.py``, against ``plain_loop.py`` timed after its imports; alternating
-    subprocesses, medians, identical predictions checked.
+    ``--clip-no-cache``, the plugin's defaults otherwise), as pytest reports its duration and, by
+    ``session_timer.py``, with the plugin's ``pytest_sessionstart`` (its imports) added, against
+    ``plain_loop.py`` timed after its imports; alternating subprocesses, medians, identical
+    predictions checked.
 (f) Plugin throughput / pure forward of the zero-shot head on pre-made tensors (same batch size,
     same run): the "ratio to the limit"; and IG against one batched forward + backward per
     internal batch of its steps.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -61,7 +63,11 @@ def median(values: list[float]) -> float:
 
 @dataclass
 class SessionFigures:
-    session_s: list[float] = field(default_factory=list)
+    # What pytest prints ("5 passed in 9.05s"): its clock starts in its own pytest_sessionstart, which
+    # runs last (trylast), after the plugin's, where the plugin imports torch and open_clip; so, like
+    # the loop's clock, it starts after the imports. The issue's figures are these.
+    reported_s: list[float] = field(default_factory=list)
+    session_s: list[float] = field(default_factory=list)  # session_timer: the same with the plugin's sessionstart
     sessionstart_s: list[float] = field(default_factory=list)  # the plugin's start: importing torch and open_clip
     pytest_wall_s: list[float] = field(default_factory=list)
     loop_s: list[float] = field(default_factory=list)
@@ -71,6 +77,12 @@ class SessionFigures:
 
     @property
     def ratio(self) -> float:
+        """The issue's measure: pytest's reported session time over the loop's time after its imports."""
+        return median(self.reported_s) / median(self.loop_s)
+
+    @property
+    def ratio_with_imports(self) -> float:
+        """The session with the plugin's sessionstart (its imports) over the loop after its imports."""
         return median(self.session_s) / median(self.loop_s)
 
     @property
@@ -127,11 +139,15 @@ def bench_session(data_root: Path, repeats: int, extra_args: tuple[str, ...] = (
             if done.returncode != 0:
                 raise SystemExit(f"(e) the pytest session failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
             timed = json.loads(timing.read_text())
+            reported = re.search(r" in ([0-9.]+)s", done.stdout.strip().splitlines()[-1])
+            if reported is None:
+                raise SystemExit(f"(e) no session time in pytest's last line:\n{done.stdout[-500:]}")
+            figures.reported_s.append(float(reported.group(1)))
             figures.session_s.append(timed["seconds"])
             figures.sessionstart_s.append(timed["sessionstart_seconds"])
             log(
-                f"  (e) pytest session: {figures.session_s[-1]:.2f} s inside the session "
-                f"({figures.sessionstart_s[-1]:.2f} s of it sessionstart), {figures.pytest_wall_s[-1]:.2f} s wall"
+                f"  (e) pytest session: {figures.reported_s[-1]:.2f} s as pytest reports it, {figures.session_s[-1]:.2f} s with the "
+                f"plugin's sessionstart ({figures.sessionstart_s[-1]:.2f} s of it), {figures.pytest_wall_s[-1]:.2f} s wall"
             )
 
         def run_loop() -> None:

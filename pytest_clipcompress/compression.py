@@ -2,7 +2,9 @@
 
 A :class:`Compression` is a codec name plus its parameters. ``apply`` encodes an RGB image to bytes
 with Pillow and decodes it back, so the pixels are exactly those of Pillow's own
-``save(...)`` / ``open(...)`` round trip with the same arguments.
+``save(...)`` / ``open(...)`` round trip with the same arguments. A codec may name the Pillow decoder
+``open`` would call (``CodecSpec.raw_decoder``, JPEG's): then that decoder is called with the same
+arguments, without the file parser.
 """
 
 from __future__ import annotations
@@ -99,6 +101,10 @@ class CodecSpec:
     primary: str | None = None
     save_options: Mapping[str, Any] = field(default_factory=dict)
     max_side: int | None = None  # the encoder's (or its decoder's) largest width or height, checked before encoding
+    # Pillow's decoder name and arguments for this codec's RGB output, called straight through
+    # ``Image.frombytes``: the decoder and arguments ``Image.open``'s file parser would pass, without
+    # the parser (for a 32 px JPEG the parser costs more than the decode itself).
+    raw_decoder: tuple[str, tuple[str, ...]] | None = None
 
     def available(self) -> bool:
         if self.feature is None:
@@ -164,6 +170,7 @@ for _spec in (
         required=("quality",),
         label="JPEG",
         max_side=65500,  # libjpeg's JPEG_MAX_DIMENSION
+        raw_decoder=("jpeg", ("RGB", "")),  # JpegImagePlugin's tile for a 3-component (YCbCr) JPEG: rawmode RGB, no jpegmode
     ),
     CodecSpec(
         "webp",
@@ -281,6 +288,10 @@ class Compression:
         from PIL import Image
 
         data = self.encode(image)
+        raw_decoder = CODECS[self.codec].raw_decoder
+        if raw_decoder is not None and image.mode == "RGB":  # an RGB image encodes to 3 components, decoded as RGB
+            name, arguments = raw_decoder
+            return Image.frombytes("RGB", image.size, data, name, *arguments), len(data)
         with Image.open(io.BytesIO(data)) as decoded:
             decoded.load()
             return decoded.convert("RGB"), len(data)

@@ -4,7 +4,9 @@ and the shrinking direction of those strategies."""
 from __future__ import annotations
 
 import io
+import pickle
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -62,6 +64,21 @@ def test_jpeg_matches_pillow(compression: Compression, image: Image.Image) -> No
     expected, expected_nbytes = pillow_round_trip(image, "JPEG", **kwargs)
     assert nbytes == expected_nbytes
     assert np.array_equal(np.asarray(decoded), np.asarray(expected))
+
+
+def test_jpeg_matches_pillow_on_every_cifar_sample_image(cifar_sample_root: Path) -> None:
+    # apply() calls Pillow's JPEG decoder without the file parser: the same pixels as Image.open, image by image.
+    with open(cifar_sample_root / "cifar-10-batches-py" / "test_batch", "rb") as handle:
+        data = pickle.load(handle, encoding="bytes")[b"data"]
+    images = [Image.fromarray(np.ascontiguousarray(row.reshape(3, 32, 32).transpose(1, 2, 0))) for row in data]
+    for quality in (1, 25, 75, 100):
+        for subsampling in (None, *JPEG_SUBSAMPLING):
+            compression = Compression("jpeg", quality=quality, subsampling=subsampling)
+            kwargs = {"quality": quality} if subsampling is None else {"quality": quality, "subsampling": JPEG_SUBSAMPLING[subsampling]}
+            for image in images:
+                decoded, nbytes = compression.apply(image)
+                expected, expected_nbytes = pillow_round_trip(image, "JPEG", **kwargs)
+                assert nbytes == expected_nbytes and np.array_equal(np.asarray(decoded), np.asarray(expected)), (compression.id, nbytes)
 
 
 @pytest.mark.parametrize("codec", [pytest.param(c, marks=needs(c)) for c in ("webp", "avif")])
