@@ -15,7 +15,7 @@ information about the difference. With ``b`` images right under the first condit
 Every record carries its Wilson interval and McNemar p-value, so they are computed in every session
 and every xdist worker. ``scipy.stats.binomtest`` computes both, but importing ``scipy.stats`` costs
 about 0.9 s per process (a tenth of a small model's whole session), so the two closed forms are
-written here on ``scipy.special``'s normal quantile and binomial distribution function (0.15 s);
+written here on ``scipy.special``'s normal quantile and binomial distribution function (0.16 s);
 ``tests/test_gate.py`` checks them against ``binomtest`` and against sums of binomial coefficients.
 """
 
