@@ -8,8 +8,12 @@ import json
 import pickle
 import struct
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from pytest_clipcompress.attribution import ImageAttribution
 
 ASSETS = Path(__file__).parent / "assets"
 TINY_CONFIG = ASSETS / "tiny-clip.json"
@@ -94,3 +98,31 @@ def without_run_block(text: str) -> str:
     assert set(data["run"]) == {"models", "device", "precision", "versions", "git", "started_utc"}
     del data["run"]
     return json.dumps(data, indent=2, sort_keys=True)
+
+
+def attribution_info(index: int, label: int = 0, **overrides: float) -> ImageAttribution:
+    """One image's IG summary with plausible values; ``overrides`` replace any field."""
+    from pytest_clipcompress.attribution import ImageAttribution  # imports torch and captum: only when used
+
+    values = {
+        "index": index,
+        "label": label,
+        "pred_uncompressed": label,
+        "pred_compressed": 1,
+        "prob_true_uncompressed": 0.9,
+        "prob_true_compressed": 0.2,
+        "steps": 50,
+        "method": "riemann_trapezoid",
+        "f_input": 1.7,
+        "f_baseline": 0.1,
+        "delta_f": 1.6,
+        "sum_attributions": 1.59,
+        "completeness_gap": 0.01,
+        "positive_mass": 2.0,
+        "negative_mass": 0.41,
+        "boundary_share": 0.6,
+        "boundary_area_share": 0.44,
+        "seconds": 0.5,
+    }
+    values.update(overrides)
+    return ImageAttribution(**values)

@@ -16,7 +16,6 @@ from PIL import Image
 from torchvision.transforms import CenterCrop, InterpolationMode, Resize
 
 from pytest_clipcompress.attribution import (
-    ImageAttribution,
     aggregate,
     auto_steps_integrated_gradients,
     block_boundary_mask,
@@ -24,6 +23,8 @@ from pytest_clipcompress.attribution import (
     summarize_attribution,
 )
 from pytest_clipcompress.render.attribution_figure import attribution_table_html, render_attribution_png
+
+from .helpers import attribution_info
 
 CLASS_NAMES = ["cat", "dog", "truck", "ship"]
 TINY_CONFIG = {
@@ -210,33 +211,8 @@ def test_summarize_attribution() -> None:
     }
 
 
-def make_info(index: int, label: int = 0, **overrides: float) -> ImageAttribution:
-    values = {
-        "index": index,
-        "label": label,
-        "pred_uncompressed": label,
-        "pred_compressed": 1,
-        "prob_true_uncompressed": 0.9,
-        "prob_true_compressed": 0.2,
-        "steps": 50,
-        "method": "riemann_trapezoid",
-        "f_input": 1.7,
-        "f_baseline": 0.1,
-        "delta_f": 1.6,
-        "sum_attributions": 1.59,
-        "completeness_gap": 0.01,
-        "positive_mass": 2.0,
-        "negative_mass": 0.41,
-        "boundary_share": 0.6,
-        "boundary_area_share": 0.44,
-        "seconds": 0.5,
-    }
-    values.update(overrides)
-    return ImageAttribution(**values)
-
-
 def test_aggregate_and_to_dict() -> None:
-    items = [make_info(0), make_info(1, delta_f=-0.4, completeness_gap=0.03, boundary_share=0.4)]
+    items = [attribution_info(0), attribution_info(1, delta_f=-0.4, completeness_gap=0.03, boundary_share=0.4)]
     summary = aggregate(items)
     assert summary["count"] == 2
     assert summary["mean_completeness_gap"] == pytest.approx(0.02)
@@ -250,7 +226,9 @@ def test_aggregate_and_to_dict() -> None:
 
 def test_render_png_and_html_table(case: Case) -> None:
     attributions, f_input, f_baseline = integrated_gradients(case.classifier, case.inputs, case.baseline, case.label)
-    info = make_info(3, label=case.label, f_input=f_input, f_baseline=f_baseline, delta_f=f_input - f_baseline, sum_attributions=float(attributions.sum()))
+    info = attribution_info(
+        3, label=case.label, f_input=f_input, f_baseline=f_baseline, delta_f=f_input - f_baseline, sum_attributions=float(attributions.sum())
+    )
     png = render_attribution_png(case.original, case.compressed, attributions.numpy(), class_names=CLASS_NAMES, info=info, compression_label="JPEG q=10")
     assert png == render_attribution_png(
         case.original, case.compressed, attributions.numpy(), class_names=CLASS_NAMES, info=info, compression_label="JPEG q=10"
@@ -259,6 +237,6 @@ def test_render_png_and_html_table(case: Case) -> None:
         assert image.format == "PNG"
         assert 600 <= image.width <= 900 and 200 <= image.height <= 350
 
-    table = attribution_table_html([make_info(0)], ["<script>", "dog"])
+    table = attribution_table_html([attribution_info(0)], ["<script>", "dog"])
     assert "<script>" not in table and "&lt;script&gt;" in table
     assert table.count("<tr>") == 2

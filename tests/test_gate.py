@@ -376,17 +376,20 @@ def test_cli_compare_exit_codes_and_table(tmp_path: Path, capsys: pytest.Capture
     assert "no evaluation in common" in capsys.readouterr().err
 
 
+def run_module_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m pytest_clipcompress ARGS`` in a fresh process, as CI runs it."""
+    return subprocess.run([sys.executable, "-m", "pytest_clipcompress", *args], capture_output=True, text=True, check=False)
+
+
 def test_cli_runs_as_a_module_without_tracebacks(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("[1, 2]")
-    done = subprocess.run([sys.executable, "-m", "pytest_clipcompress", "compare", str(bad), str(bad)], capture_output=True, text=True, check=False)
+    done = run_module_cli("compare", str(bad), str(bad))
     assert done.returncode == 2
     assert "clipcompress compare: error: OLD " in done.stderr and "not a pytest-clipcompress results file" in done.stderr
     assert "Traceback" not in done.stderr
     results = write_results(tmp_path / "r.json", make_result([0, 1, 2, 0], [0, 1, 2, 0], [0, 1, 2, 0]))
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest_clipcompress", "report", str(results), "--out", str(tmp_path / "rep")], capture_output=True, text=True, check=False
-    )
+    done = run_module_cli("report", str(results), "--out", str(tmp_path / "rep"))
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "rep" / "index.html").is_file() and "jpeg-q50" in (tmp_path / "rep" / "index.html").read_text()
 
@@ -474,19 +477,9 @@ def test_degraded_checkpoint_fails_the_gate_and_passes_against_itself(pytester: 
         ["*not comparable image by image: the image subsets differ (n=100, seed 0 vs n=50, seed 0; keep --clip-samples and --clip-seed equal)*"]
     )
 
-    regressed = subprocess.run(
-        [sys.executable, "-m", "pytest_clipcompress", "compare", str(base), str(noisy), "--fail-on-regression", "0.01"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    regressed = run_module_cli("compare", str(base), str(noisy), "--fail-on-regression", "0.01")
     assert regressed.returncode == 1 and "REGRESSION clipcompress-demo on demo under jpeg-q90" in regressed.stdout
-    same = subprocess.run(
-        [sys.executable, "-m", "pytest_clipcompress", "compare", str(noisy), str(noisy), "--fail-on-regression", "0.01"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    same = run_module_cli("compare", str(noisy), str(noisy), "--fail-on-regression", "0.01")
     assert same.returncode == 0 and "no regression beyond 1.00 points" in same.stdout
 
 

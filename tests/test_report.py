@@ -15,6 +15,8 @@ from PIL import Image
 from pytest_clipcompress.render import Chart, accuracy_charts, safe_name, summary_html, summary_table_html, write_report_dir
 from pytest_clipcompress.render.view import check_status, probe_keys, skip_line, triage
 
+from .helpers import attribution_info
+
 MODEL = "ViT-B/32"
 N = 200
 
@@ -469,29 +471,9 @@ def test_user_text_is_escaped_and_never_mathtext(tmp_path: Path) -> None:
 def test_attribution_figure_draws_class_names_literally() -> None:
     import numpy as np
 
-    from pytest_clipcompress.attribution import ImageAttribution
     from pytest_clipcompress.render.attribution_figure import attribution_table_html, render_attribution_png
 
-    info = ImageAttribution(
-        index=0,
-        label=0,
-        pred_uncompressed=0,
-        pred_compressed=1,
-        prob_true_uncompressed=0.9,
-        prob_true_compressed=0.2,
-        steps=8,
-        method="riemann_trapezoid",
-        f_input=1.0,
-        f_baseline=0.1,
-        delta_f=0.9,
-        sum_attributions=0.88,
-        completeness_gap=0.02,
-        positive_mass=1.0,
-        negative_mass=0.1,
-        boundary_share=0.3,
-        boundary_area_share=0.2,
-        seconds=0.5,
-    )
+    info = attribution_info(0)
     image = Image.new("RGB", (32, 32), (120, 60, 30))
     names = [MATH, MARKUP]
     png = render_attribution_png(image, image, np.ones((3, 32, 32)), class_names=names, info=info, compression_label=MATH)
