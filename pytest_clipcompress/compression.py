@@ -153,6 +153,18 @@ def register_codec(spec: CodecSpec) -> CodecSpec:
     unknown = [param for param in (*spec.required, *filter(None, [spec.primary])) if param not in spec.params]
     if unknown:
         raise ConfigError(f"codec {name!r} names parameter(s) {', '.join(unknown)} that are not in its params")
+    decoder = spec.raw_decoder
+    if decoder is not None and not (
+        isinstance(decoder, tuple)
+        and len(decoder) == 2
+        and isinstance(decoder[0], str)
+        and isinstance(decoder[1], tuple)
+        and all(isinstance(a, str) for a in decoder[1])
+    ):
+        raise ConfigError(
+            f"codec {name!r} has raw_decoder={decoder!r}; give (decoder name, (arguments, ...)) as Image.open passes them, e.g. "
+            "('jpeg', ('RGB', '')), or leave it None to decode with Image.open"
+        )
     CODECS[name] = spec
     return spec
 

@@ -170,6 +170,9 @@ def test_registrations_are_checked() -> None:
     with pytest.raises(ConfigError, match="'jpeg' is built in"):
         register_codec(CodecSpec("jpeg", "PNG", None))
     register_codec(CODECS["jpeg"])  # the same spec again is harmless
+    with pytest.raises(ConfigError, match=r"raw_decoder='jpeg'; give \(decoder name, \(arguments, ...\)\)"):
+        register_codec(CodecSpec("rawjpeg", "JPEG", "jpg", raw_decoder="jpeg"))  # type: ignore[arg-type]  # the mistake under test
+    assert "rawjpeg" not in CODECS
     with pytest.raises(ConfigError, match="not in its params"):
         register_codec(CodecSpec("broken", "PNG", None, {"level": ParamSpec(int, "l", 0, 9)}, required=("quality",)))
     with pytest.raises(ConfigError, match="'demo' is built in"):
