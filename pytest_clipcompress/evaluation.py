@@ -355,7 +355,7 @@ class Evaluator:
         """Preprocessed batches (in order) and the bits the codec spent on each.
 
         The Pillow work (decode, codec round trip, the model's resize and crop) runs per image and the
-        conversion to normalised floats once per batch as a table look-up (see preprocess.py), ahead
+        conversion to normalised floats once per batch in numpy (see preprocess.py), ahead
         in threads; no torch call runs there, so the threads never start OpenMP teams of their own.
         """
         import torch
@@ -379,7 +379,7 @@ class Evaluator:
                     images.append(loaded.preprocess(compressed))
             if fast:
                 return images, bits
-            return (plan.tabulated(images) if plan is not None else torch.stack(images)), bits
+            return (plan.normalised(images) if plan is not None else torch.stack(images)), bits
 
         def finish(prepared: tuple[Any, float]) -> tuple[torch.Tensor, float]:
             images, bits = prepared

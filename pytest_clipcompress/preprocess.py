@@ -7,10 +7,12 @@ small model, more than the forward pass.
 
 - ``exact`` (the default): every step before the tensor conversion is the model's own transform
   object applied to the Pillow image, as in the reference loop. The conversion and normalisation
-  map each (channel, uint8 value) to one float on their own, so they are tabulated once, by running
-  the model's own ToTensor and Normalize objects on an image holding all 256 values, and applied
-  per batch as a numpy table look-up: bit-identical to the per-image pipeline by construction, with
-  no torch call (and no OpenMP parallel region) outside the model.
+  (``x / 255``, then ``(x - mean) / std`` per channel, in float32) run once per batch as numpy
+  ufuncs, with no torch call (and no OpenMP parallel region) outside the model. Each output float
+  depends only on its (channel, uint8 value), so the plan checks, once, that this arithmetic equals
+  the model's own ToTensor and Normalize objects on an image holding all 256 values in every
+  channel: that is every input there is, so the batches are bit-identical to the per-image
+  pipeline; a transform that computes anything else is applied per image instead.
 - ``fast`` (opt-in): the decoded images stay uint8 arrays at their native size; resize and crop run
   batched on tensors (torchvision's tensor ``resize`` with antialiasing, in the model's own size and
   interpolation), on the model's device. The pixels differ slightly from Pillow's resize, so
@@ -41,7 +43,6 @@ class BatchPreprocess:
     pil_steps: tuple[Callable[[Image.Image], Image.Image], ...]
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    table: np.ndarray  # (3, 256) float32: the model's ToTensor + Normalize of each channel's values
     unchanged_size: tuple[int, int] | None = None  # (width, height) of RGB images the Pillow steps return as they are
 
     def pil_array(self, image: Image.Image) -> np.ndarray:
@@ -54,12 +55,15 @@ class BatchPreprocess:
             image = image.convert("RGB")
         return np.asarray(image)
 
-    def tabulated(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
+    def normalised(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
         """Equal-sized (H, W, 3) uint8 arrays -> the (B, 3, H, W) float32 batch the model's transform makes."""
-        batch = np.stack(arrays)
-        out = np.empty((len(batch), 3, *batch.shape[1:3]), dtype=np.float32)
-        for channel in range(3):
-            out[:, channel] = self.table[channel][batch[..., channel]]
+        batch = np.stack(arrays).transpose(0, 3, 1, 2)
+        out = np.empty(batch.shape, dtype=np.float32)
+        # torchvision's order of operations, each correctly rounded in float32: ToTensor divides by
+        # 255, Normalize subtracts the mean and divides by the std (a reciprocal would round differently).
+        np.divide(batch, np.float32(255), out=out, dtype=np.float32)
+        np.subtract(out, np.asarray(self.mean, dtype=np.float32).reshape(3, 1, 1), out=out)
+        np.divide(out, np.asarray(self.std, dtype=np.float32).reshape(3, 1, 1), out=out)
         return out
 
     def normalise(self, batch: torch.Tensor) -> torch.Tensor:
@@ -101,10 +105,11 @@ def batch_preprocess(preprocess: Callable) -> BatchPreprocess | None:
     mean, std = tuple(float(v) for v in normalize.mean), tuple(float(v) for v in normalize.std)
     if len(mean) != 3 or len(std) != 3:
         return None
-    values = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)  # one row: 0..255 in every channel
-    table = normalize(to_tensor(Image.fromarray(values, "RGB"))).numpy()[:, 0, :]
     pil_steps = tuple(steps[:-2])
-    return BatchPreprocess(pil_steps, mean, std, np.ascontiguousarray(table, dtype=np.float32), _unchanged_size(pil_steps))
+    plan = BatchPreprocess(pil_steps, mean, std, _unchanged_size(pil_steps))
+    values = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)  # one row: 0..255 in every channel
+    models_own = normalize(to_tensor(Image.fromarray(values, "RGB"))).numpy()
+    return plan if np.array_equal(plan.normalised([values])[0], models_own) else None
 
 
 def _unchanged_size(pil_steps: tuple[Callable[[Image.Image], Image.Image], ...]) -> tuple[int, int] | None:

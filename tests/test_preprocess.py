@@ -47,7 +47,7 @@ def test_exact_batches_are_bit_identical_to_the_models_own_transform(size: int, 
     batch = images(shape)
     expected = torch.stack([transform(image) for image in batch])
     stacked = torch.from_numpy(np.stack([plan.pil_array(image) for image in batch])).permute(0, 3, 1, 2)
-    actual = torch.from_numpy(plan.tabulated([plan.pil_array(image) for image in batch]))
+    actual = torch.from_numpy(plan.normalised([plan.pil_array(image) for image in batch]))
     assert torch.equal(plan.normalise(stacked), expected)  # the torch arithmetic of the fast path, too
     assert actual.dtype == expected.dtype and actual.is_contiguous()
     assert torch.equal(actual, expected)
@@ -102,6 +102,21 @@ def test_unsplittable_or_unknown_pipelines() -> None:
         check_fast_supported(plan, "odd/none")
     with pytest.raises(ConfigError, match="does not end in ToTensor"):
         check_fast_supported(None, "odd/none")
+
+
+def test_a_normalisation_with_other_arithmetic_is_applied_per_image() -> None:
+    """The batch arithmetic is checked against the model's own objects on every uint8 value at plan time."""
+    import torch
+    from torchvision import transforms
+
+    class ReciprocalNormalize(transforms.Normalize):  # multiplies by 1/std: differs in the last bit for some values
+        def forward(self, tensor: torch.Tensor) -> torch.Tensor:
+            mean = torch.tensor(self.mean).view(-1, 1, 1)
+            return (tensor - mean) * (1 / torch.tensor(self.std).view(-1, 1, 1))
+
+    mean, std = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+    assert batch_preprocess(transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean, std)])) is not None
+    assert batch_preprocess(transforms.Compose([transforms.ToTensor(), ReciprocalNormalize(mean, std)])) is None
 
 
 def test_preprocess_option_is_validated() -> None:
