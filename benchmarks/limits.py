@@ -81,6 +81,20 @@ class SessionFigures:
         return median(self.reported_s) / median(self.loop_s)
 
     @property
+    def paired_ratios(self) -> list[float]:
+        """Per repetition: the session over the loop run right before or after it, under the same load."""
+        return [session / loop for session, loop in zip(self.reported_s, self.loop_s, strict=True)]
+
+    def paired_interval(self, confidence: float = 0.95) -> tuple[float, float] | None:
+        """A bootstrap interval (BCa) for the median of the paired ratios; None below 3 repetitions."""
+        if len(self.paired_ratios) < 3:
+            return None
+        from scipy import stats
+
+        result = stats.bootstrap((np.asarray(self.paired_ratios),), np.median, confidence_level=confidence, method="BCa", rng=np.random.default_rng(0))
+        return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+    @property
     def ratio_with_imports(self) -> float:
         """The session with the plugin's sessionstart (its imports) over the loop after its imports."""
         return median(self.session_s) / median(self.loop_s)
