@@ -379,7 +379,7 @@ class Evaluator:
                     images.append(loaded.preprocess(compressed))
             if fast:
                 return images, bits
-            return (plan.normalised(images) if plan is not None else torch.stack(images)), bits
+            return (plan.normalise_arrays(images) if plan is not None else torch.stack(images)), bits
 
         def finish(prepared: tuple[Any, float]) -> tuple[torch.Tensor, float]:
             images, bits = prepared

@@ -55,7 +55,7 @@ class BatchPreprocess:
             image = image.convert("RGB")
         return np.asarray(image)
 
-    def normalised(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
+    def normalise_arrays(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
         """Equal-sized (H, W, 3) uint8 arrays -> the (B, 3, H, W) float32 batch the model's transform makes."""
         batch = np.stack(arrays).transpose(0, 3, 1, 2)
         out = np.empty(batch.shape, dtype=np.float32)
@@ -67,7 +67,10 @@ class BatchPreprocess:
         return out
 
     def normalise(self, batch: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) uint8 -> contiguous float32, with torchvision's ToTensor and Normalize arithmetic."""
+        """(B, 3, H, W) uint8 -> contiguous float32, with torchvision's ToTensor and Normalize arithmetic.
+
+        ``normalise_arrays`` in torch, for the fast path's tensors on the model's device.
+        """
         import torch
 
         tensor = batch.contiguous().to(dtype=torch.float32).div(255)
@@ -109,7 +112,7 @@ def batch_preprocess(preprocess: Callable) -> BatchPreprocess | None:
     plan = BatchPreprocess(pil_steps, mean, std, _unchanged_size(pil_steps))
     values = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)  # one row: 0..255 in every channel
     models_own = normalize(to_tensor(Image.fromarray(values, "RGB"))).numpy()
-    return plan if np.array_equal(plan.normalised([values])[0], models_own) else None
+    return plan if np.array_equal(plan.normalise_arrays([values])[0], models_own) else None
 
 
 def _unchanged_size(pil_steps: tuple[Callable[[Image.Image], Image.Image], ...]) -> tuple[int, int] | None:

@@ -47,7 +47,7 @@ def test_exact_batches_are_bit_identical_to_the_models_own_transform(size: int, 
     batch = images(shape)
     expected = torch.stack([transform(image) for image in batch])
     stacked = torch.from_numpy(np.stack([plan.pil_array(image) for image in batch])).permute(0, 3, 1, 2)
-    actual = torch.from_numpy(plan.normalised([plan.pil_array(image) for image in batch]))
+    actual = torch.from_numpy(plan.normalise_arrays([plan.pil_array(image) for image in batch]))
     assert torch.equal(plan.normalise(stacked), expected)  # the torch arithmetic of the fast path, too
     assert actual.dtype == expected.dtype and actual.is_contiguous()
     assert torch.equal(actual, expected)
