@@ -54,7 +54,7 @@ def test_exact_batches_are_bit_identical_to_the_models_own_transform(size: int, 
 
 
 def test_images_already_at_the_models_size_skip_the_pillow_steps() -> None:
-    """A 32 px image into a 32 px model goes straight to the look-up (no copy per step), with the same pixels."""
+    """A 32 px image into a 32 px model goes straight to the conversion to floats (no copy per Pillow step), with the same pixels."""
     from torchvision import transforms
 
     plan = batch_preprocess(open_clip_transform(32))
