@@ -57,12 +57,15 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from pytest_clipcompress.compression import Compression  # noqa: E402
-from pytest_clipcompress.datasets import ArrayDataset, ImageDataset, load_cifar10  # noqa: E402
-from pytest_clipcompress.evaluation import Evaluator  # noqa: E402
-from pytest_clipcompress.models import LOGIT_SCALE, LoadedModel, register_model_configs  # noqa: E402
-from pytest_clipcompress.settings import build_settings  # noqa: E402
-from pytest_clipcompress.templates import PAPER_TEMPLATES  # noqa: E402
+from pytest_clipcompress.codecs.compression import Compression  # noqa: E402
+from pytest_clipcompress.config.settings import build_settings  # noqa: E402
+from pytest_clipcompress.data.base import ArrayDataset, ImageDataset  # noqa: E402
+from pytest_clipcompress.data.cifar10 import load_cifar10  # noqa: E402
+from pytest_clipcompress.engine.evaluator import Evaluator  # noqa: E402
+from pytest_clipcompress.models.load import LoadedModel  # noqa: E402
+from pytest_clipcompress.models.prompts import PAPER_TEMPLATES  # noqa: E402
+from pytest_clipcompress.models.resolve import register_model_configs  # noqa: E402
+from pytest_clipcompress.models.zero_shot import LOGIT_SCALE  # noqa: E402
 
 QUALITIES = (100, 75, 50, 25)  # the seed paper's JPEG qualities
 IG_STEPS = 50
@@ -198,7 +201,7 @@ def make_settings(model_name: str, args: argparse.Namespace, *, cache_dir: Path 
 def fresh_evaluator(settings: Any, model_name: str, loaded: LoadedModel) -> Evaluator:
     """A new Evaluator (empty in-memory state) sharing the already-loaded model, so that model
     loading (identical for the plugin and the loop) is outside every timing."""
-    evaluator = Evaluator(settings)
+    evaluator = Evaluator.from_settings(settings)
     evaluator._models[model_name] = loaded
     return evaluator
 
@@ -415,8 +418,8 @@ def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def bench_ig(loaded: LoadedModel, base: ArrayDataset, args: argparse.Namespace, repeats: int, auto_images: int, steps: int) -> IGFigures:
-    from pytest_clipcompress.attribution import auto_steps_integrated_gradients, integrated_gradients
-    from pytest_clipcompress.models import zero_shot_classifier
+    from pytest_clipcompress.ig.integrated_gradients import auto_steps_integrated_gradients, integrated_gradients
+    from pytest_clipcompress.models.zero_shot import zero_shot_classifier
 
     figures = IGFigures(steps=steps)
     with torch.no_grad():
@@ -526,7 +529,7 @@ def rss_child(args: argparse.Namespace) -> None:
     base = base_dataset()
     dataset = TiledDataset(base, args.rss_child)
     settings = make_settings(model_name, args)
-    evaluator = Evaluator(settings)
+    evaluator = Evaluator.from_settings(settings)
     evaluator.model(model_name)
     before = current_rss_mib()
     started = now()
@@ -601,7 +604,7 @@ def run_model(key: str, args: argparse.Namespace, base: ArrayDataset) -> dict[st
     log(f"== {model_name}: N={n}")
     settings = make_settings(model_name, args)
     started = now()
-    loaded = Evaluator(settings).model(model_name)
+    loaded = Evaluator.from_settings(settings).model(model_name)
     load_s = now() - started
     dataset = tiled_array_dataset(base, n)
     heavy = key == "vit-b-32"
@@ -645,7 +648,7 @@ def run_model(key: str, args: argparse.Namespace, base: ArrayDataset) -> dict[st
             qualities=QUALITIES,
         )
     if "g" in args.only:
-        from pytest_clipcompress.datasets import load_demo
+        from pytest_clipcompress.data.demo import load_demo
 
         def make_evaluator(mode: str) -> Evaluator:
             return fresh_evaluator(make_settings(model_name, args, preprocess=mode), model_name, loaded)

@@ -25,13 +25,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pytest_clipcompress.attribution import integrated_gradients
-from pytest_clipcompress.compression import Compression
-from pytest_clipcompress.datasets import ArrayDataset, load_cifar10
-from pytest_clipcompress.evaluation import Evaluator
-from pytest_clipcompress.models import LOGIT_SCALE, resolve_device
-from pytest_clipcompress.settings import build_settings
-from pytest_clipcompress.templates import CIFAR10_TEMPLATES
+from pytest_clipcompress.codecs.compression import Compression
+from pytest_clipcompress.config.settings import build_settings
+from pytest_clipcompress.data.base import ArrayDataset
+from pytest_clipcompress.data.cifar10 import CIFAR10_TEMPLATES, load_cifar10
+from pytest_clipcompress.engine.evaluator import Evaluator
+from pytest_clipcompress.ig.integrated_gradients import integrated_gradients
+from pytest_clipcompress.models.load import resolve_device
+from pytest_clipcompress.models.zero_shot import LOGIT_SCALE
 
 QUALITIES = (100, 75, 50, 25)
 
@@ -55,7 +56,7 @@ def settings_for(precision: str, workers: int = 4, batch_size: int = 256, prepro
 
 
 def plugin_run(settings: object, dataset: ArrayDataset) -> tuple[dict[int, np.ndarray], float]:
-    evaluator = Evaluator(settings)
+    evaluator = Evaluator.from_settings(settings)
     evaluator.model("ViT-B-32")  # load outside the timing, as a session does once
     synchronize()
     started = time.perf_counter()
@@ -127,7 +128,7 @@ def pure_forward(classifier: torch.nn.Module, tensors: torch.Tensor, batch_size:
 
 def limit_ratios(dataset: ArrayDataset, workers: int) -> None:
     """Plugin images/s over pure-forward images/s, per precision and preprocess path, interleaved."""
-    evaluator = Evaluator(settings_for("fp32", workers))
+    evaluator = Evaluator.from_settings(settings_for("fp32", workers))
     loaded = evaluator.model("ViT-B-32")
     classifier = evaluator.classifier("ViT-B-32", dataset)
     tensors = torch.stack([loaded.preprocess(dataset.image(i)) for i in range(len(dataset))]).to(loaded.device)
@@ -174,7 +175,7 @@ def main() -> None:
         agreement = np.mean([np.mean(runs[precision][0][q] == runs["fp32"][0][q]) for q in QUALITIES])
         print(f"prediction agreement {precision} vs fp32: {agreement:.4%}")
 
-    evaluator = Evaluator(settings_for("fp32"))
+    evaluator = Evaluator.from_settings(settings_for("fp32"))
     loop_predictions, loop_seconds = plain_loop(evaluator, dataset, 256)
     same = all(np.array_equal(loop_predictions[q], runs["fp32"][0][q]) for q in QUALITIES)
     print(f"plain loop fp32: {loop_seconds:.2f} s; plugin/loop time ratio {runs['fp32'][1] / loop_seconds:.2f}; identical predictions: {same}")

@@ -242,11 +242,8 @@ def bench_limit(
     ig_steps: int,
     qualities: tuple[int, ...],
 ) -> LimitFigures:
-    from pytest_clipcompress.attribution import (
-        DEFAULT_INTERNAL_BATCH_SIZE,
-        integrated_gradients,
-    )
-    from pytest_clipcompress.compression import Compression
+    from pytest_clipcompress.codecs.compression import Compression
+    from pytest_clipcompress.ig.integrated_gradients import DEFAULT_INTERNAL_BATCH_SIZE, integrated_gradients
 
     figures = LimitFigures(n=len(dataset), batch_size=batch_size, passes=len(qualities) + 1, ig_steps=ig_steps)
     classifier = make_evaluator("exact").classifier(model_name, dataset)
@@ -311,7 +308,7 @@ class Agreement:
 
 
 def fast_agreement(model_name: str, dataset: Any, make_evaluator: Callable[[str], Any], qualities: tuple[int, ...]) -> Agreement:
-    from pytest_clipcompress.compression import Compression
+    from pytest_clipcompress.codecs.compression import Compression
 
     exact, fast = make_evaluator("exact"), make_evaluator("fast")
     same = total = 0

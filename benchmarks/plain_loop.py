@@ -26,7 +26,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from pytest_clipcompress.templates import CIFAR10_TEMPLATES  # noqa: E402 - importable only after the sys.path line
+from pytest_clipcompress.data.cifar10 import CIFAR10_TEMPLATES  # noqa: E402 - importable only after the sys.path line
 
 QUALITIES = (100, 75, 50, 25)
 

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ._version import __version__
+
 __all__ = ["Compression", "EvalResult", "__version__", "assert_accuracy", "assert_no_regression", "assert_not_worse"]
 
 if TYPE_CHECKING:
-    from .assertions import assert_accuracy
-    from .compression import Compression
-    from .evaluation import EvalResult
-    from .gate import assert_no_regression, assert_not_worse
+    from .assertions import assert_accuracy, assert_no_regression, assert_not_worse
+    from .codecs.compression import Compression
+    from .engine.result import EvalResult
 
 _LAZY = {
     "assert_accuracy": "assertions",
-    "Compression": "compression",
-    "EvalResult": "evaluation",
-    "assert_no_regression": "gate",
-    "assert_not_worse": "gate",
+    "assert_no_regression": "assertions",
+    "assert_not_worse": "assertions",
+    "Compression": "codecs.compression",
+    "EvalResult": "engine.result",
 }
 
 

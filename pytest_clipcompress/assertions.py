@@ -1,15 +1,25 @@
-"""``assert_accuracy``: accuracy floors with a failure message a person can act on."""
+"""Every ``assert_*`` a test calls on a result of ``clip_eval()``: accuracy floors
+(:func:`assert_accuracy`), the regression gate against a stored baseline
+(:func:`assert_no_regression`) and A/B between two models of one run (:func:`assert_not_worse`).
+
+Each records its check on the result (the reports show every check, passed or failed) and fails
+with a message a person can act on, never a traceback into the plugin.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from .errors import ConfigError
-from .evaluation import EvalResult
-from .metrics import ACCURACY, DROP
-from .outcomes import flip_text
-from .records import check_record
-from .values import check_fraction, is_finite, real_number
+from .compare import check_margin, compare_outcomes
+from .engine.metrics import ACCURACY, DROP
+from .engine.result import EvalResult
+from .errors import ClipCompressError, ConfigError
+from .inputs import check_fraction, is_finite, real_number
+from .render.format import flip_text
+from .results.file import GateError, load_results_file
+from .results.per_image import Outcomes
 
 
 def assert_accuracy(result: EvalResult, min_accuracy: float | None = None, max_drop: float | None = None, *, confidence: float | None = None) -> None:
@@ -26,7 +36,7 @@ def assert_accuracy(result: EvalResult, min_accuracy: float | None = None, max_d
     if not isinstance(result, EvalResult):
         pytest.fail(f"assert_accuracy needs the result of clip_eval(), got {type(result).__name__}", pytrace=False)
     if min_accuracy is None and max_drop is None:
-        min_accuracy, max_drop = result.min_accuracy_default, result.max_drop_default
+        min_accuracy, max_drop = result.floors.min_accuracy, result.floors.max_drop
     if min_accuracy is None and max_drop is None:
         pytest.fail(
             "assert_accuracy has no floor: pass min_accuracy= or max_drop=, or set clip_min_accuracy / clip_max_drop in the ini file",
@@ -55,7 +65,8 @@ def assert_accuracy(result: EvalResult, min_accuracy: float | None = None, max_d
     # fails only when the whole interval is on the wrong side of it.
     checked = (ACCURACY.value(result), DROP.value(result)) if confidence is None else (accuracy_high, drop_low)
     accuracy_ok, drop_ok = (floor is None or metric.passes(value, floor) for (metric, floor), value in zip(floors, checked, strict=True))
-    result.checks.append(check_record(result, min_accuracy, max_drop, accuracy_ok and drop_ok, None if confidence is None else level))
+    extra = {} if confidence is None else {"confidence": level}
+    result.checks.append(result.check_record(accuracy_ok and drop_ok, min_accuracy, max_drop, **extra))
     if not (accuracy_ok and drop_ok):
         raise AssertionError(failure_message(result, min_accuracy, max_drop, accuracy_ok, drop_ok, confidence))
 
@@ -98,3 +109,66 @@ def failure_message(
 
 def _images(count: int) -> str:
     return f"{count} image" + ("" if count == 1 else "s")
+
+
+def assert_no_regression(
+    result: EvalResult,
+    max_regression: float = 0.01,
+    *,
+    alpha: float = 0.05,
+    baseline: str | Path | None = None,
+    baseline_model: str | None = None,
+) -> None:
+    """Fail when ``result`` is worse than the baseline on the same images by more than ``max_regression``
+    and the exact McNemar test says the difference is real (``p < alpha``).
+
+    The baseline is ``--clip-baseline`` (or the ``baseline`` file given here); its entry is the one
+    for the same model id (role or name; ``baseline_model`` picks another), dataset and compression.
+    Different images, dataset files, classes or prompts, or a missing entry, fail with an error.
+    """
+    __tracebackhide__ = True
+    if not isinstance(result, EvalResult):
+        pytest.fail(f"assert_no_regression needs the result of clip_eval(), got {type(result).__name__}", pytrace=False)
+    try:
+        check_margin(float(max_regression), float(alpha))
+        stored = load_results_file(Path(baseline), "--clip-baseline") if baseline is not None else result.baseline
+        if stored is None:
+            raise GateError("assert_no_regression has no baseline: pass --clip-baseline PATH (a results file saved with --clip-baseline-save) or baseline=PATH")
+        entry = stored.entry_for(result.case._replace(role=baseline_model or result.model_id), result.fingerprint)
+        comparison = compare_outcomes(Outcomes.from_record(entry), result.outcomes, "baseline", "this run")
+    except ClipCompressError as error:
+        pytest.fail(str(error), pytrace=False)
+    failed = comparison.regressed(max_regression, alpha)
+    result.checks.append(result.check_record(not failed, max_regression=float(max_regression)))
+    if failed:
+        headline = (
+            f"{result.model_id} ({result.model}/{result.pretrained}) on {result.dataset} under {result.compression.id} "
+            f"regressed against the baseline {stored.path}"
+        )
+        raise AssertionError(
+            comparison.message(max_regression, alpha, headline) + "\nIf the change is intended, save a new baseline with --clip-baseline-save."
+        )
+
+
+def assert_not_worse(candidate: EvalResult, reference: EvalResult, max_regression: float = 0.01, *, alpha: float = 0.05) -> None:
+    """A/B in one session: fail when ``candidate`` is worse than ``reference`` (two models, same dataset
+    and compression) by more than ``max_regression`` and the exact McNemar test says so."""
+    __tracebackhide__ = True
+    if not isinstance(candidate, EvalResult) or not isinstance(reference, EvalResult):
+        pytest.fail("assert_not_worse needs two results of clip_eval(), e.g. clip_eval(model='candidate') and clip_eval(model='release')", pytrace=False)
+    candidate_name, reference_name = candidate.model_id, reference.model_id
+    try:
+        check_margin(float(max_regression), float(alpha))
+        if candidate.compression.id != reference.compression.id or candidate.dataset != reference.dataset:
+            raise GateError(
+                f"assert_not_worse compares two models on the same dataset and compression; got {candidate.dataset} {candidate.compression.id} "
+                f"and {reference.dataset} {reference.compression.id}"
+            )
+        comparison = compare_outcomes(reference.outcomes, candidate.outcomes, reference_name, candidate_name)
+    except ClipCompressError as error:
+        pytest.fail(str(error), pytrace=False)
+    failed = comparison.regressed(max_regression, alpha)
+    candidate.checks.append(candidate.check_record(not failed, max_regression=float(max_regression), reference=reference_name))
+    if failed:
+        headline = f"{candidate_name} is worse than {reference_name} on {candidate.dataset} under {candidate.compression.id}"
+        raise AssertionError(comparison.message(max_regression, alpha, headline))

@@ -15,8 +15,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .compare import check_margin, compare_files, describe
 from .errors import ClipCompressError
-from .gate import GateError, check_margin, compare_files, comparison_table, describe, load_results_file
+from .render.terminal import comparison_table
+from .results.file import GateError, load_results_file
+from .results.schema import ComparisonRow
 
 EXIT_OK, EXIT_REGRESSED, EXIT_ERROR = 0, 1, 2
 
@@ -55,9 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def compare(args: argparse.Namespace) -> int:
     margin = 0.0 if args.fail_on_regression is None else args.fail_on_regression
     check_margin(margin, args.alpha, ("--fail-on-regression ", "--alpha "))
-    old = load_results_file(args.old, "OLD")["evaluations"]
-    new = load_results_file(args.new, "NEW")["evaluations"]
-    result = compare_files(old, new, args.old_model, args.new_model)
+    old = load_results_file(args.old, "OLD").evaluations
+    new = load_results_file(args.new, "NEW").evaluations
+    result = compare_files(old, new, args.old_model, args.new_model, args.fail_on_regression, args.alpha)
     if not result.rows:
         raise GateError(
             f"{args.new} and {args.old} have no evaluation in common (same model id, dataset and compression); "
@@ -70,21 +73,17 @@ def compare(args: argparse.Namespace) -> int:
     for label, records in (("only in OLD", result.only_old), ("only in NEW", result.only_new)):
         if records:
             print(f"{label}: " + "; ".join(describe(record) for record in records))
-    broken = [outcome for _, _, outcome in result.rows if isinstance(outcome, GateError)]
+    broken = [row for row in result.rows if "error" in row]
     if broken:
         print(f"clipcompress compare: error: {len(broken)} evaluation(s) are not comparable image by image (see above)", file=sys.stderr)
         return EXIT_ERROR
     if args.fail_on_regression is None:
         return EXIT_OK
-    regressed = [
-        (new_record, outcome)
-        for _, new_record, outcome in result.rows
-        if not isinstance(outcome, GateError) and outcome.regressed(args.fail_on_regression, args.alpha)
-    ]
-    for new_record, outcome in regressed:
+    regressed = [row for row in result.rows if row.get("regressed")]
+    for row in regressed:
         print(
-            f"REGRESSION {describe(new_record)}: {outcome.regression * 100:.2f} points lost (b={outcome.paired.b}, c={outcome.paired.c}, "
-            f"p={outcome.paired.p_value:.3g}); classes lost {outcome.classes_lost_text()}"
+            f"REGRESSION {row['candidate_role']} on {row['dataset']} under {row['compression_id']}: {-row['change'] * 100:.2f} points lost "
+            f"(b={row['b']}, c={row['c']}, p={row['p_value']:.3g}); classes lost {row['classes_lost']}"
         )
     if regressed:
         return EXIT_REGRESSED
@@ -92,9 +91,9 @@ def compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def write_html(path: Path, rows: list, margin: float | None, alpha: float) -> None:
+def write_html(path: Path, rows: list[ComparisonRow], margin: float | None, alpha: float) -> None:
+    from .files import atomic_write_text
     from .render.comparison import comparison_html
-    from .results import atomic_write_text
 
     try:
         atomic_write_text(path, comparison_html(rows, margin=margin, alpha=alpha))
@@ -106,9 +105,9 @@ def write_html(path: Path, rows: list, margin: float | None, alpha: float) -> No
 def report(args: argparse.Namespace) -> int:
     from .render import write_report_dir
 
-    payload = load_results_file(args.results, "RESULTS")
+    results = load_results_file(args.results, "RESULTS")
     try:
-        index = write_report_dir(args.out, payload["evaluations"], payload.get("checks", []), [], breaking_points=payload.get("breaking_points", []))
+        index = write_report_dir(args.out, results.evaluations, results.checks, [], breaking_points=results.breaking_points)
     except OSError as error:
         print(f"clipcompress report: error: cannot write {args.out} ({error.strerror or error})", file=sys.stderr)
         return EXIT_ERROR

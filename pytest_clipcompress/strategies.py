@@ -28,7 +28,8 @@ import numpy as np
 from hypothesis import strategies as st
 from PIL import Image
 
-from .compression import CODECS, Compression, ParamSpec, available_codecs
+from .codecs.compression import Compression
+from .codecs.registry import CODECS, ParamSpec, available_codecs
 from .errors import ConfigError
 
 __all__ = [

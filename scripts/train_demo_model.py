@@ -40,7 +40,7 @@ from pytest_clipcompress.demo import (
     DEMO_WEIGHTS,
     generate_demo_images,
 )
-from pytest_clipcompress.results import atomic_write_bytes
+from pytest_clipcompress.files import atomic_write_bytes
 
 QUALITIES = (None, 100, 75, 50, 25)
 
@@ -65,9 +65,9 @@ def to_tensor(images: np.ndarray, mean: torch.Tensor, std: torch.Tensor) -> torc
 
 def zero_shot_accuracies(weights: Path) -> dict[str, float]:
     """Accuracy of the saved weights on the demo test split, through the plugin's own evaluation."""
-    from pytest_clipcompress.compression import Compression
-    from pytest_clipcompress.evaluation import Evaluator
-    from pytest_clipcompress.settings import build_settings
+    from pytest_clipcompress.codecs.compression import Compression
+    from pytest_clipcompress.config.settings import build_settings
+    from pytest_clipcompress.engine.evaluator import Evaluator
 
     values = {"pretrained": str(weights), "device": "cpu", "no-cache": True}
     evaluator = Evaluator(build_settings(lambda option: values.get(option.name)))

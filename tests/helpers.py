@@ -8,12 +8,12 @@ import json
 import pickle
 import struct
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from pytest_clipcompress.attribution import ImageAttribution
+    from pytest_clipcompress.results.schema import AttributionItem
 
 ASSETS = Path(__file__).parent / "assets"
 TINY_CONFIG = ASSETS / "tiny-clip.json"
@@ -100,11 +100,9 @@ def without_run_block(text: str) -> str:
     return json.dumps(data, indent=2, sort_keys=True)
 
 
-def attribution_info(index: int, label: int = 0, **overrides: float) -> ImageAttribution:
-    """One image's IG summary with plausible values; ``overrides`` replace any field."""
-    from pytest_clipcompress.attribution import ImageAttribution  # imports torch and captum: only when used
-
-    values = {
+def attribution_info(index: int, label: int = 0, **overrides: object) -> AttributionItem:
+    """One explained image's record with plausible values; ``overrides`` replace any field."""
+    values: dict[str, object] = {
         "index": index,
         "label": label,
         "pred_uncompressed": label,
@@ -123,6 +121,13 @@ def attribution_info(index: int, label: int = 0, **overrides: float) -> ImageAtt
         "boundary_share": 0.6,
         "boundary_area_share": 0.44,
         "seconds": 0.5,
+        "model": "tiny-clip",
+        "dataset": "cifar10",
+        "compression_id": "jpeg-q10",
+        "baseline": "uncompressed",
+        "true_name": f"class {label}",
+        "pred_uncompressed_name": f"class {label}",
+        "pred_compressed_name": "class 1",
     }
     values.update(overrides)
-    return ImageAttribution(**values)
+    return cast("AttributionItem", values)

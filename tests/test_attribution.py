@@ -15,14 +15,16 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms import CenterCrop, InterpolationMode, Resize
 
-from pytest_clipcompress.attribution import (
+from pytest_clipcompress.ig.geometry import display_grid
+from pytest_clipcompress.ig.integrated_gradients import (
     aggregate,
     auto_steps_integrated_gradients,
     block_boundary_mask,
     integrated_gradients,
     summarize_attribution,
 )
-from pytest_clipcompress.render.attribution_figure import attribution_table_html, render_attribution_png
+from pytest_clipcompress.render.attribution_figure import render_attribution_png
+from pytest_clipcompress.render.html import ig_table_html
 
 from .helpers import attribution_info
 
@@ -221,22 +223,29 @@ def test_aggregate_and_to_dict() -> None:
     assert summary["mean_boundary_share"] == pytest.approx(0.5)
     assert summary["total_seconds"] == pytest.approx(1.0)
     assert aggregate([])["mean_completeness_gap"] is None
-    assert json.loads(json.dumps(items[0].to_dict()))["method"] == "riemann_trapezoid"
+    assert json.loads(json.dumps(items[0]))["method"] == "riemann_trapezoid"
 
 
 def test_render_png_and_html_table(case: Case) -> None:
     attributions, f_input, f_baseline = integrated_gradients(case.classifier, case.inputs, case.baseline, case.label)
     info = attribution_info(
-        3, label=case.label, f_input=f_input, f_baseline=f_baseline, delta_f=f_input - f_baseline, sum_attributions=float(attributions.sum())
+        3,
+        label=case.label,
+        f_input=f_input,
+        f_baseline=f_baseline,
+        delta_f=f_input - f_baseline,
+        sum_attributions=float(attributions.sum()),
+        true_name=CLASS_NAMES[case.label],
+        compression_id="jpeg-q10",
     )
-    png = render_attribution_png(case.original, case.compressed, attributions.numpy(), class_names=CLASS_NAMES, info=info, compression_label="JPEG q=10")
-    assert png == render_attribution_png(
-        case.original, case.compressed, attributions.numpy(), class_names=CLASS_NAMES, info=info, compression_label="JPEG q=10"
-    )
+    size = case.inputs.shape[-1]
+    pictures = (display_grid(case.original, size), display_grid(case.compressed, size))
+    png = render_attribution_png(*pictures, attributions.numpy(), info)
+    assert png == render_attribution_png(*pictures, attributions.numpy(), info)
     with Image.open(io.BytesIO(png)) as image:
         assert image.format == "PNG"
         assert 600 <= image.width <= 900 and 200 <= image.height <= 350
 
-    table = attribution_table_html([attribution_info(0)], ["<script>", "dog"])
+    table = ig_table_html([attribution_info(0, true_name="<script>", pred_compressed_name="dog")])
     assert "<script>" not in table and "&lt;script&gt;" in table
     assert table.count("<tr>") == 2

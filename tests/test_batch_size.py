@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from pytest_clipcompress.compression import Compression
-from pytest_clipcompress.evaluation import Evaluator
-from pytest_clipcompress.settings import build_settings
+from pytest_clipcompress.codecs.compression import Compression
+from pytest_clipcompress.config.settings import build_settings
+from pytest_clipcompress.engine.evaluator import Evaluator
 
 
 def test_batch_size_keeps_predictions_and_logits_within_rounding() -> None:
     runs = {}
     for batch_size in ("7", "64"):
         values = {"batch-size": batch_size, "samples": "120", "no-cache": True, "device": "cpu"}
-        evaluator = Evaluator(build_settings(lambda option, values=values: values.get(option.name)))
+        evaluator = Evaluator.from_settings(build_settings(lambda option, values=values: values.get(option.name)))
         runs[batch_size] = evaluator.evaluate("clipcompress-demo", "demo", Compression("jpeg", quality=50))
     small, large = runs["7"], runs["64"]
     assert np.array_equal(small.predictions, large.predictions)

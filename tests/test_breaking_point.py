@@ -11,9 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_clipcompress.breaking_point import BreakingPoint, find_breaking_point, max_evaluations, mildness_order
-from pytest_clipcompress.compression import Compression
+from pytest_clipcompress.codecs.compression import Compression
+from pytest_clipcompress.engine.breaking_point import find_breaking_point, max_evaluations, mildness_order
 from pytest_clipcompress.errors import ConfigError
+from pytest_clipcompress.results.schema import BreakingPoint
 
 BASELINE = 0.9
 

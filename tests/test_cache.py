@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_clipcompress.cache import CacheWarning, LogitsCache
-from pytest_clipcompress.compression import Compression
-from pytest_clipcompress.datasets import ArrayDataset
-from pytest_clipcompress.evaluation import Evaluator
-from pytest_clipcompress.models import register_model_configs
-from pytest_clipcompress.settings import build_settings
+from pytest_clipcompress.codecs.compression import Compression
+from pytest_clipcompress.config.settings import build_settings
+from pytest_clipcompress.data.base import ArrayDataset
+from pytest_clipcompress.engine.cache import CacheWarning, LogitsCache
+from pytest_clipcompress.engine.evaluator import Evaluator
+from pytest_clipcompress.models.resolve import register_model_configs
 
 from .helpers import TINY_CONFIG, TINY_MODEL
 
@@ -38,7 +38,7 @@ def tiny_registered() -> None:
 
 
 def evaluate(settings: object, dataset: ArrayDataset, compression: Compression = JPEG_50) -> np.ndarray:
-    return Evaluator(settings).evaluate(TINY_MODEL, dataset, compression).logits
+    return Evaluator.from_settings(settings).evaluate(TINY_MODEL, dataset, compression).logits
 
 
 def entries(cache_dir: Path) -> int:

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_clipcompress.metadata import git_state, library_versions
 from pytest_clipcompress.render.markdown import summary_markdown, write_summary
 from pytest_clipcompress.render.terminal import attribution_text
+from pytest_clipcompress.results.metadata import git_state, library_versions
+from pytest_clipcompress.results.schema import BreakingPoint
 
 GOLDEN = Path(__file__).parent / "golden" / "summary.md"
 
@@ -67,34 +68,38 @@ CHECKS = [
     check("tests/test_x.py::test_pets[a|b `x`]", "imagefolder:/data/a|b <b>pets</b>", "jpeg-q50", False, min_accuracy=0.6),
 ]
 POINTS = [
-    {
-        "test": "tests/test_x.py::test_search",
-        "model": "ViT-B-32",
-        "pretrained": "openai",
-        "dataset": "cifar10",
-        "codec": "jpeg",
-        "param": "quality",
-        "floor": 0.8,
-        "metric": "accuracy",
-        "breaking_value": 31,
-        "last_passing_value": 32,
-        "evaluations": 7,
-        "frontier": [{"setting": "jpeg-q50"}] * 7,
-    },
-    {
-        "test": "tests/test_x.py::test_search",
-        "model": "ViT-B-32",
-        "pretrained": "openai",
-        "dataset": "cifar10",
-        "codec": "jpeg2000",
-        "param": "rate",
-        "floor": 0.05,
-        "metric": "drop",
-        "breaking_value": None,
-        "last_passing_value": None,
-        "evaluations": 2,
-        "frontier": [{"setting": "jpeg2000-r1"}] * 2,
-    },
+    BreakingPoint.from_dict(
+        {
+            "test": "tests/test_x.py::test_search",
+            "model": "ViT-B-32",
+            "pretrained": "openai",
+            "dataset": "cifar10",
+            "codec": "jpeg",
+            "param": "quality",
+            "floor": 0.8,
+            "metric": "accuracy",
+            "breaking_value": 31,
+            "last_passing_value": 32,
+            "evaluations": 7,
+            "frontier": [{"setting": "jpeg-q50"}] * 7,
+        }
+    ),
+    BreakingPoint.from_dict(
+        {
+            "test": "tests/test_x.py::test_search",
+            "model": "ViT-B-32",
+            "pretrained": "openai",
+            "dataset": "cifar10",
+            "codec": "jpeg2000",
+            "param": "rate",
+            "floor": 0.05,
+            "metric": "drop",
+            "breaking_value": None,
+            "last_passing_value": None,
+            "evaluations": 2,
+            "frontier": [{"setting": "jpeg2000-r1"}] * 2,
+        }
+    ),
 ]
 RUN = {
     "models": [{"label": "ViT-B-32/openai", "weights_hash": "0123456789abcdef0123456789abcdef", "device": "cuda:0", "precision": "fp16"}],
@@ -280,12 +285,11 @@ def test_ci_outputs_are_the_same_serial_and_under_xdist(pytester: pytest.Pyteste
         )
         assert "**1 of 3 floor checks failed**, 1 failed as expected (xfail); 3 evaluations." in lines
         # The facts of the model the workers loaded, as this process computes them from the same checkpoint.
-        from pytest_clipcompress.evaluation import Evaluator
-        from pytest_clipcompress.metadata import model_facts
-        from pytest_clipcompress.settings import build_settings
+        from pytest_clipcompress.config.settings import build_settings
+        from pytest_clipcompress.engine.evaluator import Evaluator
 
-        loaded = Evaluator(build_settings(lambda option: "cpu" if option.name == "device" else None)).model("clipcompress-demo")
-        assert run["models"] == [model_facts(loaded)]
+        loaded = Evaluator.from_settings(build_settings(lambda option: "cpu" if option.name == "device" else None)).model("clipcompress-demo")
+        assert run["models"] == [loaded.facts()]
         assert run["git"] is None  # pytester's folder is not a repository
         env = environment(out / "report.html")
         assert env[f"clipcompress model {loaded.spec.label}"] == f"weights {loaded.weights_hash()} on cpu (fp32)"
@@ -331,7 +335,7 @@ LETTERS = re.compile(r"^[.sFxXE]+(\s+\[\s*\d+%\])?$")
 
 def test_progress_lines_leave_pytests_line_whole(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_progress=PROGRESS_SUITE)
-    pytester.makeconftest("import pytest_clipcompress.progress\npytest_clipcompress.progress.PROGRESS_AFTER_SECONDS = 0.0  # as if every batch were slow\n")
+    pytester.makeconftest("from pytest_clipcompress.plugin import progress\nprogress.PROGRESS_AFTER_SECONDS = 0.0  # as if every batch were slow\n")
     for verbosity in ([], ["-v", "-k", "not search"]):
         result = pytester.runpytest_subprocess(
             "--clip-samples=20", "--clip-batch-size=10", "--clip-device=cpu", "--clip-no-cache", "-p", "no:cacheprovider", *verbosity

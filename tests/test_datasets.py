@@ -12,16 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pytest_clipcompress.datasets import (
-    CIFAR10_TEST_SIZE,
-    load_cifar10,
-    load_dataset,
-    load_image_folder,
-    load_stl10,
-    stratified_subset,
-)
+from pytest_clipcompress.codecs.images import to_rgb
+from pytest_clipcompress.data.base import stratified_subset
+from pytest_clipcompress.data.cifar10 import CIFAR10_TEST_SIZE, load_cifar10
+from pytest_clipcompress.data.folder import load_image_folder
+from pytest_clipcompress.data.registry import load_dataset
+from pytest_clipcompress.data.stl10 import load_stl10
 from pytest_clipcompress.errors import DatasetError, DatasetMissingError
-from pytest_clipcompress.images import to_rgb
 
 if TYPE_CHECKING:
     from torchvision.datasets import CIFAR10

@@ -26,8 +26,8 @@ from pytest_clipcompress.demo import (
     DEMO_TEMPLATES,
     DEMO_TEST_PER_CLASS,
     DEMO_WEIGHTS,
-    generate_demo_images,
 )
+from pytest_clipcompress.demo.images import generate_demo_images
 
 from .reference import zero_shot_predictions
 

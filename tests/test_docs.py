@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from pytest_clipcompress import plugin
-from pytest_clipcompress.compression import CODECS
-from pytest_clipcompress.settings import OPTIONS
+from pytest_clipcompress.codecs.registry import CODECS
+from pytest_clipcompress.config.options import OPTIONS
+from pytest_clipcompress.plugin.markers import marker_lines
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 REFERENCE = DOCS / "reference.md"
@@ -108,7 +109,7 @@ def test_reference_documents_every_option_and_ini_key(option) -> None:  # noqa: 
 
 def test_reference_documents_both_markers() -> None:
     text = read("reference.md")
-    names = [marker.split("(", 1)[0] for marker in plugin.markers()]
+    names = [marker.split("(", 1)[0] for marker in marker_lines()]
     assert sorted(names) == ["clip_dataset", "compression"]
     for name in names:
         assert f"@pytest.mark.{name}(" in text, f"marker {name} has no section in docs/reference.md"
@@ -129,7 +130,7 @@ def test_reference_documents_every_codec() -> None:
 
 
 def test_reference_documents_every_eval_result_attribute() -> None:
-    from pytest_clipcompress.evaluation import EvalResult
+    from pytest_clipcompress.engine.result import EvalResult
 
     public = {field.name for field in dataclasses.fields(EvalResult)}
     public |= {name for name, value in vars(EvalResult).items() if not name.startswith("_") and (isinstance(value, property) or callable(value))}

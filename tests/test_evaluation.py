@@ -7,11 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_clipcompress import evaluation
-from pytest_clipcompress.compression import Compression
-from pytest_clipcompress.datasets import ArrayDataset
-from pytest_clipcompress.evaluation import EvalResult, Evaluator, wilson_interval
-from pytest_clipcompress.settings import build_settings
+from pytest_clipcompress.codecs.compression import Compression
+from pytest_clipcompress.config.settings import build_settings
+from pytest_clipcompress.data.base import ArrayDataset
+from pytest_clipcompress.engine import evaluator as evaluation
+from pytest_clipcompress.engine.evaluator import Evaluator
+from pytest_clipcompress.engine.result import EvalResult, softmax
+from pytest_clipcompress.engine.stats import wilson_interval
 
 from . import reference
 from .helpers import TINY_CONFIG, TINY_MODEL
@@ -24,7 +26,7 @@ def toy_dataset() -> ArrayDataset:
 
 def test_models_text_and_uncompressed_predictions_are_computed_once(tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     values = {"model": [TINY_MODEL], "model-config": [str(TINY_CONFIG)], "pretrained": str(tiny_checkpoint), "no-cache": True}
-    evaluator = Evaluator(build_settings(lambda option: values.get(option.name)))
+    evaluator = Evaluator.from_settings(build_settings(lambda option: values.get(option.name)))
     calls = {"load": 0, "text": 0, "compute": []}
     real_load, real_text, real_compute = evaluation.load_model, evaluation.class_text_features, Evaluator._compute
 
@@ -92,8 +94,8 @@ def test_result_numbers_and_flips() -> None:
 
 def test_one_softmax_for_an_image_and_a_batch() -> None:
     logits = np.random.default_rng(3).normal(scale=30.0, size=(4, 10)).astype(np.float32)
-    batch = evaluation.softmax(logits.astype(np.float64))
+    batch = softmax(logits.astype(np.float64))
     for row, probabilities in zip(logits, batch, strict=True):
         expected = reference.softmax([float(value) for value in row])
         assert probabilities == pytest.approx(expected, rel=1e-12, abs=1e-300)
-        assert np.array_equal(evaluation.softmax(row.astype(np.float64)), probabilities)  # one image = its row of the batch
+        assert np.array_equal(softmax(row.astype(np.float64)), probabilities)  # one image = its row of the batch

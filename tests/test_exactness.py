@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_clipcompress.templates import CIFAR10_TEMPLATES
+from pytest_clipcompress.data.cifar10 import CIFAR10_TEMPLATES
 
 from .helpers import TINY_CONFIG, TINY_MODEL
 from .reference import reference_predictions

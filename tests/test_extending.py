@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pytest_clipcompress.compression import CODECS, CodecSpec, ParamSpec, register_codec
-from pytest_clipcompress.datasets import DATASETS, DatasetSpec, dataset_id, register_dataset, validate_dataset_name
+from pytest_clipcompress.codecs.registry import CODECS, CodecSpec, ParamSpec, register_codec
+from pytest_clipcompress.data.base import DatasetSpec
+from pytest_clipcompress.data.registry import DATASETS, dataset_id, register_dataset, validate_dataset_name
+from pytest_clipcompress.engine.metrics import METRICS, Metric, register_metric
 from pytest_clipcompress.errors import ConfigError
-from pytest_clipcompress.metrics import METRICS, Metric, register_metric
 
 from .helpers import without_run_block
 
@@ -26,8 +27,9 @@ import hashlib
 
 import numpy as np
 
-from pytest_clipcompress.compression import CodecSpec, ParamSpec, register_codec
-from pytest_clipcompress.datasets import ArrayDataset, DatasetSpec, register_dataset
+from pytest_clipcompress.codecs.registry import CodecSpec, ParamSpec, register_codec
+from pytest_clipcompress.data.base import ArrayDataset, DatasetSpec
+from pytest_clipcompress.data.registry import register_dataset
 from pytest_clipcompress.plugin import dataset_fixture
 
 
@@ -68,7 +70,7 @@ from PIL import Image
 
 from pytest_clipcompress import assert_accuracy
 from pytest_clipcompress import strategies as cs
-from pytest_clipcompress.breaking_point import mildness_order
+from pytest_clipcompress.engine.breaking_point import mildness_order
 
 
 @pytest.mark.clip_dataset("toy")
@@ -185,12 +187,13 @@ def test_registrations_are_checked() -> None:
 
 
 def test_a_loader_must_name_its_dataset_canonically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_clipcompress import datasets
+    from pytest_clipcompress.data import registry
+    from pytest_clipcompress.data.demo import load_demo
 
-    loaded = datasets.load_demo()
+    loaded = load_demo()
     monkeypatch.setitem(DATASETS, "renamed", DatasetSpec("renamed", lambda source: loaded))
     with pytest.raises(ConfigError, match="returned 'demo'; it must return an ImageDataset named 'renamed'"):
-        datasets.load_dataset("renamed", tmp_path, offline=True)
+        registry.load_dataset("renamed", tmp_path, offline=True)
 
 
 def test_extending_examples_run_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registries: None) -> None:

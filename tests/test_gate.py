@@ -17,15 +17,18 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
+from pytest_clipcompress.assertions import assert_not_worse
 from pytest_clipcompress.cli import main as cli_main
-from pytest_clipcompress.compression import Compression
+from pytest_clipcompress.codecs.compression import Compression
+from pytest_clipcompress.compare import compare_outcomes
+from pytest_clipcompress.config.model_entries import ModelEntry, parse_model_entries, parse_model_entry
+from pytest_clipcompress.config.settings import Settings, build_settings
+from pytest_clipcompress.engine.result import EvalResult
+from pytest_clipcompress.engine.stats import PairedDifference, mcnemar_exact, paired_difference_interval, wilson_interval
 from pytest_clipcompress.errors import ConfigError
-from pytest_clipcompress.evaluation import EvalResult
-from pytest_clipcompress.gate import BaselineFile, GateError, assert_not_worse, compare_outcomes, load_results_file
-from pytest_clipcompress.outcomes import Outcomes, OutcomesError
-from pytest_clipcompress.roles import ModelEntry, parse_model_entries, parse_model_entry
-from pytest_clipcompress.settings import Settings, build_settings
-from pytest_clipcompress.stats import PairedDifference, mcnemar_exact, paired_difference_interval, wilson_interval
+from pytest_clipcompress.results.file import GateError, load_results_file
+from pytest_clipcompress.results.per_image import Outcomes, OutcomesError
+from pytest_clipcompress.results.schema import CaseKey
 
 from .helpers import without_run_block
 from .reference import hand_mcnemar, hand_newcombe, hand_wilson
@@ -68,7 +71,7 @@ def test_wilson_and_mcnemar_equal_scipy_binomtest_on_a_grid() -> None:
 
 
 def test_the_statistics_do_not_import_scipy_stats() -> None:
-    code = "import sys, pytest_clipcompress.evaluation, pytest_clipcompress.gate; print('scipy.stats' in sys.modules)"
+    code = "import sys, pytest_clipcompress.engine.evaluator, pytest_clipcompress.compare, pytest_clipcompress.assertions; print('scipy.stats' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
 
@@ -246,8 +249,9 @@ def compare_links(folder: Path) -> list[str]:
 
 
 def test_report_folder_links_the_comparison_pages_it_holds(tmp_path: Path) -> None:
+    from pytest_clipcompress.compare import compare_files, roles_side_by_side
     from pytest_clipcompress.render import write_report_dir
-    from pytest_clipcompress.render.comparison import write_comparison_pages
+    from pytest_clipcompress.render.comparison import comparison_pages
 
     labels = [0, 1, 2] * 10
     release = make_result(labels, labels, labels, role="release")
@@ -257,9 +261,10 @@ def test_report_folder_links_the_comparison_pages_it_holds(tmp_path: Path) -> No
     folder = tmp_path / "report"
 
     def write(records: list[dict[str, Any]], order: tuple[str, ...], baseline: Path | None) -> dict[str, bytes]:
-        pages = write_comparison_pages(folder, records, order, baseline)
+        against = compare_files(load_results_file(baseline).evaluations, records).rows if baseline is not None else []
+        pages = comparison_pages(roles_side_by_side(records, order), against, baseline.name if baseline else None)
         write_report_dir(folder, records, [], [], comparison_pages=pages)
-        assert compare_links(folder) == pages
+        assert compare_links(folder) == list(pages)
         return folder_bytes(folder)
 
     first = write(records, ("release", "candidate"), baseline)
@@ -303,17 +308,17 @@ def settings_from(values: dict[str, object]) -> Settings:
 
 def test_roles_choose_their_own_weights(tmp_path: Path) -> None:
     from pytest_clipcompress.demo import DEMO_WEIGHTS
-    from pytest_clipcompress.models import ModelSpec, register_model_configs
+    from pytest_clipcompress.models.resolve import ModelSpec, model_config_paths, register_model_configs, spec_for
 
     checkpoint = tmp_path / "epoch13.pt"
     checkpoint.write_bytes(b"weights")
-    settings = settings_from({"model": [f"candidate=clipcompress-demo:{checkpoint}", "release=clipcompress-demo"], "pretrained": None})
-    register_model_configs(settings.model_config_paths)
-    assert settings.models == ("candidate", "release") and not settings.uses_demo_model
-    assert settings.model_spec("candidate") == ModelSpec("clipcompress-demo", str(checkpoint))
-    assert settings.model_spec("release") == ModelSpec("clipcompress-demo", str(DEMO_WEIGHTS))
+    models = settings_from({"model": [f"candidate=clipcompress-demo:{checkpoint}", "release=clipcompress-demo"], "pretrained": None}).models
+    register_model_configs(model_config_paths(models.configs))
+    assert models.ids == ("candidate", "release") and not models.uses_demo_model
+    assert spec_for(models, "candidate") == ModelSpec("clipcompress-demo", str(checkpoint))
+    assert spec_for(models, "release") == ModelSpec("clipcompress-demo", str(DEMO_WEIGHTS))
     with pytest.raises(ConfigError, match="no --clip-model has the id 'nightly'; this run's models: candidate, release"):
-        settings.model_spec("nightly")
+        spec_for(models, "nightly")
     with pytest.raises(ConfigError, match=r"--clip-baseline-save .* is a folder"):
         settings_from({"baseline-save": str(tmp_path)})
 
@@ -339,10 +344,10 @@ def test_bad_results_files_are_clear_errors(tmp_path: Path, content: str | None,
 
 
 def test_baseline_without_the_entry_is_a_clear_error(tmp_path: Path) -> None:
-    stored = BaselineFile.load(write_results(tmp_path / "base.json", make_result([0], [0], [0], role="release")))
+    stored = load_results_file(write_results(tmp_path / "base.json", make_result([0], [0], [0], role="release")))
     with pytest.raises(GateError, match=r"has no entry for candidate on d under jpeg-q50; it holds: release on d \(jpeg-q50\)"):
-        stored.entry_for("candidate", "d", "files-1", "jpeg-q50")
-    assert stored.entry_for("release", "renamed", "files-1", "jpeg-q50")["role"] == "release"  # found by the files' fingerprint
+        stored.entry_for(CaseKey("candidate", "d", "jpeg-q50"), "files-1")
+    assert stored.entry_for(CaseKey("release", "renamed", "jpeg-q50"), "files-1")["role"] == "release"  # found by the files' fingerprint
 
 
 def test_cli_compare_exit_codes_and_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,13 +17,8 @@ import torch
 from PIL import Image
 from torchvision.transforms import CenterCrop, InterpolationMode, Resize
 
-from pytest_clipcompress.geometry import (
-    AxisMap,
-    InputGeometry,
-    block_boundary_mask,
-    display_grid,
-)
-from pytest_clipcompress.models import LoadedModel
+from pytest_clipcompress.ig.geometry import AxisMap, InputGeometry, block_boundary_mask, display_grid
+from pytest_clipcompress.models.load import LoadedModel
 
 from .helpers import ASSETS
 
@@ -118,7 +113,8 @@ def test_a_preprocess_that_is_not_a_resize_and_crop_is_refused() -> None:
 @pytest.fixture(scope="module")
 def squash_model(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
     """The tiny squash-mode model as a local-dir: open_clip's config carries the preprocessing, as on the hub."""
-    from pytest_clipcompress.models import load_model, resolve_model_spec
+    from pytest_clipcompress.models.load import load_model
+    from pytest_clipcompress.models.resolve import resolve_model_spec
 
     folder = tmp_path_factory.mktemp("squash") / "tiny-clip-squash"
     shutil.copytree(SQUASH_DIR, folder)

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from pytest_clipcompress.errors import ModelError
-from pytest_clipcompress.models import ModelSpec, load_model, register_model_configs, resolve_model_spec
+from pytest_clipcompress.models.load import load_model
+from pytest_clipcompress.models.resolve import ModelSpec, model_config_paths, register_model_configs, resolve_model_spec, spec_for
 
 from .helpers import TINY_CONFIG, TINY_MODEL
 
@@ -108,31 +109,31 @@ def test_invalid_configs_are_clear_errors(tmp_path: Path) -> None:
 
 
 def test_demo_model_defaults_to_its_bundled_weights_and_takes_a_given_checkpoint(tiny_checkpoint: Path) -> None:
+    from pytest_clipcompress.config.settings import build_settings
     from pytest_clipcompress.demo import DEMO_MODEL_NAME, DEMO_WEIGHTS
-    from pytest_clipcompress.settings import build_settings
 
-    default = build_settings(lambda option: None)
-    register_model_configs(default.model_config_paths)
-    assert default.model_spec(DEMO_MODEL_NAME) == ModelSpec(DEMO_MODEL_NAME, str(DEMO_WEIGHTS))
-    retrained = build_settings(lambda option: str(tiny_checkpoint) if option.name == "pretrained" else None)
-    assert retrained.model_spec(DEMO_MODEL_NAME) == ModelSpec(DEMO_MODEL_NAME, str(tiny_checkpoint))
+    default = build_settings(lambda option: None).models
+    register_model_configs(model_config_paths(default.configs))
+    assert spec_for(default, DEMO_MODEL_NAME) == ModelSpec(DEMO_MODEL_NAME, str(DEMO_WEIGHTS))
+    retrained = build_settings(lambda option: str(tiny_checkpoint) if option.name == "pretrained" else None).models
+    assert spec_for(retrained, DEMO_MODEL_NAME) == ModelSpec(DEMO_MODEL_NAME, str(tiny_checkpoint))
 
 
 def test_quick_gelu_per_role_and_its_errors(tiny_checkpoint: Path) -> None:
+    from pytest_clipcompress.config.settings import ModelOptions, build_settings
     from pytest_clipcompress.errors import ConfigError
-    from pytest_clipcompress.settings import Settings, build_settings
 
-    def settings(*modes: str, models: tuple[str, ...] = ("plain", "quick")) -> Settings:
+    def settings(*modes: str, models: tuple[str, ...] = ("plain", "quick")) -> ModelOptions:
         values = {"model": [f"{role}={TINY_MODEL}:{tiny_checkpoint}" for role in models], "quick-gelu": list(modes) or None}
-        return build_settings(lambda option: values.get(option.name))
+        return build_settings(lambda option: values.get(option.name)).models
 
     register_model_configs([str(TINY_CONFIG)])
     both = settings("quick=on", "auto")
-    assert both.model_spec("quick") == ModelSpec(TINY_MODEL, str(tiny_checkpoint), quick_gelu=True)
-    assert both.model_spec("plain") == ModelSpec(TINY_MODEL, str(tiny_checkpoint))  # auto: the config's own (GELU)
-    assert both.model_spec("quick").label == "tiny-clip/tiny-clip.pt (QuickGELU)" and both.model_spec("plain").label == "tiny-clip/tiny-clip.pt"
-    assert settings("on").model_spec("plain").quick_gelu is True  # one mode alone: every model, as before
-    assert settings("on", "plain=off").model_spec("plain").quick_gelu is None and settings("on", "plain=off").model_spec("quick").quick_gelu is True
+    assert spec_for(both, "quick") == ModelSpec(TINY_MODEL, str(tiny_checkpoint), quick_gelu=True)
+    assert spec_for(both, "plain") == ModelSpec(TINY_MODEL, str(tiny_checkpoint))  # auto: the config's own (GELU)
+    assert spec_for(both, "quick").label == "tiny-clip/tiny-clip.pt (QuickGELU)" and spec_for(both, "plain").label == "tiny-clip/tiny-clip.pt"
+    assert spec_for(settings("on"), "plain").quick_gelu is True  # one mode alone: every model, as before
+    assert spec_for(settings("on", "plain=off"), "plain").quick_gelu is None and spec_for(settings("on", "plain=off"), "quick").quick_gelu is True
     assert settings().quick_gelu_of("quick") == "auto"
     assert settings(" quick = on ").quick_gelu_of("quick") == "on"  # ini values and shells may leave spaces
     with pytest.raises(ConfigError) as unknown:
@@ -151,7 +152,7 @@ def test_quick_gelu_per_role_and_its_errors(tiny_checkpoint: Path) -> None:
         settings("on", "off")
     # A role-less model's id is its name.
     named = build_settings(lambda option: {"model": [f"{TINY_MODEL}:{tiny_checkpoint}"], "quick-gelu": [f"{TINY_MODEL}=on"]}.get(option.name))
-    assert named.model_spec(TINY_MODEL).quick_gelu is True
+    assert spec_for(named.models, TINY_MODEL).quick_gelu is True
 
 
 QUICK_GELU_SUITE = """

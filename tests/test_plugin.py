@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_clipcompress.settings import OPTIONS
+from pytest_clipcompress.config.options import OPTIONS
 
 from .helpers import TINY_CONFIG, random_images, write_cifar10
 
@@ -277,12 +277,12 @@ def test_progress_shows_through_capture_only_for_slow_evaluations(
     pytester.makepyfile(PROGRESS_SUITE)
     args = [*tiny_args, *data_args(cifar_sample_root), "--clip-batch-size=50"]
     # Quick means under the threshold, whatever the machine's load: a loaded CI runner can take 3 s here.
-    monkeypatch.setattr("pytest_clipcompress.progress.PROGRESS_AFTER_SECONDS", 600.0)
+    monkeypatch.setattr("pytest_clipcompress.plugin.progress.PROGRESS_AFTER_SECONDS", 600.0)
     quick = pytester.runpytest(*args)
     quick.assert_outcomes(passed=1)
     assert "images/s" not in quick.stdout.str()
 
-    monkeypatch.setattr("pytest_clipcompress.progress.PROGRESS_AFTER_SECONDS", 0.0)  # as if every batch were slow
+    monkeypatch.setattr("pytest_clipcompress.plugin.progress.PROGRESS_AFTER_SECONDS", 0.0)  # as if every batch were slow
     slow = pytester.runpytest(*args)
     slow.assert_outcomes(passed=1)
     slow.stdout.fnmatch_lines(

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pytest_clipcompress.compression import Compression
-from pytest_clipcompress.datasets import ArrayDataset
+from pytest_clipcompress.codecs.compression import Compression
+from pytest_clipcompress.config.settings import build_settings
+from pytest_clipcompress.data.base import ArrayDataset
+from pytest_clipcompress.engine.evaluator import Evaluator
+from pytest_clipcompress.engine.preprocess import batch_preprocess, check_fast_supported
 from pytest_clipcompress.errors import ConfigError
-from pytest_clipcompress.evaluation import Evaluator
-from pytest_clipcompress.preprocess import batch_preprocess, check_fast_supported
-from pytest_clipcompress.settings import build_settings
 
 from .conftest import TINY_CONFIG, TINY_MODEL
 
@@ -120,15 +120,15 @@ def test_a_normalisation_with_other_arithmetic_is_applied_per_image() -> None:
 
 
 def test_preprocess_option_is_validated() -> None:
-    assert build_settings(lambda option: None).preprocess == "exact"
-    assert build_settings(lambda option: "fast" if option.name == "preprocess" else None).preprocess == "fast"
+    assert build_settings(lambda option: None).evaluation.preprocess == "exact"
+    assert build_settings(lambda option: "fast" if option.name == "preprocess" else None).evaluation.preprocess == "fast"
     with pytest.raises(ConfigError, match=r"--clip-preprocess 'quick'.*exact"):
         build_settings(lambda option: "quick" if option.name == "preprocess" else None)
 
 
 def tiny_evaluator(checkpoint: Path, mode: str, **extra: object) -> Evaluator:
     values = {"model": [TINY_MODEL], "model-config": [str(TINY_CONFIG)], "pretrained": str(checkpoint), "preprocess": mode, "workers": "1", **extra}
-    return Evaluator(build_settings(lambda option: values.get(option.name)))
+    return Evaluator.from_settings(build_settings(lambda option: values.get(option.name)))
 
 
 def test_fast_path_is_part_of_the_cache_key_and_exact_keeps_the_old_key(tiny_checkpoint: Path, tmp_path: Path) -> None:
@@ -145,7 +145,7 @@ def test_fast_path_is_part_of_the_cache_key_and_exact_keeps_the_old_key(tiny_che
 
 def test_fast_evaluation_agrees_with_exact(tiny_checkpoint: Path, cifar_sample_root: Path) -> None:
     """The tiny model's input is 32 px like CIFAR-10: no resize, so fast must equal exact to the bit."""
-    from pytest_clipcompress.datasets import load_cifar10
+    from pytest_clipcompress.data.cifar10 import load_cifar10
 
     dataset = load_cifar10(cifar_sample_root, offline=True)
     for quality in (75, 25):

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pytest_clipcompress.config.options import PAPER_PROTOCOL
+from pytest_clipcompress.config.settings import Settings, build_settings
 from pytest_clipcompress.errors import ConfigError
-from pytest_clipcompress.explain import baseline_image
-from pytest_clipcompress.settings import PAPER_PROTOCOL, Settings, build_settings
+from pytest_clipcompress.ig.explain import baseline_image
 
 
 def settings_from(values: dict[str, object]) -> Settings:
@@ -20,12 +21,12 @@ def settings_from(values: dict[str, object]) -> Settings:
 
 def test_paper_preset_sets_prompt_baseline_and_steps_and_explicit_options_win() -> None:
     default = settings_from({})
-    assert (default.protocol, default.templates, default.ig_baseline, default.ig_steps) == ("default", "clip", "uncompressed", 50)
+    assert (default.protocol, default.data.templates, default.ig.baseline, default.ig.steps) == ("default", "clip", "uncompressed", 50)
     paper = settings_from({"protocol": "paper"})
-    assert (paper.templates, paper.ig_baseline, paper.ig_steps) == ("paper", "jpeg-q100", 51)
+    assert (paper.data.templates, paper.ig.baseline, paper.ig.steps) == ("paper", "jpeg-q100", 51)
     assert PAPER_PROTOCOL == {"templates": "paper", "ig-baseline": "jpeg-q100", "ig-steps": "51"}
     mixed = settings_from({"protocol": "paper", "ig-baseline": "uncompressed", "ig-steps": "auto"})
-    assert (mixed.templates, mixed.ig_baseline, mixed.ig_steps) == ("paper", "uncompressed", "auto")
+    assert (mixed.data.templates, mixed.ig.baseline, mixed.ig.steps) == ("paper", "uncompressed", "auto")
     with pytest.raises(ConfigError, match="--clip-protocol 'exact': choose one of default, paper"):
         settings_from({"protocol": "exact"})
 
@@ -46,16 +47,16 @@ def test_paper_protocol_explains_from_the_q100_jpeg_with_51_points(tmp_path: Pat
     import torch
     import torch.nn.functional as F
 
-    from pytest_clipcompress.compression import Compression
-    from pytest_clipcompress.evaluation import Evaluator
-    from pytest_clipcompress.explain import explain
-    from pytest_clipcompress.settings import DEMO_MODEL
+    from pytest_clipcompress.codecs.compression import Compression
+    from pytest_clipcompress.demo import DEMO_MODEL_NAME as DEMO_MODEL
+    from pytest_clipcompress.engine.evaluator import Evaluator
+    from pytest_clipcompress.ig.explain import explain
 
     settings = settings_from({"protocol": "paper", "device": "cpu", "workers": "0", "no-cache": True, "samples": "60", "ig-samples": "1"})
-    evaluator = Evaluator(settings)
+    evaluator = Evaluator.from_settings(settings)
     result = evaluator.evaluate(DEMO_MODEL, "demo", Compression("jpeg", quality=25))
     assert result.templates == "paper" and len(result.flipped) > 0
-    data, _ = explain([result], evaluator)
+    data, _ = explain([result], evaluator, settings.ig)
     item = data["items"][0]
     assert (item["baseline"], item["steps"], item["method"]) == ("jpeg-q100", 51, "riemann_trapezoid")
     # F(baseline) is the cross-entropy of the q100 JPEG of the image, computed here without the plugin's baseline code.

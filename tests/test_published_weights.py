@@ -14,13 +14,8 @@ from pathlib import Path
 import pytest
 
 from pytest_clipcompress.errors import ConfigError
-from pytest_clipcompress.models import (
-    ModelSpec,
-    load_arguments,
-    load_model,
-    register_model_configs,
-    resolve_model_spec,
-)
+from pytest_clipcompress.models.load import load_arguments, load_model
+from pytest_clipcompress.models.resolve import ModelSpec, register_model_configs, resolve_model_spec
 
 from .helpers import TINY_CONFIG, TINY_MODEL
 
@@ -171,9 +166,9 @@ def test_checkpoint_files_take_the_config_activation_unless_told(tiny_checkpoint
 
 
 def test_activation_is_in_the_record_and_the_cache_key(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    from pytest_clipcompress.compression import Compression
-    from pytest_clipcompress.evaluation import Evaluator
-    from pytest_clipcompress.settings import Settings, build_settings
+    from pytest_clipcompress.codecs.compression import Compression
+    from pytest_clipcompress.config.settings import Settings, build_settings
+    from pytest_clipcompress.engine.evaluator import Evaluator
 
     def settings(mode: str) -> Settings:
         values = {
@@ -191,7 +186,7 @@ def test_activation_is_in_the_record_and_the_cache_key(tiny_checkpoint: Path, tm
 
     results = {}
     for mode in ("off", "on"):
-        evaluator = Evaluator(settings(mode))
+        evaluator = Evaluator.from_settings(settings(mode))
         result = evaluator.evaluate(TINY_MODEL, "demo", Compression("jpeg", quality=50))
         results[mode] = result
         assert result.to_record()["activation"] == ("QuickGELU" if mode == "on" else "GELU")

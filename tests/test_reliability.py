@@ -28,18 +28,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from pytest_clipcompress.cache import CacheWarning, LogitsCache
-from pytest_clipcompress.compression import Compression, available_codecs
-from pytest_clipcompress.datasets import dataset_id, load_cifar10, load_image_folder, load_stl10
+from pytest_clipcompress.codecs.compression import Compression
+from pytest_clipcompress.codecs.images import check_image, open_image, round_trip
+from pytest_clipcompress.codecs.registry import available_codecs
+from pytest_clipcompress.config.settings import build_settings
+from pytest_clipcompress.data.cifar10 import load_cifar10
+from pytest_clipcompress.data.folder import load_image_folder
+from pytest_clipcompress.data.registry import dataset_id
+from pytest_clipcompress.data.stl10 import load_stl10
+from pytest_clipcompress.engine.cache import CacheWarning, LogitsCache
 from pytest_clipcompress.errors import ConfigError, DatasetError
-from pytest_clipcompress.images import check_image, open_image, round_trip
-from pytest_clipcompress.settings import build_settings
-from pytest_clipcompress.values import (
-    check_fraction,
-    display_text,
-    real_number,
-    safe_id,
-)
+from pytest_clipcompress.inputs import check_fraction, display_text, real_number, safe_id
 
 from .conftest import TINY_CONFIG, TINY_MODEL
 from .test_datasets import (
@@ -159,14 +158,14 @@ def test_cache_warning_never_fails_a_test_under_w_error(tmp_path: Path) -> None:
 
 
 def test_evaluator_recomputes_an_entry_of_the_wrong_shape(tmp_path: Path, tiny_checkpoint: Path) -> None:
-    from pytest_clipcompress.evaluation import Evaluator
-    from pytest_clipcompress.models import register_model_configs
+    from pytest_clipcompress.engine.evaluator import Evaluator
+    from pytest_clipcompress.models.resolve import register_model_configs
 
     from .test_cache import JPEG_50, make_dataset, make_settings
 
     register_model_configs([str(TINY_CONFIG)])
     settings = make_settings(tmp_path / "cache", tiny_checkpoint)
-    expected = Evaluator(settings).evaluate(TINY_MODEL, make_dataset(), JPEG_50).logits
+    expected = Evaluator.from_settings(settings).evaluate(TINY_MODEL, make_dataset(), JPEG_50).logits
     entries = list((tmp_path / "cache").rglob("*.npz"))
     assert len(entries) == 2
     for entry in entries:  # our own key, so only the shape check can refuse it
@@ -174,7 +173,7 @@ def test_evaluator_recomputes_an_entry_of_the_wrong_shape(tmp_path: Path, tiny_c
             key = stored["key"]
         np.savez(entry, key=key, logits=np.zeros((1, 1), np.float32), bits_per_pixel=np.float64(1.0))
     with pytest.warns(CacheWarning, match="expected floats of shape"):
-        again = Evaluator(settings).evaluate(TINY_MODEL, make_dataset(), JPEG_50)
+        again = Evaluator.from_settings(settings).evaluate(TINY_MODEL, make_dataset(), JPEG_50)
     assert np.array_equal(again.logits, expected) and again.logits.shape == (24, 3)
 
 
@@ -249,7 +248,7 @@ def test_pixel_limit_is_ours_and_the_option_raises_it(tmp_path: Path) -> None:
         open_image(path, max_pixels=199)
     assert open_image(path, max_pixels=200).getpixel((0, 0)) == (1, 2, 3)
     values = {"max-image-pixels": "199"}
-    assert build_settings(lambda option: values.get(option.name)).max_image_pixels == 199
+    assert build_settings(lambda option: values.get(option.name)).data.max_image_pixels == 199
     with pytest.raises(ConfigError, match="--clip-max-image-pixels 'lots' is not a whole number"):
         build_settings(lambda option: {"max-image-pixels": "lots"}.get(option.name))
 
@@ -452,7 +451,7 @@ def test_templates_with_format_fields_are_refused_at_start(tmp_path: Path, templ
 def test_a_plain_template_file_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "t.json"
     path.write_text(json.dumps(["a photo of a {}.", "itap of the {}"]))
-    assert build_settings(lambda option: {"templates": str(path)}.get(option.name)).templates == str(path)
+    assert build_settings(lambda option: {"templates": str(path)}.get(option.name)).data.templates == str(path)
 
 
 # --- numbers at the boundary --------------------------------------------------------------------
@@ -487,7 +486,7 @@ def test_real_numbers_of_any_type_become_plain_values() -> None:
     ],
 )
 def test_bad_floors_get_one_message(value: object, message: str) -> None:
-    from pytest_clipcompress.breaking_point import find_breaking_point
+    from pytest_clipcompress.engine.breaking_point import find_breaking_point
 
     with pytest.raises(ConfigError, match=message):
         check_fraction("floor", value)
@@ -637,7 +636,7 @@ def test_malformed_cache_entries_and_a_bomb_end_cleanly(pytester: pytest.Pyteste
 
 
 def test_results_json_is_strict() -> None:
-    from pytest_clipcompress.results import ResultsCollector
+    from pytest_clipcompress.results.collector import ResultsCollector
 
     collector = ResultsCollector()
     collector.add("t.py::test", {"evaluations": [], "checks": [{"min_accuracy": float("nan"), "passed": True}], "breaking_points": []})  # type: ignore[typeddict-item]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_clipcompress.records import eval_key
-from pytest_clipcompress.results import ResultsCollector
+from pytest_clipcompress.results.collector import ResultsCollector
+from pytest_clipcompress.results.schema import eval_key
 
 SUITE = """
 import pytest
@@ -57,7 +57,7 @@ def pytest_sessionfinish(session):
 """
 
 BROKEN_IG = """
-import pytest_clipcompress.attribution as attribution
+import pytest_clipcompress.ig.integrated_gradients as attribution
 
 def out_of_memory(*args, **kwargs):
     raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\\nsecond line")
@@ -72,7 +72,7 @@ def pytest_unconfigure(config):
 
 SLOW_IG = """
 import time
-import pytest_clipcompress.attribution as attribution
+import pytest_clipcompress.ig.integrated_gradients as attribution
 
 def pytest_configure(config):
     original = config.stash_original = attribution.integrated_gradients
@@ -238,7 +238,7 @@ def test_unwritable_output_folder_is_a_usage_error(pytester: pytest.Pytester, mo
     def read_only(folder: Path) -> None:
         raise OSError(30, "Read-only file system")
 
-    monkeypatch.setattr("pytest_clipcompress.results.probe_write", read_only)
+    monkeypatch.setattr("pytest_clipcompress.files.probe_write", read_only)
     pytester.makepyfile("def test_never_runs():\n    pass\n")
     result = pytester.runpytest("--clip-results=results.json")
     assert result.ret == pytest.ExitCode.USAGE_ERROR

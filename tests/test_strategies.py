@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from pytest_clipcompress import strategies as cs
-from pytest_clipcompress.compression import JPEG_SUBSAMPLING, Compression, available_codecs
+from pytest_clipcompress.codecs.compression import Compression
+from pytest_clipcompress.codecs.registry import JPEG_SUBSAMPLING, available_codecs
 from pytest_clipcompress.errors import ConfigError
 
 FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,15 +1,15 @@
-"""Everything the plugin shows a person, rendered late from plain records (the JSON-form dicts of the results file).
+"""Everything the plugin shows a person, rendered late from the typed records of :mod:`..results.schema`.
 
 One module per output, each reading the same records and the shared :mod:`.view` (statuses,
-counts, triage): :mod:`.terminal` (the summary table), :mod:`.charts` (matplotlib PNGs),
-:mod:`.html` (Jinja2 templates in ``templates/`` and ``static/report.css``, autoescaped; the
-pytest-html summary section), :mod:`.folder` (the ``--clip-report`` folder) and
-:mod:`.attribution_figure` (the Integrated Gradients picture and table) and :mod:`.comparison`
-(the pages of two runs or two models side by side; imported on its own, since it needs scipy). A new output format is one
-new module here that reads the records and :mod:`.view`, called from the plugin's integration.
+counts, triage): :mod:`.terminal` (the summary tables), :mod:`.markdown` (``--clip-summary``),
+:mod:`.charts` (matplotlib PNGs), :mod:`.html` (Jinja2 templates in ``templates/`` and
+``static/report.css``, autoescaped; the pytest-html summary section), :mod:`.folder` (the
+``--clip-report`` folder), :mod:`.comparison` (two runs or two models side by side) and
+:mod:`.attribution_figure` (the Integrated Gradients picture). A new output format is one new
+module here that reads the records and :mod:`.view`, called from the plugin's controller.
 
-Nothing here imports pytest, torch or captum at import time (the attribution figure imports the IG
-module's geometry helpers when it is imported).
+Imports only the record types (and the codec registry's labels), matplotlib and Jinja2: never
+pytest, torch, captum, the engine or IG.
 """
 
 from __future__ import annotations

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..results import atomic_write_bytes, atomic_write_text
+from ..files import atomic_write_bytes, atomic_write_text
+from ..results.schema import AttributionItem, BreakingPoint, CheckRecord, EvaluationRecord, FailureRecord, SkipRecord
 from .charts import accuracy_charts
+from .comparison import COMPARISON_PAGES
 from .format import num
 from .html import check_rows, ig_rows, link_functions, render, report_view, static_text
 from .view import failure_anchors
@@ -27,8 +29,6 @@ __all__ = ["write_report_dir"]
 #: Numbers that depend on the machine's speed; they stay out of the page so it is reproducible.
 _TIMINGS = frozenset({"seconds", "total_seconds"})
 _PICTURE_FOLDERS = ("charts", "attributions")
-#: The comparison pages beside index.html (written by :mod:`.comparison`), in link order, with their link text.
-COMPARISON_PAGES = {"models.html": "models side by side", "baseline.html": "this run against the baseline"}
 
 
 def _decode_png(data: Any) -> bytes | None:
@@ -45,18 +45,14 @@ def _decode_png(data: Any) -> bytes | None:
     return png if png.startswith(b"\x89PNG\r\n\x1a\n") else None
 
 
-def _caption(item: Mapping[str, Any], k: int) -> str:
-    text = f"#{item.get('index', k)}"
-    if item.get("true_name") is not None:
-        text += f" \u00b7 true: {item['true_name']}"
-    if item.get("pred_compressed_name") is not None:
-        text += f" \u00b7 predicted {item.get('pred_uncompressed_name')} \u2192 {item['pred_compressed_name']}"
-        if item.get("compression_id"):
-            text += f" under {item['compression_id']}"
-    return text
+def _caption(item: AttributionItem | None, k: int) -> str:
+    if item is None:
+        return f"#{k}"
+    text = f"#{item['index']} \u00b7 true: {item['true_name']} \u00b7 predicted {item['pred_uncompressed_name']} \u2192 {item['pred_compressed_name']}"
+    return text + (f" under {item['compression_id']}" if item["compression_id"] else "")
 
 
-def _values(mapping: Mapping[str, Any]) -> list[tuple[str, str]]:
+def _values(mapping: Mapping[str, object]) -> list[tuple[str, str]]:
     return [(str(k).replace("_", " "), num(v)) for k, v in mapping.items() if k not in _TIMINGS]
 
 
@@ -73,15 +69,15 @@ def attribution_figures(test: str, count: int) -> list[str]:
 
 def write_report_dir(
     directory: Path,
-    records: Iterable[Mapping[str, Any]],
-    checks: Iterable[Mapping[str, Any]],
-    failures: Iterable[Mapping[str, Any]],
+    records: Iterable[EvaluationRecord],
+    checks: Iterable[CheckRecord],
+    failures: Iterable[FailureRecord],
     *,
     demo_note: str | None = None,
     title: str = "pytest-clipcompress report",
-    breaking_points: Iterable[Mapping[str, Any]] = (),
-    skips: Iterable[Mapping[str, Any]] = (),
-    comparison_pages: Sequence[str] = (),
+    breaking_points: Iterable[BreakingPoint] = (),
+    skips: Iterable[SkipRecord] = (),
+    comparison_pages: Mapping[str, str] | None = None,
 ) -> Path:
     """Write the report folder and return the path of its ``index.html``.
 
@@ -90,17 +86,14 @@ def write_report_dir(
     then the charts, then the full tables, then one section per failed or xfailed test with its
     floor checks and Integrated Gradients numbers and pictures. ``failures`` are
     ``{"test", "outcome", "attributions"}`` dicts; ``skips`` are ``{"test", "reason"}`` dicts.
-    ``comparison_pages`` are the names of :data:`COMPARISON_PAGES` written beside the page, which
-    its "Compare:" line links.
+    ``comparison_pages`` are the pages of :func:`.comparison.comparison_pages` (name: HTML), written
+    beside the page, which its "Compare:" line links; a comparison page of an earlier run is removed.
     """
     directory = Path(directory)
     records = list(records)
     checks = list(checks)
     failures = [f for f in failures if str(f.get("outcome", "failed")) in ("failed", "xfailed", "error")]
     view = report_view(records, checks, failures, skips)
-    by_test = {str(f.get("test", "")): f for f in sorted(failures, key=lambda f: (str(f.get("test", "")), str(f.get("outcome", ""))))}
-    anchors = failure_anchors(set(view.triage.anchors) | set(by_test))
-
     written: set[Path] = set()
 
     def write(relative: str, data: bytes) -> None:
@@ -110,25 +103,57 @@ def write_report_dir(
     charts = accuracy_charts(records, checks, breaking_points)
     for chart in charts:
         write(f"charts/{chart.filename}", chart.png)
+    by_test = {f["test"]: f for f in sorted(failures, key=lambda f: (f["test"], f["outcome"]))}
+    anchors = failure_anchors(set(view.triage.anchors) | set(by_test))
+    sections = _failure_sections(anchors, by_test, check_rows(records, checks), write)
+    pages = dict(comparison_pages or {})
+    for name in COMPARISON_PAGES:  # before index.html, which links them
+        if name in pages:
+            atomic_write_text(directory / name, pages[name])
+        else:
+            (directory / name).unlink(missing_ok=True)
+    atomic_write_text(directory / "report.css", static_text("report.css"))
+    atomic_write_text(directory / "sort.js", static_text("sort.js"))
+    page = render(
+        "index.html.j2",
+        title=title,
+        demo_note=demo_note,
+        view=view,
+        charts=charts,
+        failures=sections,
+        comparisons=[(name, text) for name, text in COMPARISON_PAGES.items() if name in pages],
+        **link_functions(lambda row: "#" + anchors.get(row.test, "")),
+    )
+    index = directory / "index.html"
+    atomic_write_text(index, page)
+    for folder in _PICTURE_FOLDERS:  # pictures of an earlier run that this page no longer shows
+        for stale in sorted((directory / folder).glob("*.png")) if (directory / folder).is_dir() else ():
+            if stale not in written:
+                stale.unlink(missing_ok=True)
+    return index
 
-    all_checks = check_rows(records, checks)
+
+def _failure_sections(
+    anchors: dict[str, str], by_test: dict[str, FailureRecord], all_checks: list[dict[str, Any]], write: Callable[[str, bytes], None]
+) -> list[dict[str, Any]]:
+    """One section per failed or xfailed test: its checks, IG numbers and pictures (written as files)."""
     sections = []
     for test in sorted(anchors):
-        failure = by_test.get(test, {})
-        attributions = failure.get("attributions") or {}
-        items = [item for item in attributions.get("items") or [] if isinstance(item, Mapping)]
+        failure = by_test.get(test)
+        attributions = failure["attributions"] if failure is not None else None
+        items = attributions["items"] if attributions else []
         stem = anchors[test].removeprefix("failure-")
         images = []
-        for k, encoded in enumerate(attributions.get("images") or []):
-            item = items[k] if k < len(items) else {}
+        for k, encoded in enumerate(attributions["images"] if attributions else []):
+            item = items[k] if k < len(items) else None
             png = _decode_png(encoded)
             link = None
             if png is not None:
                 link = figure_path(stem, k)
                 write(link, png)
-            images.append({"link": link, "caption": _caption(item, k), "details": _values(item)})
-        summary = attributions.get("summary")
-        outcome = str(failure.get("outcome") or next((c["status"] for c in all_checks if c["test"] == test and c["status"] != "passed"), "failed"))
+            images.append({"link": link, "caption": _caption(item, k), "details": _values(item or {})})
+        summary = attributions["summary"] if attributions else None
+        outcome = failure["outcome"] if failure else next((c["status"] for c in all_checks if c["test"] == test and c["status"] != "passed"), "failed")
         sections.append(
             {
                 "test": test,
@@ -141,23 +166,4 @@ def write_report_dir(
                 "has_attributions": bool(items or images),
             }
         )
-
-    atomic_write_text(directory / "report.css", static_text("report.css"))
-    atomic_write_text(directory / "sort.js", static_text("sort.js"))
-    page = render(
-        "index.html.j2",
-        title=title,
-        demo_note=demo_note,
-        view=view,
-        charts=charts,
-        failures=sections,
-        comparisons=[(name, text) for name, text in COMPARISON_PAGES.items() if name in comparison_pages],
-        **link_functions(lambda row: "#" + anchors.get(row.test, "")),
-    )
-    index = directory / "index.html"
-    atomic_write_text(index, page)
-    for folder in _PICTURE_FOLDERS:  # pictures of an earlier run that this page no longer shows
-        for stale in sorted((directory / folder).glob("*.png")) if (directory / folder).is_dir() else ():
-            if stale not in written:
-                stale.unlink(missing_ok=True)
-    return index
+    return sections

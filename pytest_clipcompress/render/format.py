@@ -1,4 +1,7 @@
-"""Small formatting helpers shared by every renderer: numbers, names, codec and setting labels."""
+"""Small formatting helpers shared by every renderer: numbers, names, codec and setting labels, flips.
+
+Codec labels and which way is milder come from the codec registry (pure data), the one source of
+those facts; everything else here reads the records alone."""
 
 from __future__ import annotations
 
@@ -7,12 +10,11 @@ import json
 import math
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeGuard
 
-from ..compression import CODECS, milder_when_higher
-
-Record = Mapping[str, Any]
+from ..codecs.registry import CODECS, milder_when_higher
+from ..results.schema import EvaluationRecord
 
 DASH = "\u2014"
 
@@ -48,18 +50,18 @@ def sort_value(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def ci(record: Record) -> tuple[float, float] | None:
+def ci(record: EvaluationRecord) -> tuple[float, float] | None:
     bounds = record.get("ci95")
     if isinstance(bounds, (list, tuple)) and len(bounds) == 2 and all(is_number(v) for v in bounds):
         return float(bounds[0]), float(bounds[1])
     return None
 
 
-def codec(record: Record) -> str:
+def codec(record: EvaluationRecord) -> str:
     return str((record.get("compression") or {}).get("codec", "none"))
 
 
-def params(record: Record) -> dict[str, Any]:
+def params(record: EvaluationRecord) -> dict[str, Any]:
     return {k: v for k, v in (record.get("compression") or {}).items() if k != "codec"}
 
 
@@ -97,25 +99,25 @@ def setting_label(name: str | None, value: Any) -> str:
     return f"{name}={num(value)}"
 
 
-def group_key(record: Record) -> tuple[str, str, str]:
+def group_key(record: EvaluationRecord) -> tuple[str, str, str]:
     return (str(record.get("model")), str(record.get("pretrained")), str(record.get("dataset")))
 
 
-def group_records(records: Iterable[Record]) -> dict[tuple[str, str, str, str], list[Record]]:
+def group_records(records: Iterable[EvaluationRecord]) -> dict[tuple[str, str, str, str], list[EvaluationRecord]]:
     """Records by (model, pretrained, dataset, codec), each group ordered from mild to harsh compression."""
-    groups: dict[tuple[str, str, str, str], list[Record]] = defaultdict(list)
+    groups: dict[tuple[str, str, str, str], list[EvaluationRecord]] = defaultdict(list)
     for record in records:
         key = (*group_key(record), codec(record))
         groups[key].append(record)
     return {key: sorted(rows, key=_mild_first) for key, rows in sorted(groups.items())}
 
 
-def _mild_first(record: Record) -> tuple[float, str]:
+def _mild_first(record: EvaluationRecord) -> tuple[float, str]:
     bpp = record.get("bits_per_pixel")
     return (-(bpp if is_number(bpp) else 0.0), str(record.get("compression_id")))
 
 
-def record_order(record: Record) -> tuple:
+def record_order(record: EvaluationRecord) -> tuple:
     """Model, dataset, then the uncompressed reference first and each codec from mild to harsh."""
     return (
         *group_key(record),
@@ -124,6 +126,11 @@ def record_order(record: Record) -> tuple:
         *_mild_first(record),
         json.dumps([record.get("n"), record.get("seed"), record.get("templates")], sort_keys=True, default=str),
     )
+
+
+def flip_text(rows: Sequence[dict[str, Any]], count: int = 3) -> str:
+    """``checkered square -> plain square 31, ...`` for the most frequent flips (a record's ``flip_confusion``)."""
+    return ", ".join(f"{row['true']} -> {row['predicted']} {row['count']}" for row in rows[:count])
 
 
 def short_hash(value: Any) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal
@@ -19,9 +19,10 @@ from typing import Any, Literal
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
+from ..results.schema import AttributionItem, CheckRecord, EvaluationRecord, FailureRecord, SkipRecord, case_key
 from .charts import Chart
-from .format import DASH, Record, ci, codec, is_number, num, pct, record_order, sort_value
-from .view import STATUS_TEXT, Counts, SkipLine, Triage, TriageRow, check_status, counts, skip_line, triage
+from .format import DASH, ci, codec, is_number, num, pct, record_order, sort_value
+from .view import STATUS_TEXT, Counts, SkipLine, Triage, TriageRow, check_status, counts, record_index, skip_line, triage
 
 __all__ = ["ReportView", "render", "report_view", "summary_html", "summary_table_html"]
 
@@ -98,7 +99,7 @@ class ReportView:
 
 
 def report_view(
-    records: Iterable[Record], checks: Iterable[Mapping[str, Any]], failures: Iterable[Mapping[str, Any]] = (), skips: Iterable[Mapping[str, Any]] = ()
+    records: Iterable[EvaluationRecord], checks: Iterable[CheckRecord], failures: Iterable[FailureRecord] = (), skips: Iterable[SkipRecord] = ()
 ) -> ReportView:
     records = sorted(records, key=record_order)
     checks = list(checks)
@@ -116,7 +117,7 @@ def _cell(text: str, sort: Any, numeric: bool = False) -> dict[str, Any]:
     return {"text": text, "sort": sort_value(sort), "numeric": numeric}
 
 
-def _evaluation_row(r: Record) -> dict[str, Any]:
+def _evaluation_row(r: EvaluationRecord) -> dict[str, Any]:
     bounds = ci(r)
     drop, bpp = r.get("drop"), r.get("bits_per_pixel")
     return {
@@ -137,14 +138,12 @@ def _evaluation_row(r: Record) -> dict[str, Any]:
     }
 
 
-def check_rows(records: Sequence[Record], checks: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def check_rows(records: Sequence[EvaluationRecord], checks: Iterable[CheckRecord]) -> list[dict[str, Any]]:
     """Floor checks in test-id order with the measured accuracy and drop and an xfail-aware status."""
-    measured: dict[tuple[str, str, str, str], Record] = {}
-    for r in records:
-        measured.setdefault((str(r.get("model")), str(r.get("pretrained")), str(r.get("dataset")), str(r.get("compression_id"))), r)
+    measured = record_index(records)
     rows = []
     for c in sorted(checks, key=lambda c: (str(c.get("test")), json.dumps(c, sort_keys=True, default=str))):
-        record = measured.get((str(c.get("model")), str(c.get("pretrained")), str(c.get("dataset")), str(c.get("compression_id")))) or {}
+        record: dict[str, Any] = dict(measured.get(case_key(c)) or {})
         status = check_status(c)
         rows.append(
             {
@@ -163,7 +162,7 @@ def check_rows(records: Sequence[Record], checks: Iterable[Mapping[str, Any]]) -
     return rows
 
 
-def summary_table_html(records: Iterable[Record]) -> str:
+def summary_table_html(records: Iterable[EvaluationRecord]) -> str:
     """An HTML table of every evaluation, pre-sorted and sortable by clicking a header.
 
     Every cell carries a ``data-sort`` attribute (numbers as plain decimals, so numeric columns
@@ -180,13 +179,13 @@ def _summary_link_text(row: TriageRow) -> str:
 
 
 def summary_html(
-    records: Iterable[Record],
-    checks: Iterable[Mapping[str, Any]],
+    records: Iterable[EvaluationRecord],
+    checks: Iterable[CheckRecord],
     charts: Sequence[Chart],
     *,
     demo_note: str | None = None,
-    failures: Iterable[Mapping[str, Any]] = (),
-    skips: Iterable[Mapping[str, Any]] = (),
+    failures: Iterable[FailureRecord] = (),
+    skips: Iterable[SkipRecord] = (),
     part: Literal["all", "triage", "details"] = "all",
 ) -> str:
     """The HTML fragment for pytest-html's summary section: what failed and why, then the charts, then the tables.
@@ -216,10 +215,10 @@ def summary_html(
     )
 
 
-def ig_rows(items: Iterable[Mapping[str, Any]]) -> list[list[str]]:
+def ig_rows(items: Iterable[AttributionItem]) -> list[list[str]]:
     """The cells of the Integrated Gradients table, one row per explained image (from its record)."""
 
-    def name(item: Mapping[str, Any], key: str, index: str) -> str:
+    def name(item: AttributionItem, key: str, index: str) -> str:
         return str(item.get(key, item.get(index, DASH)))
 
     def fmt(value: Any, spec: str) -> str:
@@ -244,12 +243,12 @@ def ig_rows(items: Iterable[Mapping[str, Any]]) -> list[list[str]]:
     ]
 
 
-def ig_table_html(items: Iterable[Mapping[str, Any]]) -> str:
+def ig_table_html(items: Iterable[AttributionItem]) -> str:
     """The Integrated Gradients table of a failing test (escaped)."""
     return render("ig_table.html.j2", rows=ig_rows(items))
 
 
-def attribution_extra_html(items: Iterable[Mapping[str, Any]], summary: str) -> str:
+def attribution_extra_html(items: Iterable[AttributionItem], summary: str) -> str:
     """The extra on a failing test's pytest-html row: its IG table and one line of totals, all escaped."""
     return render("ig_extra.html.j2", rows=ig_rows(items), summary=summary)
 

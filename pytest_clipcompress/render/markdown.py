@@ -14,6 +14,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..files import atomic_write_text
+from ..results.schema import BreakingPoint, CaseKey, CheckRecord, EvaluationRecord, RunBlock, case_key
+from .terminal import breaking_point_verdict
+from .view import check_status, record_index
+
 TITLE = "## clipcompress: zero-shot accuracy under compression"
 GITHUB_STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
 
@@ -36,31 +41,20 @@ def _points(value: float) -> str:
     return f"{value * 100:.2f}"
 
 
-def _is_unexpected_failure(check: Mapping[str, Any]) -> bool:
-    # A check carries its test's outcome where the run recorded it; an xfailed test failed as expected.
-    return not check["passed"] and check.get("outcome", "failed") not in ("xfailed", "skipped")
-
-
-def _record_index(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str, str, str], Mapping[str, Any]]:
-    index: dict[tuple[str, str, str, str], Mapping[str, Any]] = {}
-    for record in records:
-        index.setdefault((record["model"], record["pretrained"], record["dataset"], record["compression_id"]), record)
-    return index
-
-
-def _measured(check: Mapping[str, Any], record: Mapping[str, Any] | None) -> tuple[str, str, str]:
+def _measured(check: CheckRecord, record: EvaluationRecord | None) -> tuple[str, str, str]:
     """The measured value(s), the floor(s) and the drop of one check, as table cells."""
     if record is None:  # pragma: no cover - a check always comes with its evaluation's record
         return ("?", "?", "?")
     measured, floors = [], []
-    if check.get("min_accuracy") is not None:
-        ok = record["accuracy"] >= check["min_accuracy"]
+    minimum, max_drop = check.get("min_accuracy"), check.get("max_drop")
+    if minimum is not None:
+        ok = record["accuracy"] >= minimum
         measured.append(f"accuracy {_pct(record['accuracy'])}")
-        floors.append(f"min_accuracy {_pct(check['min_accuracy'])}{'' if ok else ' **failed**'}")
-    if check.get("max_drop") is not None:
-        ok = record["drop"] <= check["max_drop"]
+        floors.append(f"min_accuracy {_pct(minimum)}{'' if ok else ' **failed**'}")
+    if max_drop is not None:
+        ok = record["drop"] <= max_drop
         measured.append(f"drop {_points(record['drop'])} points")
-        floors.append(f"max_drop {_points(check['max_drop'])} points{'' if ok else ' **failed**'}")
+        floors.append(f"max_drop {_points(max_drop)} points{'' if ok else ' **failed**'}")
     if record.get("drop_ci95"):  # the paired interval of the drop itself, where the run computed it
         low, high = record["drop_ci95"]
         interval = f"95% CI {low * 100:.1f} to {high * 100:.1f} points"
@@ -71,33 +65,33 @@ def _measured(check: Mapping[str, Any], record: Mapping[str, Any] | None) -> tup
     return ("; ".join(measured), "; ".join(floors), drop)
 
 
-def _failures(checks: list[Mapping[str, Any]], records: dict[tuple[str, str, str, str], Mapping[str, Any]]) -> list[str]:
-    failed = [check for check in checks if _is_unexpected_failure(check)]
+def _failures(checks: list[CheckRecord], records: dict[CaseKey, EvaluationRecord]) -> list[str]:
+    failed = [check for check in checks if check_status(check) == "failed"]
     if not failed:
         return []
     lines = ["### Failures", "", "| Test | Model | Dataset | Compression | Measured | Floor | Drop |", "|---|---|---|---|---|---|---|"]
     for check in failed:
-        record = records.get((check["model"], check["pretrained"], check["dataset"], check["compression_id"]))
+        record = records.get(case_key(check))
         measured, floor, drop = _measured(check, record)
         model = f"{check['model']}/{check['pretrained']}"
         lines.append(f"| {code(check['test'])} | {code(model)} | {code(check['dataset'])} | {code(check['compression_id'])} | {measured} | {floor} | {drop} |")
     return [*lines, ""]
 
 
-def _verdicts(checks: list[Mapping[str, Any]]) -> dict[tuple[str, str, str, str], str]:
+def _verdicts(checks: list[CheckRecord]) -> dict[CaseKey, str]:
     """Per evaluation: failed (unexpectedly), xfailed, or passed, over every check made on it."""
-    verdicts: dict[tuple[str, str, str, str], str] = {}
+    verdicts: dict[CaseKey, str] = {}
     rank = {"passed": 0, "xfailed": 1, "failed": 2}
     for check in checks:
-        key = (check["model"], check["pretrained"], check["dataset"], check["compression_id"])
-        verdict = "passed" if check["passed"] else ("failed" if _is_unexpected_failure(check) else "xfailed")
+        key = case_key(check)
+        verdict = "passed" if check["passed"] else ("failed" if check_status(check) == "failed" else "xfailed")
         if rank[verdict] >= rank[verdicts.get(key, "passed")]:
             verdicts[key] = verdict
     return verdicts
 
 
-def _tables(records: list[Mapping[str, Any]], checks: list[Mapping[str, Any]]) -> list[str]:
-    groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = defaultdict(list)
+def _tables(records: list[EvaluationRecord], checks: list[CheckRecord]) -> list[str]:
+    groups: dict[tuple[str, str, str], list[EvaluationRecord]] = defaultdict(list)
     for record in records:
         groups[(record["model"], record["pretrained"], record["dataset"])].append(record)
     verdicts = _verdicts(checks)
@@ -116,7 +110,7 @@ def _tables(records: list[Mapping[str, Any]], checks: list[Mapping[str, Any]]) -
         ]
         for row in rows:
             low, high = row["ci95"]
-            verdict = verdicts.get((model, pretrained, dataset, row["compression_id"]), "not checked")  # e.g. a bisection probe
+            verdict = verdicts.get(case_key(row), "not checked")  # e.g. a bisection probe
             lines.append(
                 f"| {code(row['compression_id'])} | {row['bits_per_pixel']:.2f} | {_pct(row['accuracy'])} | {low:.1%} to {high:.1%} | "
                 f"{_points(row['drop'])} | {row['flipped']} | {'**failed**' if verdict == 'failed' else verdict} |"
@@ -125,19 +119,17 @@ def _tables(records: list[Mapping[str, Any]], checks: list[Mapping[str, Any]]) -
     return lines
 
 
-def _breaking_points(points: list[Mapping[str, Any]]) -> list[str]:
-    from .terminal import breaking_point_verdict
-
+def _breaking_points(points: list[BreakingPoint]) -> list[str]:
     if not points:
         return []
     lines = ["### Breaking points", ""]
-    for point in sorted(points, key=lambda p: (p["test"], p["model"], p["dataset"], p["codec"], p["param"], p["floor"])):
-        where = f"{code(point['model'] + '/' + point['pretrained'], table=False)} on {code(point['dataset'], table=False)}, {point['codec']} {point['param']}"
-        lines.append(f"- {where}: {breaking_point_verdict(point)}; {len(point['frontier'])} probes")
+    for point in sorted(points, key=lambda p: (p.test, p.model, p.dataset, p.codec, p.param, p.floor)):
+        where = f"{code(point.model + '/' + point.pretrained, table=False)} on {code(point.dataset, table=False)}, {point.codec} {point.param}"
+        lines.append(f"- {where}: {breaking_point_verdict(point)}; {len(point.frontier)} probes")
     return [*lines, ""]
 
 
-def _run_line(run: Mapping[str, Any] | None) -> list[str]:
+def _run_line(run: RunBlock | None) -> list[str]:
     """Models, library versions and commit; no time, so repeated runs give the same bytes."""
     if not run:
         return []
@@ -151,16 +143,16 @@ def _run_line(run: Mapping[str, Any] | None) -> list[str]:
 
 
 def summary_markdown(
-    records: Iterable[Mapping[str, Any]],
-    checks: Iterable[Mapping[str, Any]],
-    breaking_points: Iterable[Mapping[str, Any]] = (),
+    records: Iterable[EvaluationRecord],
+    checks: Iterable[CheckRecord],
+    breaking_points: Iterable[BreakingPoint] = (),
     *,
-    run: Mapping[str, Any] | None = None,
+    run: RunBlock | None = None,
     demo_note: str | None = None,
 ) -> str:
     """The whole summary as Markdown text, ending with one newline."""
     records, checks, points = list(records), list(checks), list(breaking_points)
-    failed = sum(_is_unexpected_failure(check) for check in checks)
+    failed = sum(check_status(check) == "failed" for check in checks)
     expected = sum(not check["passed"] for check in checks) - failed
     lines = [TITLE, ""]
     if demo_note:
@@ -171,7 +163,7 @@ def summary_markdown(
         verdict = f"**{failed} of {len(checks)} floor checks failed**" if failed else f"All {len(checks)} floor checks passed"
         extra = f", {expected} failed as expected (xfail)" if expected else ""
         lines += [f"{verdict}{extra}; {len(records)} evaluations.", ""]
-    lines += _failures(checks, _record_index(records)) + _tables(records, checks) + _breaking_points(points) + _run_line(run)
+    lines += _failures(checks, record_index(records)) + _tables(records, checks) + _breaking_points(points) + _run_line(run)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -181,8 +173,6 @@ def write_summary(text: str, path: Path | None, environ: Mapping[str, str] = os.
     Returns a note per file that could not be written: a summary is optional output and never
     takes the run down.
     """
-    from ..results import atomic_write_text
-
     notes = []
     if path is not None:
         try:

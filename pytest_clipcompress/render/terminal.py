@@ -1,22 +1,30 @@
-"""Plain text: the terminal summary (an accuracy table per model x dataset x codec, breaking points) and
-the Integrated Gradients numbers of a test's report section (terminal and JUnit)."""
+"""Plain text: the terminal summary (an accuracy table per model x dataset x codec, breaking points,
+comparisons with the baseline or between models) and the Integrated Gradients numbers of a test's
+report section (terminal and JUnit)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Sequence
 
-from ..outcomes import flip_text
-from .format import group_records
+from ..results.schema import AttributionItem, AttributionSet, AttributionSummary, BreakingPoint, ComparisonRow, EvaluationRecord
+from .format import flip_text, group_records
 
-__all__ = ["aggregate_text", "attribution_text", "breaking_point_lines", "breaking_point_verdict", "gap_warning", "terminal_table"]
+__all__ = [
+    "aggregate_text",
+    "attribution_text",
+    "breaking_point_lines",
+    "breaking_point_verdict",
+    "comparison_table",
+    "gap_warning",
+    "terminal_table",
+]
 
 # A completeness gap above this share of |ΔF| makes an image's attributions unreliable (docs/attributions.md).
 IG_GAP_FLAG = 0.05
 IG_GAP_FLOOR = 1e-4  # below this absolute gap (auto's own floor) a tiny ΔF is not flagged
 
 
-def terminal_table(records: Iterable[Mapping[str, Any]]) -> list[str]:
+def terminal_table(records: Iterable[EvaluationRecord]) -> list[str]:
     """A compact accuracy table per model x dataset x codec."""
     lines: list[str] = []
     for (model, pretrained, dataset, codec), rows in group_records(records).items():
@@ -36,23 +44,23 @@ def terminal_table(records: Iterable[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def breaking_point_verdict(point: Mapping[str, Any]) -> str:
+def breaking_point_verdict(point: BreakingPoint) -> str:
     """``breaks accuracy floor 0.85 at quality=57 (last passing 58)``, or that it holds everywhere."""
-    if point["breaking_value"] is None:
-        return f"holds {point['metric']} floor {point['floor']:g} at every setting"
-    verdict = f"breaks {point['metric']} floor {point['floor']:g} at {point['param']}={point['breaking_value']:g}"
-    if point["last_passing_value"] is not None:
-        verdict += f" (last passing {point['last_passing_value']:g})"
+    if point.breaking_value is None:
+        return f"holds {point.metric} floor {point.floor:g} at every setting"
+    verdict = f"breaks {point.metric} floor {point.floor:g} at {point.param}={point.breaking_value:g}"
+    if point.last_passing_value is not None:
+        verdict += f" (last passing {point.last_passing_value:g})"
     return verdict
 
 
-def breaking_point_lines(points: Iterable[Mapping[str, Any]]) -> list[str]:
+def breaking_point_lines(points: Iterable[BreakingPoint]) -> list[str]:
     """One line per breaking-point search, then its frontier from mild to harsh."""
     lines: list[str] = []
     for point in points:
-        where = f"{point['model']}/{point['pretrained']} on {point['dataset']}, {point['codec']} {point['param']}"
+        where = f"{point.model}/{point.pretrained} on {point.dataset}, {point.codec} {point.param}"
         lines.append(f"breaking point: {where} {breaking_point_verdict(point)}")
-        for probe in point["frontier"]:
+        for probe in point.frontier:
             lines.append(
                 f"  {probe['setting']:<18} accuracy {probe['accuracy']:7.2%}  drop {probe['drop'] * 100:6.2f}  "
                 f"bits/px {probe['bits_per_pixel']:6.2f}  {'passes' if probe['passes'] else 'FAILS'}"
@@ -60,7 +68,7 @@ def breaking_point_lines(points: Iterable[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def attribution_text(data: Mapping[str, Any]) -> str:
+def attribution_text(data: AttributionSet) -> str:
     """Plain-text IG numbers for a test's report section (terminal and JUnit)."""
     lines = [
         f"Integrated Gradients ({len(data['items'])} flipped images, {data['seconds']:.1f} s); "
@@ -80,7 +88,7 @@ def attribution_text(data: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def gap_warning(item: Mapping[str, Any]) -> str | None:
+def gap_warning(item: AttributionItem) -> str | None:
     """``IG gap 7% of ΔF: ...`` when an image's quadrature error is too large to trust its attributions."""
     gap, delta = item["completeness_gap"], abs(item["delta_f"])
     if gap <= max(IG_GAP_FLAG * delta, IG_GAP_FLOOR):
@@ -89,10 +97,36 @@ def gap_warning(item: Mapping[str, Any]) -> str | None:
     return f"image {item['index']}: IG gap {share} of ΔF: raise --clip-ig-steps or use auto"
 
 
-def aggregate_text(summary: Mapping[str, Any]) -> str:
+def aggregate_text(summary: AttributionSummary) -> str:
     """One line of per-test totals: how faithful the attributions are and where their mass sits."""
     return (
         f"all {summary['count']}: mean completeness gap {summary['mean_completeness_gap']:.2e} against mean |F(in)-F(base)| "
         f"{summary['mean_abs_delta_f']:.3f}; +mass {summary['total_positive_mass']:.3f}, -mass {summary['total_negative_mass']:.3f}; "
         f"{summary['mean_boundary_share']:.0%} of |IG| on JPEG 8x8 block edges, which are {summary['mean_boundary_area_share']:.0%} of pixels"
     )
+
+
+def comparison_table(rows: Sequence[ComparisonRow], old_label: str = "old", new_label: str = "new") -> list[str]:
+    """A text table: accuracies side by side, the paired change with its 95% interval, b/c and McNemar's p."""
+    header = (
+        f"{'model':<20} {'dataset':<12} {'compression':<16} {'n':>6} {old_label:>8} {new_label:>8} {'change':>8} "
+        f"{'95% CI (points)':>17} {'b':>5} {'c':>5} {'p':>8}"
+    )
+    lines = [header]
+    for row in rows:
+        same = row["candidate_role"] == row["reference_role"]
+        model = row["candidate_role"] if same else f"{row['reference_role']}->{row['candidate_role']}"
+        start = f"{model:<20} {_short(row['dataset'], 12):<12} {row['compression_id']:<16}"
+        if "error" in row:
+            lines.append(f"{start} not comparable: {row['error']}")
+            continue
+        low, high = row["change_ci95"]
+        lines.append(
+            f"{start} {row['n']:>6} {row['reference_accuracy']:>8.2%} {row['accuracy']:>8.2%} {row['change'] * 100:>+8.2f} "
+            f"{f'{low * 100:+.2f} to {high * 100:+.2f}':>17} {row['b']:>5} {row['c']:>5} {row['p_value']:>8.3g}"
+        )
+    return lines
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else "\u2026" + text[-(width - 1) :]

@@ -9,12 +9,12 @@ written before it existed, which reads as an ordinary pass or fail).
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .format import Record, ci, group_key, is_number, pct, safe_name, unique
+from ..results.schema import CaseKey, CheckRecord, EvaluationRecord, FailureRecord, SkipRecord, case_key
+from .format import ci, is_number, pct, safe_name, unique
 
 #: Display order and wording of a floor check's status.
 STATUS_TEXT: dict[str, str] = {
@@ -25,7 +25,7 @@ STATUS_TEXT: dict[str, str] = {
 }
 
 
-def check_status(check: Mapping[str, Any]) -> str:
+def check_status(check: CheckRecord) -> str:
     """``failed`` only for a broken floor in a test that failed unexpectedly; ``xfailed`` for a broken
     floor the test expected (an xfail mark, or the test caught the failure); ``xpassed`` for a floor
     that held in an xfail test; else ``passed``."""
@@ -56,7 +56,7 @@ class Counts:
         return "; ".join(parts) + "."
 
 
-def counts(records: Sequence[Record], checks: Sequence[Mapping[str, Any]]) -> Counts:
+def counts(records: Sequence[EvaluationRecord], checks: Sequence[CheckRecord]) -> Counts:
     statuses: dict[str, int] = {}
     for check in checks:
         status = check_status(check)
@@ -124,15 +124,15 @@ class Triage:
     anchors: dict[str, str] = field(default_factory=dict)
 
 
-def _record_for(records: Sequence[Record], check: Mapping[str, Any]) -> Record | None:
-    key = (str(check.get("model")), str(check.get("pretrained")), str(check.get("dataset")))
+def record_index(records: Iterable[EvaluationRecord]) -> dict[CaseKey, EvaluationRecord]:
+    """Each evaluation by the key its checks carry (:func:`~..results.schema.case_key`); the first wins."""
+    index: dict[CaseKey, EvaluationRecord] = {}
     for record in records:
-        if group_key(record) == key and record.get("compression_id") == check.get("compression_id"):
-            return record
-    return None
+        index.setdefault(case_key(record), record)
+    return index
 
 
-def _broken(record: Record | None, check: Mapping[str, Any]) -> tuple[str, ...]:
+def _broken(record: EvaluationRecord | None, check: CheckRecord) -> tuple[str, ...]:
     """Which of the check's floors the measurement breaks."""
     if record is None:
         return ()
@@ -152,7 +152,7 @@ def failure_anchors(tests: Iterable[str]) -> dict[str, str]:
     return {test: "failure-" + unique(safe_name(test, lower=False, underscores=True), test, used) for test in sorted(set(tests))}
 
 
-def triage(records: Sequence[Record], checks: Sequence[Mapping[str, Any]], failures: Sequence[Mapping[str, Any]] = ()) -> Triage:
+def triage(records: Sequence[EvaluationRecord], checks: Sequence[CheckRecord], failures: Sequence[FailureRecord] = ()) -> Triage:
     """The failing and xfailed tests with their broken floors, in test-id order.
 
     ``failures`` (``{"test", "outcome", "attributions"}``) adds tests that failed without a broken
@@ -162,7 +162,7 @@ def triage(records: Sequence[Record], checks: Sequence[Mapping[str, Any]], failu
     outcome_of: dict[str, str] = {}
     for failure in failures:
         outcome_of[str(failure.get("test", ""))] = str(failure.get("outcome", "failed"))
-    images = {str(f.get("test", "")): len((f.get("attributions") or {}).get("items") or []) for f in failures}
+    images = {f["test"]: len(attributions["items"]) if (attributions := f.get("attributions")) else 0 for f in failures}
     for check in checks:
         if check.get("outcome") in ("failed", "xfailed", "error"):
             outcome_of.setdefault(str(check.get("test", "")), str(check["outcome"]))
@@ -170,6 +170,7 @@ def triage(records: Sequence[Record], checks: Sequence[Mapping[str, Any]], failu
             outcome_of.setdefault(str(check.get("test", "")), "failed")
     outcome_of = {test: outcome for test, outcome in outcome_of.items() if outcome in ("failed", "xfailed", "error")}
     anchors = failure_anchors(outcome_of)
+    measured = record_index(records)
     unexpected: list[TriageRow] = []
     expected: list[TriageRow] = []
     for test in sorted(outcome_of):
@@ -179,7 +180,8 @@ def triage(records: Sequence[Record], checks: Sequence[Mapping[str, Any]], failu
         for check in own:
             if check.get("passed", True):
                 continue
-            record = _record_for(records, check)
+            record = measured.get(case_key(check))
+            numbers: dict[str, Any] = dict(record) if record is not None else {}
             rows.append(
                 TriageRow(
                     test=test,
@@ -188,11 +190,11 @@ def triage(records: Sequence[Record], checks: Sequence[Mapping[str, Any]], failu
                     model=f"{check.get('model')}/{check.get('pretrained')}",
                     dataset=str(check.get("dataset")),
                     compression_id=str(check.get("compression_id")),
-                    accuracy=(record or {}).get("accuracy"),
+                    accuracy=numbers.get("accuracy"),
                     ci95=_ci(record),
-                    baseline_accuracy=(record or {}).get("baseline_accuracy"),
-                    drop=(record or {}).get("drop"),
-                    drop_ci95=_pair((record or {}).get("drop_ci95")),
+                    baseline_accuracy=numbers.get("baseline_accuracy"),
+                    drop=numbers.get("drop"),
+                    drop_ci95=_pair(numbers.get("drop_ci95")),
                     min_accuracy=check.get("min_accuracy"),
                     max_drop=check.get("max_drop"),
                     max_regression=check.get("max_regression"),
@@ -215,7 +217,7 @@ def _pair(value: Any) -> tuple[float, float] | None:
     return None
 
 
-def _ci(record: Record | None) -> tuple[float, float] | None:
+def _ci(record: EvaluationRecord | None) -> tuple[float, float] | None:
     return ci(record) if record is not None else None
 
 
@@ -233,36 +235,9 @@ class SkipLine:
         return f"{_plural(self.count, 'test')} skipped, first reason: {reason}"
 
 
-def skip_line(skips: Sequence[Mapping[str, Any]]) -> SkipLine | None:
+def skip_line(skips: Sequence[SkipRecord]) -> SkipLine | None:
     """All skipped tests as one line: the count and the first reason (in test-id order)."""
     if not skips:
         return None
     rows = sorted((str(s.get("test", "")), str(s.get("reason", ""))) for s in skips)
     return SkipLine(count=len(rows), first_reason=rows[0][1], reasons=rows)
-
-
-def probe_keys(checks: Iterable[Mapping[str, Any]], breaking_points: Iterable[Mapping[str, Any]]) -> set[tuple[str, str, str, str]]:
-    """(model, pretrained, dataset, compression id) of evaluations made by a search, not the declared grid.
-
-    Breaking-point probes are in their frontier. A property-based (hypothesis) test shows as a test
-    whose id does not name the compression (parametrized cases carry it in their ``[...]`` id) and
-    that checked three or more settings; a hand-written test checking one or two stays on the grid,
-    and so does whatever a grid case also evaluated. (The records do not say which evaluation a
-    search made, so this is read from the test ids.)
-    """
-    probes: set[tuple[str, str, str, str]] = set()
-    grid: set[tuple[str, str, str, str]] = set()
-    for point in breaking_points:
-        for probe in point.get("frontier") or []:
-            probes.add((str(point.get("model")), str(point.get("pretrained")), str(point.get("dataset")), str(probe.get("setting"))))
-    unnamed: dict[str, set[tuple[str, str, str, str]]] = {}
-    for check in checks:
-        key = (str(check.get("model")), str(check.get("pretrained")), str(check.get("dataset")), str(check.get("compression_id")))
-        params = re.search(r"\[(.*)\]$", str(check.get("test", "")))
-        if params is not None and re.search(rf"(^|-){re.escape(key[3])}($|-)", params.group(1)):
-            grid.add(key)
-        else:
-            unnamed.setdefault(str(check.get("test", "")), set()).add(key)
-    for keys in unnamed.values():
-        (probes if len(keys) >= 3 else grid).update(keys)
-    return probes - grid

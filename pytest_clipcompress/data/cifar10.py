@@ -1,0 +1,99 @@
+"""CIFAR-10's test split in the official "python version" layout (``cifar-10-batches-py/test_batch``
+and ``batches.meta``), the one torchvision downloads; its prompts are CLIP's published ensemble."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DatasetError
+from ..inputs import display_text
+from .base import ArrayDataset, DatasetSpec, decode_names, hash_files
+from .downloads import Download, check_official, ensure_downloaded
+from .safe_pickle import unpickle_dict
+
+CIFAR10_DOWNLOAD = Download(
+    url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+    filename="cifar-10-python.tar.gz",
+    md5="c58f30108f718f92721af3b95e74349a",
+    folder="cifar-10-batches-py",
+    files=("test_batch", "batches.meta"),
+    checksums={"test_batch": "40351d587109b95175f43aff81a1287e"},
+)
+CIFAR10_TEST_SIZE = 10000
+
+#: CLIP's prompt ensemble for CIFAR-10 (Radford et al. 2021, the notebook of prompt templates).
+CIFAR10_TEMPLATES = (
+    "a photo of a {}.",
+    "a blurry photo of a {}.",
+    "a black and white photo of a {}.",
+    "a low contrast photo of a {}.",
+    "a high contrast photo of a {}.",
+    "a bad photo of a {}.",
+    "a good photo of a {}.",
+    "a photo of a small {}.",
+    "a photo of a big {}.",
+    "a photo of the {}.",
+    "a blurry photo of the {}.",
+    "a black and white photo of the {}.",
+    "a low contrast photo of the {}.",
+    "a high contrast photo of the {}.",
+    "a bad photo of the {}.",
+    "a good photo of the {}.",
+    "a photo of the small {}.",
+    "a photo of the big {}.",
+)
+
+
+def load_cifar10(root: Path, offline: bool) -> ArrayDataset:
+    folder = ensure_downloaded(root, CIFAR10_DOWNLOAD, "cifar10", offline)
+    batch_path, meta_path = folder / "test_batch", folder / "batches.meta"
+    batch, meta = unpickle_dict(batch_path, "CIFAR-10"), unpickle_dict(meta_path, "CIFAR-10")
+    data, labels, classes = _cifar10_arrays(batch, meta, folder, batch_path)
+    check_official(batch_path, CIFAR10_DOWNLOAD, full_size=len(data) == CIFAR10_TEST_SIZE)
+    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    fingerprint = hash_files([batch_path, meta_path])
+    return ArrayDataset("cifar10", classes, images, labels, fingerprint, CIFAR10_TEMPLATES)
+
+
+def _cifar10_arrays(batch: dict, meta: dict, folder: Path, batch_path: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Data, labels and class names, checked for shape, type and range before anything is allocated.
+
+    A file that passes the pickle guard may still claim anything: object arrays of huge numbers,
+    labels as an (N, 1) column, pixel values of 300. Each is the clean layout error, never a
+    MemoryError, an OverflowError or a silently wrong accuracy.
+    """
+
+    def layout(problem: str) -> DatasetError:
+        return DatasetError(f"{folder} does not have the CIFAR-10 python layout ({problem}); delete it and download again")
+
+    try:
+        data, raw_labels, names = batch["data"], batch["labels"], meta["label_names"]
+    except KeyError as error:
+        raise layout(f"no {error}") from None
+    if not isinstance(data, np.ndarray) or data.dtype.kind not in "iu" or data.ndim != 2:
+        shown = f"an array of {data.dtype} with shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise layout(f"data must be a uint8 array of shape (N, 3072), found {shown}")
+    if data.shape[1] != 3072 or data.shape[0] == 0:
+        raise DatasetError(f"{batch_path} holds data of shape {data.shape}; expected (N, 3072) with N labels")
+    if isinstance(raw_labels, np.ndarray):
+        if raw_labels.ndim != 1 or raw_labels.dtype.kind not in "iu":
+            raise layout(f"labels must be a flat list of integers, found an array of {raw_labels.dtype} with shape {raw_labels.shape}")
+    elif not isinstance(raw_labels, list) or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in raw_labels):
+        raise layout(f"labels must be a flat list of integers, found {type(raw_labels).__name__}")
+    if len(raw_labels) != len(data):
+        raise DatasetError(f"{batch_path} holds data of shape {data.shape} with {len(raw_labels)} labels; expected (N, 3072) with N labels")
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, (bytes, str)) for n in names):
+        raise layout("label_names must be a list of class names")
+    classes = tuple(display_text(decode_names(n) if isinstance(n, bytes) else n) for n in names)
+    # Range first (Python ints may be any size), then the conversion cannot overflow.
+    if min(raw_labels) < 0 or max(raw_labels) >= len(classes):
+        raise DatasetError(f"{batch_path} has labels outside 0..{len(classes) - 1}")
+    labels = np.asarray(raw_labels, dtype=np.int64)
+    if data.dtype != np.uint8 and (data.min() < 0 or data.max() > 255):
+        raise layout(f"pixel values must lie in 0..255, found {data.min()}..{data.max()}")
+    return data.astype(np.uint8, copy=False), labels, classes
+
+
+SPEC = DatasetSpec("cifar10", lambda source: load_cifar10(source.data_root, source.offline))

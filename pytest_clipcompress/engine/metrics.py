@@ -1,0 +1,81 @@
+"""The metrics a floor can be set on: what each measures, which way is better, how it is shown.
+
+One :class:`Metric` per entry of :data:`METRICS`. ``assert_accuracy`` checks floors with them,
+``clip_breaking_point(metric=...)`` bisects on them, and the JUnit properties are named after them.
+A new metric (top-5 accuracy, recall of one class) is one more entry, made with
+:func:`register_metric`: its ``value`` reads anything the evaluation result holds (``logits``,
+``labels``, ``baseline_logits``, ...). Pytest-free and numpy-free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigError
+
+__all__ = ["ACCURACY", "DROP", "METRICS", "Metric", "metric_named", "register_metric"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric of an evaluation result.
+
+    ``value(result)`` computes it; ``higher_is_better`` says which side of a floor passes;
+    ``floor`` is the keyword that sets the floor (``min_accuracy``); ``percent`` shows values as
+    percentages (``35.75%``), otherwise as percentage points (``63.75 points``).
+    """
+
+    name: str
+    value: Callable[[Any], float]
+    higher_is_better: bool
+    floor: str
+    percent: bool = True
+
+    def passes(self, value: float, floor: float) -> bool:
+        """Whether ``value`` is on the good side of ``floor`` (equal passes)."""
+        return value >= floor if self.higher_is_better else value <= floor
+
+    def format(self, value: float) -> str:
+        """``35.75%`` for fractions, ``63.75 points`` for differences of fractions."""
+        return f"{value:.2%}" if self.percent else f"{value * 100:.2f} points"
+
+    @property
+    def junit_property(self) -> str:
+        """The suffix of the JUnit property holding this metric, ``clip[<case>].<suffix>``."""
+        return self.name
+
+
+METRICS: dict[str, Metric] = {}
+_BUILTIN_METRICS: set[str] = set()
+
+
+def register_metric(metric: Metric) -> Metric:
+    """Add a metric; registering a name again replaces the entry, except for the built-in metrics."""
+    if metric.name in _BUILTIN_METRICS and METRICS[metric.name] != metric:
+        raise ConfigError(f"metric {metric.name!r} is built in; give yours another name")
+    METRICS[metric.name] = metric
+    return metric
+
+
+def metric_named(name: Any) -> Metric:
+    """The registered metric called ``name``, or a :class:`ConfigError` listing the choices."""
+    if not isinstance(name, str) or name not in METRICS:
+        raise ConfigError(f"metric={name!r} is not supported; choose {' or '.join(repr(known) for known in METRICS)}")
+    return METRICS[name]
+
+
+def _accuracy(result: Any) -> float:
+    # Share of images classified correctly under compression.
+    return result.accuracy
+
+
+def _drop(result: Any) -> float:
+    # Uncompressed accuracy minus compressed accuracy, on the same images.
+    return result.drop
+
+
+ACCURACY = register_metric(Metric("accuracy", _accuracy, higher_is_better=True, floor="min_accuracy"))
+DROP = register_metric(Metric("drop", _drop, higher_is_better=False, floor="max_drop", percent=False))
+_BUILTIN_METRICS.update(METRICS)

@@ -1,0 +1,126 @@
+"""One pytest-clipcompress session per pytest run, in ``config.stash``: the settings, the baseline
+file (read once), the evaluator, and where this process runs (xdist controller or worker).
+
+The hooks in :mod:`.` delegate here and to the two parts of the work: :class:`~.worker.TestWork`
+(a test's evaluations and attributions, in whichever process runs the test) and
+:class:`~.controller.Controller` (gathering records and writing every output, in the one process
+that writes files).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Literal
+
+import pytest
+
+from ..config.settings import Settings
+from ..errors import ClipCompressError
+from ..files import OutputKind, check_output_path
+from .progress import progress_printer
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..engine.evaluator import Evaluator
+    from ..results.file import ResultsFile
+
+DEMO_NOTE = "bundled demo model; pass --clip-model for a real one"
+
+SESSION = pytest.StashKey["ClipSession"]()
+
+
+class ClipSession:
+    """The run's state; get it with :meth:`of`."""
+
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.baseline: ResultsFile | None = None  # --clip-baseline, read at the session's start
+        self._evaluator: Evaluator | None = None
+
+    @staticmethod
+    def of(config: pytest.Config) -> ClipSession:
+        return config.stash[SESSION]
+
+    # --- where this process runs ------------------------------------------------------------
+
+    @property
+    def is_controller(self) -> bool:
+        """True on the xdist controller and in a run without xdist: the process that writes files."""
+        return not hasattr(self.config, "workerinput")
+
+    @property
+    def worker_index(self) -> int | None:
+        worker = getattr(self.config, "workerinput", {}).get("workerid")
+        return int(worker[2:]) if worker else None
+
+    @property
+    def cpu_threads(self) -> int | None:
+        """Under xdist, each worker's share of the CPU cores; None leaves torch's default."""
+        workers = getattr(self.config, "workerinput", {}).get("workercount")
+        return max(1, (os.cpu_count() or 1) // int(workers)) if workers else None
+
+    @property
+    def demo_note(self) -> str | None:
+        return DEMO_NOTE if self.settings.models.uses_demo_model else None
+
+    @property
+    def evaluator(self) -> Evaluator:
+        if self._evaluator is None:
+            from ..engine.evaluator import Evaluator
+
+            settings = self.settings
+            progress = progress_printer(self.config) if self.is_controller else None
+            self._evaluator = Evaluator(settings.models, settings.data, settings.evaluation, self.worker_index, progress, self.cpu_threads)
+        return self._evaluator
+
+    # --- start --------------------------------------------------------------------------------
+
+    def header(self) -> list[str]:
+        settings = self.settings
+        model = self.demo_note or ", ".join(settings.models.ids) + f" (pretrained: {settings.models.pretrained or 'default'})"
+        return [f"clipcompress: {model}; device {settings.evaluation.device}; samples {settings.data.samples or 'all'}; seed {settings.data.seed}"]
+
+    def start(self) -> None:
+        """Check models, the baseline, device and output paths before any test runs: a typo is one usage error."""
+        settings = self.settings
+        try:
+            # Only when the user named models or configs: a plain run must not pay open_clip's import.
+            # An explicit --clip-pretrained is checked for the demo model too (a missing file, an unknown tag).
+            models = settings.models
+            if models.configs or not models.uses_demo_model:
+                from ..models.resolve import model_config_paths, register_model_configs, spec_for
+
+                register_model_configs(model_config_paths(models.configs))
+                for model_id in models.ids:
+                    spec_for(models, model_id)
+            if settings.outputs.baseline is not None:
+                from ..results.file import load_results_file
+
+                # A missing or foreign file is a usage error now, not a failure per test; read once, here.
+                self.baseline = load_results_file(settings.outputs.baseline, "--clip-baseline")
+            if settings.evaluation.device not in ("auto", "cpu"):
+                from ..models.load import resolve_device
+
+                resolve_device(settings.evaluation.device, None)
+            if self.is_controller:
+                for flag, path, kind in self._outputs():
+                    check_output_path(flag, path, kind)
+        except ClipCompressError as error:
+            raise pytest.UsageError(str(error)) from None
+        if settings.evaluation.cache_clear and self.is_controller and not settings.evaluation.no_cache:
+            from ..engine.cache import LogitsCache
+
+            LogitsCache(settings.evaluation.cache_dir).clear()
+
+    def _outputs(self) -> list[tuple[str, Path, OutputKind]]:
+        outputs, evaluation = self.settings.outputs, self.settings.evaluation
+        checked: list[tuple[str, Path | None, Literal["file", "dir", "tree"]]] = [
+            ("--clip-results", outputs.results, "file"),
+            ("--clip-baseline-save", outputs.baseline_save, "file"),
+            ("--clip-report", outputs.report, "dir"),
+            ("--clip-summary", outputs.summary, "file"),
+            ("--clip-cache-dir", None if evaluation.no_cache else evaluation.cache_dir, "tree"),
+        ]
+        return [(flag, path, kind) for flag, path, kind in checked if path]

@@ -1,0 +1,314 @@
+"""The record types: what crosses from an xdist worker to the controller, what the results file holds
+and what every renderer reads. Declared once, here; the engine, IG and the comparisons return them.
+
+Records are :class:`~typing.TypedDict` s, so a record's JSON form is the record itself (pytest-xdist
+sends reports as JSON, the results file is JSON). The one exception is :class:`BreakingPoint`,
+which tests also read by attribute (``point.breaking_value``): a frozen dataclass with
+``to_dict``/``from_dict``. Records carry numbers, names and PNG bytes (as base64 text) only: no
+HTML or text is rendered on a worker. Pure Python: no numpy, torch or pytest.
+
+Two keys join records: :func:`record_key` (an :class:`EvalKey`) is what makes two evaluations the
+same one, and the results file's order; :func:`case_key` (model id, dataset, compression) is what
+a floor check, a gate check, a search probe and a baseline entry share with the evaluation they
+are about.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, NamedTuple, TypedDict
+
+if sys.version_info >= (3, 11):
+    from typing import NotRequired
+else:  # typing_extensions comes with torch
+    from typing_extensions import NotRequired
+
+PLUGIN_NAME = "pytest-clipcompress"  # the results file's "plugin" marker
+
+
+class EvalKey(NamedTuple):
+    """What makes two evaluations the same one; also the results file's sort order."""
+
+    model: str
+    pretrained: str
+    dataset: str
+    codec: str
+    compression: str  # the codec parameters as canonical JSON
+    n: int
+    seed: int
+    templates: str
+    role: str  # the --clip-model id: two roles may share a model name and a weights label
+
+
+def eval_key(model: str, pretrained: str, dataset: str, compression: Mapping[str, object], n: int, seed: int, templates: str, role: str) -> EvalKey:
+    """The one evaluation key, from an evaluation's identifying fields (``compression`` as in its record)."""
+    return EvalKey(model, pretrained, dataset, str(compression["codec"]), json.dumps(dict(compression), sort_keys=True), n, seed, templates, role or model)
+
+
+class CaseKey(NamedTuple):
+    """What a check, a probe and a baseline entry share with their evaluation: model id, dataset, compression."""
+
+    role: str
+    dataset: str
+    compression_id: str
+
+
+class EvaluationRecord(TypedDict):
+    """One evaluation: a model on a dataset subset under one compression, with its per-image outcomes."""
+
+    model: str
+    role: str
+    pretrained: str
+    activation: str
+    dataset: str
+    n: int
+    seed: int
+    templates: str
+    compression: dict[str, Any]  # {"codec": ..., **params}
+    compression_id: str
+    accuracy: float
+    baseline_accuracy: float
+    drop: float
+    ci95: list[float]
+    per_class: dict[str, float]
+    bits_per_pixel: float
+    flipped: int
+    drop_ci95: list[float]
+    drop_p_value: float
+    discordant: dict[str, int]  # {"lost": ..., "gained": ...}
+    flip_confusion: list[dict[str, Any]]
+    data: dict[str, Any]  # results.per_image.Outcomes.record_fields
+    outcomes: dict[str, Any]
+    probe: NotRequired[bool]  # made only by a search (hypothesis examples, breaking-point probes), apart from the grid
+
+
+def record_key(record: EvaluationRecord) -> EvalKey:
+    return eval_key(
+        record["model"],
+        record["pretrained"],
+        record["dataset"],
+        record["compression"],
+        record["n"],
+        record["seed"],
+        record["templates"],
+        record.get("role", ""),
+    )
+
+
+def record_id(record: Mapping[str, object]) -> str:
+    """The model id of a record: its role, else its model name (files from before roles have none)."""
+    return str(record.get("role") or record.get("model"))
+
+
+def case_key(record: Mapping[str, object]) -> CaseKey:
+    """The join key of any record about one evaluation (evaluation, check, probe, baseline entry)."""
+    return CaseKey(record_id(record), str(record.get("dataset")), str(record.get("compression_id")))
+
+
+class CheckRecord(TypedDict):
+    """One check a test made on an evaluation: a floor (``assert_accuracy``) or a gate check
+    (``assert_no_regression`` against the baseline, ``assert_not_worse`` against another model)."""
+
+    role: str
+    model: str
+    pretrained: str
+    dataset: str
+    compression_id: str
+    min_accuracy: float | None
+    max_drop: float | None
+    passed: bool
+    confidence: NotRequired[float]  # the floors apply to this interval (assert_accuracy(confidence=...))
+    max_regression: NotRequired[float]  # gate checks only
+    reference: NotRequired[str]  # assert_not_worse's reference model id
+    test: NotRequired[str]  # the test's node id, added on the controller
+    outcome: NotRequired[str | None]  # the test's outcome (e.g. xfailed), None where the report had none
+
+
+class FrontierProbe(TypedDict):
+    setting: str
+    value: float
+    accuracy: float
+    drop: float
+    bits_per_pixel: float
+    passes: bool
+
+
+@dataclass(frozen=True)
+class BreakingPoint:
+    """One ``clip_breaking_point`` search: where the metric crosses ``floor``, and every setting probed on the way.
+
+    ``breaking_value`` is the mildest value that fails (``None`` if even the harshest passes);
+    ``last_passing_value`` is the next milder value, which passes (``None`` if the mildest fails).
+    ``frontier`` lists the probes from mild to harsh. The search fills these; the fixture adds the
+    model and dataset it ran on, the controller the test that ran it.
+    """
+
+    codec: str
+    param: str
+    floor: float
+    metric: str
+    breaking_value: float | None
+    last_passing_value: float | None
+    frontier: list[FrontierProbe]
+    evaluations: int
+    model: str = ""
+    pretrained: str = ""
+    dataset: str = ""
+    role: str = ""
+    test: str = field(default="", compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form, as the results file holds it (``test`` only once the controller set it)."""
+        data = asdict(self)
+        if not self.test:
+            del data["test"]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BreakingPoint:
+        known = {f.name for f in fields(cls)}
+        return cls(**{name: value for name, value in data.items() if name in known})
+
+
+class AttributionItem(TypedDict):
+    """Integrated Gradients numbers for one flipped image, with the names a renderer shows.
+
+    ``f_input`` / ``f_baseline`` are the cross-entropy losses of the compressed image and of the
+    IG baseline input (``--clip-ig-baseline``); ``positive_mass`` and ``negative_mass`` are the sums
+    of the positive and of the absolute negative attributions; ``boundary_share`` is the share of
+    ``sum |IG|`` on pixels sampled from JPEG 8x8 block-boundary pixels and ``boundary_area_share``
+    the share of such pixels, so a ratio above one means attributions concentrate on block edges.
+    """
+
+    index: int
+    label: int
+    pred_uncompressed: int
+    pred_compressed: int
+    prob_true_uncompressed: float
+    prob_true_compressed: float
+    steps: int
+    method: str
+    f_input: float
+    f_baseline: float
+    delta_f: float
+    sum_attributions: float
+    completeness_gap: float
+    positive_mass: float
+    negative_mass: float
+    boundary_share: float
+    boundary_area_share: float
+    seconds: float
+    model: str
+    dataset: str
+    compression_id: str
+    baseline: str
+    true_name: str
+    pred_uncompressed_name: str
+    pred_compressed_name: str
+
+
+class AttributionSummary(TypedDict):
+    """A test's totals over its explained images (means are None when there are none)."""
+
+    count: int
+    mean_completeness_gap: float | None
+    mean_abs_delta_f: float | None
+    total_positive_mass: float
+    total_negative_mass: float
+    mean_boundary_share: float | None
+    mean_boundary_area_share: float | None
+    total_seconds: float
+
+
+class AttributionSet(TypedDict):
+    """A test's explained images: their numbers, their pictures (PNG as base64 text) and totals."""
+
+    items: list[AttributionItem]
+    images: list[str]
+    summary: AttributionSummary
+    seconds: float
+
+
+class ModelFacts(TypedDict):
+    """What identifies a loaded model's numbers (results.metadata.model_facts)."""
+
+    label: str
+    weights_hash: str
+    device: str
+    precision: str
+
+
+class GitState(TypedDict):
+    commit: str
+    dirty: bool | None
+
+
+class RunBlock(TypedDict):
+    """What produced a results file: models (with weights hashes), device, libraries, commit, start time."""
+
+    models: list[ModelFacts]
+    device: str
+    precision: str
+    versions: dict[str, str]
+    git: GitState | None
+    started_utc: str
+
+
+class ReportData(TypedDict):
+    """Everything one test report carries for the plugin (``report.clipcompress``), in JSON form."""
+
+    evaluations: list[EvaluationRecord]
+    checks: list[CheckRecord]
+    breaking_points: list[dict[str, Any]]  # BreakingPoint.to_dict()
+    attributions: NotRequired[AttributionSet]
+    note: NotRequired[str]  # why attributions are missing or partial, one line
+    search: NotRequired[bool]  # a hypothesis test: its evaluations are probes, apart from the grid
+    models: NotRequired[list[ModelFacts]]  # facts of the models that made the evaluations
+
+
+class FailureRecord(TypedDict):
+    """A test whose attributions the reports show (controller side)."""
+
+    test: str
+    outcome: str  # failed | xfailed
+    attributions: AttributionSet | None  # None when IG was off or skipped for the test
+
+
+class SkipRecord(TypedDict):
+    """A skipped test and pytest's reason."""
+
+    test: str
+    reason: str
+
+
+class ComparisonRow(TypedDict):
+    """One evaluation paired with its reference (the baseline's, or another model's) on the same images.
+
+    ``change`` is candidate minus reference accuracy (negative: the candidate is worse) and
+    ``change_ci95`` its paired 95% interval; ``b`` images are right only in the reference, ``c``
+    right only in the candidate; ``p_value`` is the exact McNemar test's. ``verdict`` is the one
+    the comparison reached (:mod:`..compare` decides it); ``error`` says why the two could not be
+    compared (the numbers are then absent).
+    """
+
+    reference_role: str
+    candidate_role: str
+    dataset: str
+    compression_id: str
+    error: NotRequired[str]
+    n: NotRequired[int]
+    reference_accuracy: NotRequired[float]
+    accuracy: NotRequired[float]
+    change: NotRequired[float]
+    change_ci95: NotRequired[list[float]]
+    b: NotRequired[int]
+    c: NotRequired[int]
+    p_value: NotRequired[float]
+    classes_lost: NotRequired[str]
+    flips: NotRequired[str]
+    direction: NotRequired[str]  # worse | better | "" (no significant change)
+    regressed: NotRequired[bool]  # beyond the margin, and significant
+    verdict: NotRequired[str]
