@@ -216,7 +216,7 @@ def test_cli_wins_over_ini_and_ini_floors_apply(pytester: pytest.Pytester, tiny_
     )
     from_ini = pytester.runpytest(*tiny_args, "--clip-ig-samples", "0", "-p", "no:cacheprovider")
     from_ini.assert_outcomes(failed=1)
-    from_ini.stdout.fnmatch_lines(["*(n=50)*", "*floor min_accuracy=99.00%: FAILED*"])
+    from_ini.stdout.fnmatch_lines(["*(n=50)*", "*floor min_accuracy=99.00% (configured: clip_min_accuracy in the ini file or --clip-min-accuracy): FAILED*"])
     from_cli = pytester.runpytest(*tiny_args, "--clip-samples", "20", "--clip-min-accuracy", "0", "-p", "no:cacheprovider")
     from_cli.assert_outcomes(passed=1)
 

@@ -122,6 +122,7 @@ def make_failures() -> list[dict[str, Any]]:
         "boundary_area_share": 0.23,
         "seconds": 3.2,
         "compression_id": "jpeg-q25",
+        "chosen_as": "compression flip",
     }
     return [
         {
@@ -348,12 +349,12 @@ def test_triage_lists_broken_floors_with_measurements() -> None:
     assert "19.0 pp (15.0 to 23.0)" in summary_html(records, [gate], [], failures=[])
     # A test that failed with every floor holding is listed, and says so.
     other = triage(make_records(), [], [{"test": "t.py::test_other", "outcome": "failed", "attributions": None}])
-    assert other.unexpected[0].why.startswith("no floor check failed")
+    assert other.unexpected[0].why.startswith("no check failed")
 
 
 def test_skips_collapse_into_one_line() -> None:
     line = skip_line([{"test": "b::t", "reason": "second"}, {"test": "a::t", "reason": "first reason\nmore detail " + "x" * 300}])
-    assert line is not None and line.sentence() == "2 tests skipped, first reason: first reason"
+    assert line is not None and line.sentence() == "2 clip cases skipped, first reason: first reason"
     assert skip_line([]) is None
 
 
@@ -368,11 +369,11 @@ def test_summary_html_opens_with_what_failed(charts: list[Chart]) -> None:
     )
     assert fragment.count('src="data:image/png;base64,') == len(charts)
     assert "bundled demo model; pass --clip-model &lt;name&gt;" in fragment
-    assert "1 floor check failed" in fragment and "2 passed, 1 FAILED, 1 xfailed (expected)" in fragment
+    assert "1 check failed" in fragment and "2 passed, 1 FAILED, 1 xfailed (expected)" in fragment
     failed_row = fragment.index("tests/test_x.py::test_floor[jpeg-q25]")
     assert failed_row < fragment.index("accuracy 71.0% &lt; floor 80.0%") < fragment.index("<img")
     assert fragment.index("Expected failures (xfail)") < fragment.index("<img")
-    assert "1 test skipped, first reason: no data" in fragment
+    assert "1 clip case skipped, first reason: no data" in fragment
     assert 'href="#results-table"' in fragment
     assert 'class="cc-demo-note"' not in summary_html([], [], [], demo_note=None)
     # The two halves the plugin places around pytest-html's counts.

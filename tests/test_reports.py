@@ -49,7 +49,7 @@ def test_html_report_carries_attributions_on_failing_rows_only(pytester: pytest.
     text = report.read_text()
     assert "CLIP accuracy under compression" in text and "data:image/png;base64," in text  # summary chart
     # Triage first: the failing case and its numbers come before pytest-html's counts and the charts.
-    assert text.index("1 floor check failed") < text.index("test_floor[cifar10-jpeg-q25]") < text.index('class="run-count"') < text.index(CHARTS)
+    assert text.index("1 check failed") < text.index("test_floor[cifar10-jpeg-q25]") < text.index('class="run-count"') < text.index(CHARTS)
     assert "completeness" in text and "boundary share" in text  # the IG table on the failing row
     assert "all 2: mean completeness gap" in text  # and the per-test totals
     result.stdout.fnmatch_lines(
@@ -131,7 +131,11 @@ def test_xpass(clip_eval):
     assert_accuracy(clip_eval(), max_drop=1.0)
 
 @pytest.mark.skip(reason="not today")
-def test_skipped():
+def test_skipped(clip_eval):
+    pass
+
+@pytest.mark.skip(reason="not a clip case")
+def test_other():
     pass
 """
 
@@ -140,7 +144,7 @@ def test_xfail_outcomes_in_results_report_folder_and_html(pytester: pytest.Pytes
     pytester.makepyfile(XFAIL_SUITE)
     results, report, folder = pytester.path / "results.json", pytester.path / "report.html", pytester.path / "robustness"
     outcome = pytester.runpytest(*run_args, "--clip-ig-samples=0", f"--clip-results={results}", f"--html={report}", f"--clip-report={folder}")
-    outcome.assert_outcomes(passed=1, xfailed=1, xpassed=1, skipped=1)
+    outcome.assert_outcomes(passed=1, xfailed=1, xpassed=1, skipped=2)
     name = "test_xfail_outcomes_in_results_report_folder_and_html.py"
     checks = {c["test"]: (c["passed"], c["outcome"]) for c in json.loads(results.read_text())["checks"]}
     assert checks == {
@@ -152,8 +156,8 @@ def test_xfail_outcomes_in_results_report_folder_and_html(pytester: pytest.Pytes
     html_report = report.read_text()
     for page in (index, html_report):
         assert "No unexpected failures." in page
-        assert "3 floor checks: 1 passed, 1 xfailed (expected), 1 XPASS (passed unexpectedly)." in page
-        assert "1 test skipped, first reason: not today" in page
+        assert "3 floor checks: 1 passed, 1 xfailed (expected), 1 XPASS (passed unexpectedly); 1 clip case skipped." in page
+        assert "1 clip case skipped, first reason: not today" in page and "not a clip case" not in page.split('id="results-table"')[0]
         assert page.index("Expected failures (xfail)") < page.index("test_floor[cifar10-jpeg-q25]") < page.index(CHARTS)
         ours = re.sub(r"<style>.*?</style>", "", page.split('<table id="results-table"')[0], flags=re.S)  # not pytest-html's table and script
         assert "FAILED" not in ours and "cc-verdict cc-red" not in ours
@@ -168,7 +172,7 @@ def test_first_failure_comes_before_the_charts_without_attributions(pytester: py
     failing = "test_first_failure_comes_before_the_charts_without_attributions.py::test_floor[cifar10-jpeg-q25]"
     for page in (report.read_text(), (folder / "index.html").read_text()):
         first = page.index(failing)
-        assert page.index("1 floor check failed") < first < page.index(CHARTS)
+        assert page.index("1 check failed") < first < page.index(CHARTS)
         row = page[first : page.index("</tr>", first)]
         assert "jpeg-q25" in row and "drop" in row and "&gt; max 0.0 pp" in row  # measured value against its floor
 

@@ -120,6 +120,7 @@ class Settings:
     outputs: OutputOptions
     floors: FloorOptions
     protocol: str
+    strict: bool  # a clip case that skips fails the run
 
 
 def build_settings(lookup: Callable[[Option], Any]) -> Settings:
@@ -148,6 +149,7 @@ def build_settings(lookup: Callable[[Option], Any]) -> Settings:
         outputs=OutputOptions(value["results"], value["report"], value["summary"], value["baseline"], value["baseline-save"]),
         floors=FloorOptions(value["min-accuracy"], value["max-drop"]),
         protocol=protocol,
+        strict=value["strict"],
     )
 
 

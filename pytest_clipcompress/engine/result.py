@@ -39,9 +39,12 @@ class EvalResult:
     role: str = ""  # the --clip-model id (role, else model name): the comparison key
     fingerprint: str = ""
     templates_digest: str = ""
+    weights: str = ""  # the weights hash of the model that made it
     # What the run checks results against; the plugin sets them on the copy a test receives.
     floors: FloorOptions = field(default=FloorOptions(None, None), repr=False)
     baseline: ResultsFile | None = field(default=None, repr=False)
+    # Positions a failed gate check lost against its reference (under compression); IG explains these first.
+    lost: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def n(self) -> int:
@@ -121,7 +124,10 @@ class EvalResult:
     @property
     def flipped(self) -> np.ndarray:
         """Positions (into ``labels``) correct uncompressed and wrong compressed, most confident flips first."""
-        positions = np.flatnonzero((self.baseline_predictions == self.labels) & (self.predictions != self.labels))
+        return self.most_confident_first(np.flatnonzero((self.baseline_predictions == self.labels) & (self.predictions != self.labels)))
+
+    def most_confident_first(self, positions: np.ndarray) -> np.ndarray:
+        """``positions`` ordered by the confidence of the prediction under compression, highest first (ties by position)."""
         confidence = softmax(self.logits[positions]).max(axis=1) if len(positions) else np.empty(0)
         return positions[np.lexsort((positions, -confidence))]
 
@@ -167,12 +173,15 @@ class EvalResult:
             "outcomes": fields["outcomes"],
         }
 
-    def check_record(self, passed: bool, min_accuracy: float | None = None, max_drop: float | None = None, **extra: Any) -> CheckRecord:
-        """A check made on this evaluation (a floor, or a gate check with ``max_regression`` and ``reference``)."""
+    def check_record(self, passed: bool, min_accuracy: float | None = None, max_drop: float | None = None, *, kind: str = "floor", **extra: Any) -> CheckRecord:
+        """A check made on this evaluation: a floor, or (``kind`` ``baseline`` / ``model``) a gate check with
+        ``max_regression``, ``reference`` and its ``changes``."""
         check: CheckRecord = {
+            "kind": kind,
             "role": self.model_id,
             "model": self.model,
             "pretrained": self.pretrained,
+            "weights": self.weights,
             "dataset": self.dataset,
             "compression_id": self.compression.id,
             # Plain floats, whatever number type the test passed (numpy scalars do not serialise).

@@ -21,8 +21,8 @@ from markupsafe import Markup
 
 from ..results.schema import AttributionItem, CheckRecord, EvaluationRecord, FailureRecord, SkipRecord, case_key
 from .charts import Chart
-from .format import DASH, ci, codec, is_number, num, pct, record_order, sort_value
-from .view import STATUS_TEXT, Counts, SkipLine, Triage, TriageRow, check_status, counts, record_index, skip_line, triage
+from .format import CHANGE_SIGN, DASH, change_text, ci, codec, is_number, num, pct, quantity_label, quantity_value, record_order, sort_value
+from .view import STATUS_TEXT, Counts, SkipLine, Triage, TriageRow, check_status, counts, distinct_checks, is_gate, record_index, skip_line, triage
 
 __all__ = ["ReportView", "render", "report_view", "summary_html", "summary_table_html"]
 
@@ -47,7 +47,7 @@ IG_COLUMNS = (
     "pred after",
     "P(true) before",
     "P(true) after",
-    "F(input)-F(baseline)",
+    "F(input)-F(reference)",
     "sum IG",
     "completeness gap",
     "+mass",
@@ -74,7 +74,7 @@ def _environment() -> Environment:
         keep_trailing_newline=True,
     )
     env.filters.update(pct=pct, pp=_pp, num=num, sortv=sort_value, b64=lambda data: base64.b64encode(data).decode("ascii"))
-    env.globals.update(columns=COLUMNS, ig_columns=IG_COLUMNS)
+    env.globals.update(columns=COLUMNS, ig_columns=IG_COLUMNS, change_sign=CHANGE_SIGN)
     return env
 
 
@@ -95,7 +95,8 @@ class ReportView:
     triage: Triage
     skips: SkipLine | None
     evaluations: list[dict[str, Any]]
-    checks: list[dict[str, Any]]
+    checks: list[dict[str, Any]]  # floor checks
+    gates: list[dict[str, Any]]  # gate checks, one row per quantity
 
 
 def report_view(
@@ -105,11 +106,12 @@ def report_view(
     checks = list(checks)
     skips = list(skips)
     return ReportView(
-        counts=counts(records, checks),
+        counts=counts(records, checks, skips),
         triage=triage(records, checks, list(failures)),
         skips=skip_line(skips),
         evaluations=[_evaluation_row(r) for r in records],
         checks=check_rows(records, checks),
+        gates=gate_rows(checks),
     )
 
 
@@ -138,11 +140,15 @@ def _evaluation_row(r: EvaluationRecord) -> dict[str, Any]:
     }
 
 
+def _in_test_order(checks: Iterable[CheckRecord]) -> list[CheckRecord]:
+    return sorted(checks, key=lambda c: (str(c.get("test")), json.dumps(c, sort_keys=True, default=str)))
+
+
 def check_rows(records: Sequence[EvaluationRecord], checks: Iterable[CheckRecord]) -> list[dict[str, Any]]:
     """Floor checks in test-id order with the measured accuracy and drop and an xfail-aware status."""
     measured = record_index(records)
     rows = []
-    for c in sorted(checks, key=lambda c: (str(c.get("test")), json.dumps(c, sort_keys=True, default=str))):
+    for c in _in_test_order(check for check in checks if not is_gate(check)):
         record: dict[str, Any] = dict(measured.get(case_key(c)) or {})
         status = check_status(c)
         rows.append(
@@ -159,6 +165,37 @@ def check_rows(records: Sequence[EvaluationRecord], checks: Iterable[CheckRecord
                 "status_text": STATUS_TEXT[status],
             }
         )
+    return rows
+
+
+def gate_rows(checks: Iterable[CheckRecord]) -> list[dict[str, Any]]:
+    """Gate checks in test-id order (each once), one row per quantity: both values, the change, its interval, p and the verdict."""
+    rows = []
+    for c in _in_test_order(distinct_checks(check for check in checks if is_gate(check))):
+        changes = c.get("changes") or []
+        for index, change in enumerate(changes):
+            value, interval = change_text(change)
+            rows.append(
+                {
+                    "first": index == 0,
+                    "span": len(changes),
+                    "test": str(c.get("test", "")),
+                    "model": f"{c['role']} ({c['model']}/{c['pretrained']})" if c["role"] != c["model"] else f"{c['model']}/{c['pretrained']}",
+                    "dataset": c["dataset"],
+                    "compression_id": c["compression_id"],
+                    "reference": f"{c.get('reference', '')}" + (f" ({c['reference_label']})" if c.get("reference_label") else ""),
+                    "margin": c.get("max_regression"),
+                    "quantity": quantity_label(change, c["compression_id"]),
+                    "reference_value": quantity_value(change, "reference"),
+                    "candidate_value": quantity_value(change, "candidate"),
+                    "change": value,
+                    "change_sort": change["change"],
+                    "interval": interval,
+                    "p": f"{change['p_value']:.3g}",
+                    "verdict": change["verdict"],
+                    "status": check_status(c),
+                }
+            )
     return rows
 
 

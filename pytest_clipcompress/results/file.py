@@ -31,6 +31,12 @@ class ResultsFile:
     breaking_points: list[BreakingPoint] = field(default_factory=list, repr=False)
     run: RunBlock | None = field(default=None, repr=False)
 
+    def checkpoints(self) -> str:
+        """The models the file's numbers came from, with their weights hashes (``label, weights <hash>``)."""
+        models = self.run["models"] if self.run else []
+        named = [f"{facts['label']}, weights {facts['weights_hash'][:12]}" for facts in models]
+        return "; ".join(named) or ", ".join(sorted({f"{r['model']}/{r['pretrained']}" for r in self.evaluations})) or "no models"
+
     def entry_for(self, key: CaseKey, fingerprint: str) -> EvaluationRecord:
         """The evaluation for ``key``, or a :class:`GateError` that lists what the file holds."""
         record = find_record(self.evaluations, key, fingerprint)
