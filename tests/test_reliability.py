@@ -576,6 +576,22 @@ def test_a_type_rebuilt_after_its_array_took_it_leaves_the_array_alone(crafted_o
     assert crafted_outcomes[("child", "exit")] == "exit 0; stderr: ''"  # nothing went wrong when the arrays were freed either
 
 
+@pytest.mark.parametrize("name", PICKLE_FILES)
+def test_an_unreadable_pickle_is_one_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    folder = write_cifar10(tmp_path, random_images(4, 32), [0, 1, 2, 3])
+    real_read = Path.read_bytes
+
+    def denied(self: Path) -> bytes:
+        if self.name == name:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", denied)  # root ignores chmod, so the OS error is simulated
+    with pytest.raises(DatasetError) as error:
+        load_cifar10(tmp_path, offline=True)
+    assert str(error.value) == f"cannot read {folder / name} (PermissionError: Permission denied); check its permissions"
+
+
 @pytest.mark.parametrize("protocol", [2, 4])
 def test_arrays_of_every_plain_type_load_as_numpy_loads_them(tmp_path: Path, protocol: int) -> None:
     arrays = [

@@ -199,7 +199,10 @@ def _reason(error: Exception) -> str:
 
 def unpickle_dict(path: Path, what: str) -> dict:
     """The dictionary in an official pickle, keys as ``str``; ``what`` names the dataset in messages."""
-    data = Path(path).read_bytes()
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise DatasetError(f"cannot read {path} ({type(error).__name__}: {error.strerror or error}); check its permissions") from None
     try:
         _check_declared_sizes(data)
         loaded = _plain_arrays(_ArrayOnlyUnpickler(data).load(), {})
