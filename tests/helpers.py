@@ -53,13 +53,42 @@ def python2_pickle(value: object) -> bytes:
                 emit(key)
                 emit(element)
             out.extend(pickle.SETITEMS)
-        elif isinstance(item, np.ndarray):
+        elif isinstance(item, (np.ndarray, DeclaredArray)):
             out.extend(pickle.dumps(item, protocol=2)[2:-1])  # without its PROTO header and STOP
         else:
             raise TypeError(f"cannot write {type(item).__name__}")
 
     emit(value)
     return bytes(out + pickle.STOP)
+
+
+class DeclaredType:
+    """A numpy type pickled as numpy does, with its stored item size or flags replaced (a crafted file)."""
+
+    def __init__(self, spec: str, itemsize: int | None = None, flags: int | None = None) -> None:
+        self.spec, self.itemsize, self.flags = spec, itemsize, flags
+
+    def __reduce__(self) -> tuple:
+        rebuild, arguments, state = np.dtype(self.spec).__reduce__()
+        # numpy's state: (version, byte order, sub-array, names, fields, item size, alignment, flags)
+        state = (*state[:5], state[5] if self.itemsize is None else self.itemsize, state[6], state[7] if self.flags is None else self.flags)
+        return rebuild, arguments, state
+
+
+class DeclaredArray:
+    """An ndarray pickled as numpy does (an empty placeholder, then its state), with any shape, type and data.
+
+    Files holding these promise what they need not hold: a placeholder or a shape larger than the
+    data, a list shorter than the shape, a type whose stored details are not numpy's.
+    """
+
+    def __init__(self, shape: tuple[int, ...], dtype: str | DeclaredType, data: bytes | list, placeholder: tuple[int, ...] = (0,)) -> None:
+        self.shape, self.dtype, self.data, self.placeholder = shape, dtype, data, placeholder
+
+    def __reduce__(self) -> tuple:
+        reconstruct = np.zeros(0).__reduce__()[0]  # numpy's own rebuilder, found through its public reduce
+        dtype = np.dtype(self.dtype) if isinstance(self.dtype, str) else self.dtype
+        return reconstruct, (np.ndarray, self.placeholder, b"b"), (1, self.shape, dtype, False, self.data)
 
 
 def write_cifar10(root: Path, images: np.ndarray, labels: list[int], python2: bool = True) -> Path:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -139,11 +139,11 @@ class ClipSession:
 
     def _outputs(self) -> list[tuple[str, Path, OutputKind]]:
         outputs, evaluation = self.settings.outputs, self.settings.evaluation
-        checked: list[tuple[str, Path | None, Literal["file", "dir", "tree"]]] = [
+        checked: list[tuple[str, Path | None, OutputKind]] = [
             ("--clip-results", outputs.results, "file"),
             ("--clip-baseline-save", outputs.baseline_save, "file"),
             ("--clip-report", outputs.report, "dir"),
             ("--clip-summary", outputs.summary, "file"),
-            ("--clip-cache-dir", None if evaluation.no_cache else evaluation.cache_dir, "tree"),
+            ("--clip-cache-dir", None if evaluation.no_cache else evaluation.cache_dir, "dir"),
         ]
         return [(flag, path, kind) for flag, path, kind in checked if path]

@@ -17,14 +17,14 @@ from importlib import resources
 from typing import Any, Literal
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from ..results.schema import AttributionItem, CheckRecord, EvaluationRecord, FailureRecord, SkipRecord, case_key
 from .charts import Chart
 from .format import CHANGE_SIGN, DASH, change_text, ci, codec, is_number, num, pct, quantity_label, quantity_value, record_order, sort_value
 from .view import STATUS_TEXT, Counts, SkipLine, Triage, TriageRow, check_status, counts, distinct_checks, is_gate, record_index, skip_line, triage
 
-__all__ = ["ReportView", "render", "report_view", "summary_html", "summary_table_html"]
+__all__ = ["ReportView", "escape_test_id_cell", "render", "report_view", "summary_html", "summary_table_html"]
 
 #: Columns of the evaluations table: (header, "num" or "text").
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -288,6 +288,23 @@ def ig_table_html(items: Iterable[AttributionItem]) -> str:
 def attribution_extra_html(items: Iterable[AttributionItem], summary: str) -> str:
     """The extra on a failing test's pytest-html row: its IG table and one line of totals, all escaped."""
     return render("ig_extra.html.j2", rows=ig_rows(items), summary=summary)
+
+
+#: The Test cell of pytest-html 4's results table; pytest-html fills in the test id as it is.
+PYTEST_HTML_TEST_ID_CELL = '<td class="col-testId">{}</td>'
+
+
+def escape_test_id_cell(cells: list[Any], test_id: str) -> None:
+    """Escape the test id in pytest-html's Test cell, in place, if that cell is still as pytest-html built it.
+
+    pytest-html 4.2 writes the id (a user's parametrize values included) into the cell unescaped
+    and its page inserts each cell as HTML, so markup in an id would become live markup. A cell
+    another plugin already changed, or one a later pytest-html escapes itself, is left alone, so
+    nothing is escaped twice. pytest-html sorts the column by the cell's text, which stays as it was
+    wherever the id holds no markup characters.
+    """
+    raw = PYTEST_HTML_TEST_ID_CELL.format(test_id)
+    cells[:] = [PYTEST_HTML_TEST_ID_CELL.format(escape(test_id)) if cell == raw else cell for cell in cells]
 
 
 def link_functions(anchor_of: Callable[[TriageRow], str]) -> dict[str, Any]:
