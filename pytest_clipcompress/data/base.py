@@ -83,6 +83,17 @@ def hash_files(paths: list[Path], relative_to: Path | None = None) -> str:
     return digest.hexdigest()[:16]
 
 
+def hash_listing(root: Path, files: tuple[str, ...], extra: tuple[Path, ...] = ()) -> str:
+    """The fingerprint of a large split without reading its images: SHA-256 over the files' relative
+    names and sizes, and the bytes of the small ``extra`` files (label files). A file replaced by
+    another of the same size under the same name goes unnoticed; reading 50,000 images' bytes
+    before the first evaluation would cost more than the run."""
+    digest = hashlib.sha256()
+    for name in files:
+        digest.update(os.fsencode(name) + b"\0" + str((root / name).stat().st_size).encode() + b"\0")
+    return hashlib.sha256(digest.digest() + hash_files(list(extra)).encode()).hexdigest()[:16] if extra else digest.hexdigest()[:16]
+
+
 def decode_names(raw: bytes) -> str:
     """Class names as UTF-8, else latin-1 (every byte is a latin-1 character, so re-saved files still load)."""
     try:
@@ -110,14 +121,20 @@ class DatasetSpec:
     ``load`` returns an :class:`ImageDataset` (its class names and prompt templates included) named
     ``source.name``. With ``argument`` set the dataset is written ``<name>:<argument>`` (its help,
     e.g. ``PATH``); ``canonical`` turns the written argument into the one the results carry, so two
-    spellings of one dataset are one dataset.
+    spellings of one dataset are one dataset. ``argument_optional`` lets the name stand alone too
+    (``imagenet1k`` reads the data root, ``imagenet1k:PATH`` a folder elsewhere); ``short`` gives
+    the argument's part of a test id (default: its last path component).
     """
 
     name: str
     load: Callable[[DatasetSource], ImageDataset]
     argument: str | None = None
     canonical: Callable[[str], str] = str
+    argument_optional: bool = False
+    short: Callable[[str], str] | None = None
 
     @property
     def usage(self) -> str:
-        return f"{self.name}:{self.argument}" if self.argument else self.name
+        if not self.argument:
+            return self.name
+        return f"{self.name}[:{self.argument}]" if self.argument_optional else f"{self.name}:{self.argument}"
