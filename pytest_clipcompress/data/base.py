@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +17,14 @@ from ..inputs import DEFAULT_MAX_IMAGE_PIXELS
 
 
 class ImageDataset:
-    """A labelled test split: class names, labels, prompt templates, and RGB images by index."""
+    """A labelled test split: class names, labels, prompt templates, and RGB images by index.
+
+    ``source_format`` says how the split stores its images (``pixels`` for arrays, else the file
+    formats, e.g. ``JPEG``): the "uncompressed" images of an evaluation are these, decoded, so for
+    a JPEG-stored split they already carry one JPEG compression.
+    """
+
+    source_format = "pixels"
 
     def __init__(self, name: str, classes: tuple[str, ...], labels: np.ndarray, fingerprint: str, templates: tuple[str, ...]) -> None:
         self.name = name
@@ -92,6 +99,16 @@ def hash_listing(root: Path, files: tuple[str, ...], extra: tuple[Path, ...] = (
     for name in files:
         digest.update(os.fsencode(name) + b"\0" + str((root / name).stat().st_size).encode() + b"\0")
     return hashlib.sha256(digest.digest() + hash_files(list(extra)).encode()).hexdigest()[:16] if extra else digest.hexdigest()[:16]
+
+
+#: Display names of image file extensions, for ``source_format``.
+FORMAT_NAMES = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WebP", "bmp": "BMP", "gif": "GIF", "tif": "TIFF", "tiff": "TIFF"}
+
+
+def formats_of(extensions: Iterable[str]) -> str:
+    """``JPEG``, ``PNG, WebP``: the formats of a set of file extensions (with or without the dot)."""
+    names = {FORMAT_NAMES.get(ext.lower().lstrip("."), ext.lower().lstrip(".").upper()) for ext in extensions}
+    return ", ".join(sorted(names)) or "pixels"
 
 
 def decode_names(raw: bytes) -> str:

@@ -11,7 +11,7 @@ from PIL import Image
 from ..codecs.images import check_image, open_image
 from ..errors import DatasetError
 from ..inputs import DEFAULT_MAX_IMAGE_PIXELS, display_text
-from .base import DatasetSpec, ImageDataset, hash_files
+from .base import DatasetSpec, ImageDataset, formats_of, hash_files
 
 #: The single prompt used for a user's classes (CLIP's generic template).
 GENERIC_TEMPLATES = ("a photo of a {}.",)
@@ -39,6 +39,7 @@ class ImageFolderDataset(ImageDataset):
         self.root = root
         self.files = files
         self.max_pixels = max_pixels
+        self.source_format = formats_of({Path(name).suffix for name in files})
 
     def image(self, index: int) -> Image.Image:
         return open_image(self.root / self.files[index], self.max_pixels)

@@ -41,7 +41,7 @@ from PIL import Image
 from ..codecs.images import open_image
 from ..errors import DatasetError, DatasetMissingError
 from ..inputs import DEFAULT_MAX_IMAGE_PIXELS, display_text, safe_id
-from .base import DatasetSource, DatasetSpec, ImageDataset, decode_names
+from .base import DatasetSource, DatasetSpec, ImageDataset, decode_names, formats_of
 
 #: CLIP_benchmark's image extensions, in the order its ``to_tuple`` looks for them.
 IMAGE_EXTENSIONS = ("webp", "png", "jpg", "jpeg")
@@ -71,6 +71,7 @@ class WebDatasetShards(ImageDataset):
         self.shards = shards
         self.index = index
         self.max_pixels = max_pixels
+        self.source_format = formats_of({member.rpartition(".")[2] for member in index.members})
 
     def image(self, index: int) -> Image.Image:
         size = int(self.index.sizes[index])

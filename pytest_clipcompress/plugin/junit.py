@@ -6,6 +6,7 @@ Pytest-free: the plugin adds :func:`check_properties` to the item's ``user_prope
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,11 +28,13 @@ def property_prefix(result: EvalResult) -> str:
 
 
 def metric_properties(result: EvalResult) -> list[tuple[str, str]]:
-    """An evaluation's numbers: one property per registered metric (``.accuracy``, ``.drop``, ...) and ``.n``."""
+    """An evaluation's numbers: one property per registered metric (``.accuracy``, ``.drop``, ``.top5``,
+    ``.mean_per_class_recall``, ...) and ``.n``; an undefined one (top-5 with fewer than 5 classes) is left out."""
     from ..engine.metrics import METRICS
 
     prefix = property_prefix(result)
-    properties = [(f"{prefix}.{metric.junit_property}", f"{metric.value(result):.6f}") for metric in METRICS.values()]
+    values = [(metric, metric.value(result)) for metric in METRICS.values()]
+    properties = [(f"{prefix}.{metric.junit_property}", f"{value:.6f}") for metric, value in values if not math.isnan(value)]
     return [*properties, (f"{prefix}.n", str(result.n))]
 
 

@@ -73,6 +73,12 @@ class EvaluationRecord(TypedDict):
     baseline_accuracy: float
     drop: float
     ci95: list[float]
+    top5: NotRequired[float | None]  # top-5 accuracy (None: fewer than 5 classes); absent in files written before it
+    top5_ci95: NotRequired[list[float] | None]  # its Wilson interval
+    baseline_top5: NotRequired[float | None]
+    mean_per_class_recall: NotRequired[float]  # CLIP_benchmark's balanced accuracy over the classes present
+    baseline_mean_per_class_recall: NotRequired[float]
+    source_format: NotRequired[str]  # how the dataset stores its images ("JPEG", "pixels"): what "uncompressed" decodes
     per_class: dict[str, float]
     bits_per_pixel: float
     flipped: int

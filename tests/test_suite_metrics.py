@@ -1,0 +1,121 @@
+"""Top-5 accuracy and mean per-class recall equal CLIP_benchmark's computations (tests/reference.py),
+also on subsets with classes absent; their intervals, records, JUnit properties and floors."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pytest_clipcompress.codecs.compression import Compression
+from pytest_clipcompress.engine.metrics import METRICS
+from pytest_clipcompress.engine.result import EvalResult
+from pytest_clipcompress.plugin.junit import metric_properties
+
+from . import reference
+
+
+def make_result(labels: np.ndarray, logits: np.ndarray, baseline_logits: np.ndarray, classes: int) -> EvalResult:
+    return EvalResult(
+        model="m",
+        pretrained="p",
+        dataset="d",
+        compression=Compression("jpeg", quality=30),
+        classes=tuple(f"class {c}" for c in range(classes)),
+        indices=np.arange(len(labels)),
+        labels=labels,
+        logits=logits,
+        baseline_logits=baseline_logits,
+        bits_per_pixel=1.0,
+        templates="clip",
+        seed=0,
+    )
+
+
+def random_result(seed: int, images: int, classes: int, present: int) -> EvalResult:
+    """Logits of ``images`` images over ``classes`` classes, labels drawn from the first ``present`` only."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, present, size=images)
+    noisy = rng.normal(size=(images, classes)).astype(np.float32)
+    noisy[np.arange(images), labels] += 1.5  # mostly right, some wrong, some predicted as absent classes
+    return make_result(labels, noisy, noisy + rng.normal(scale=0.8, size=noisy.shape).astype(np.float32) * -1, classes)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), images=st.integers(1, 60), classes=st.integers(5, 40), share=st.floats(0.05, 1.0))
+def test_top5_and_mean_per_class_recall_equal_clip_benchmarks(seed: int, images: int, classes: int, share: float) -> None:
+    present = max(1, round(classes * share))  # classes absent from the subset: never labels, sometimes predicted
+    result = random_result(seed, images, classes, present)
+    assert result.top5 == pytest.approx(reference.clip_benchmark_top_k(result.logits, result.labels, 5), abs=1e-12)
+    assert result.baseline_top5 == pytest.approx(reference.clip_benchmark_top_k(result.baseline_logits, result.labels, 5), abs=1e-12)
+    labels = result.labels.tolist()
+    assert result.mean_per_class_recall == pytest.approx(reference.balanced_accuracy(labels, result.predictions.tolist()), abs=1e-12)
+    assert result.baseline_mean_per_class_recall == pytest.approx(reference.balanced_accuracy(labels, result.baseline_predictions.tolist()), abs=1e-12)
+    assert result.accuracy == pytest.approx(reference.clip_benchmark_top_k(result.logits, result.labels, 1), abs=1e-12)
+
+
+def test_absent_classes_count_for_nothing_and_predicted_absent_ones_neither() -> None:
+    # 10 classes; the subset holds images of classes 0 and 1 only; one image is predicted as class 7.
+    labels = np.array([0, 0, 0, 1])
+    logits = np.zeros((4, 10), dtype=np.float32)
+    logits[[0, 1, 2, 3], [0, 0, 7, 1]] = 5.0
+    result = make_result(labels, logits, logits, 10)
+    # class 0: 2 of 3, class 1: 1 of 1; classes 2..9 have no image: (2/3 + 1) / 2, not divided by 10 (nor by 3 for class 7).
+    assert result.mean_per_class_recall == pytest.approx((2 / 3 + 1) / 2) == reference.balanced_accuracy(labels.tolist(), [0, 0, 7, 1])
+    assert result.per_class == {"class 0": pytest.approx(2 / 3), "class 1": 1.0}
+
+
+def test_ties_follow_argmax_so_top1_hits_are_top5_hits() -> None:
+    logits = np.zeros((2, 8), dtype=np.float32)  # every class tied: argmax says class 0
+    result = make_result(np.array([4, 5]), logits, logits, 8)
+    assert result.top5 == 0.5  # classes 0..4 come first among equals: image of class 4 in, class 5 out
+    assert result.predictions.tolist() == [0, 0]
+
+
+def test_fewer_than_five_classes_have_no_top5() -> None:
+    labels = np.array([0, 1, 2, 3])
+    logits = np.eye(4, dtype=np.float32)
+    result = make_result(labels, logits, logits, 4)
+    record = result.to_record()
+    assert record["top5"] is None and record["top5_ci95"] is None and record["baseline_top5"] is None
+    assert math.isnan(METRICS["top5"].value(result)) and math.isnan(METRICS["top5_drop"].value(result))
+    names = [name for name, _ in metric_properties(result)]
+    assert not any(name.endswith((".top5", ".top5_drop")) for name in names) and any(name.endswith(".mean_per_class_recall") for name in names)
+    json.dumps(record, allow_nan=False)  # strict JSON: the results file has no NaN
+
+
+def test_record_carries_the_metrics_with_the_wilson_interval_of_top5() -> None:
+    result = random_result(7, 50, 12, 12)
+    record = result.to_record()
+    hits = round(record["top5"] * 50)
+    assert record["top5_ci95"] == pytest.approx(list(reference.hand_wilson(hits, 50)), abs=1e-12)
+    assert record["mean_per_class_recall"] == result.mean_per_class_recall and record["source_format"] == "pixels"
+    assert record["baseline_mean_per_class_recall"] == result.baseline_mean_per_class_recall
+    properties = dict(metric_properties(result))
+    prefix = "clip[m|d|jpeg-q30]"
+    assert properties[f"{prefix}.top5"] == f"{record['top5']:.6f}"
+    assert properties[f"{prefix}.top5_drop"] == f"{record['baseline_top5'] - record['top5']:.6f}"
+    assert properties[f"{prefix}.mean_per_class_recall_drop"] == f"{result.baseline_mean_per_class_recall - result.mean_per_class_recall:.6f}"
+
+
+def test_repeated_class_names_keep_their_own_recall() -> None:
+    labels = np.array([0, 1, 1])
+    logits = np.array([[9, 0, 0, 0, 0], [9, 0, 0, 0, 0], [0, 9, 0, 0, 0]], dtype=np.float32)
+    result = make_result(labels, logits, logits, 5)
+    result.classes = ("missile", "missile", "c", "d", "e")
+    assert result.per_class == {"missile #0": 1.0, "missile #1": 0.5}
+
+
+def test_records_of_the_wds_and_jpeg_folder_name_their_source_format(tmp_path: Path) -> None:
+    from pytest_clipcompress.data.registry import load_dataset
+
+    from .helpers import random_images, write_wds
+
+    root = write_wds(tmp_path / "ds", random_images(3, 8), [0, 1, 0], ["a", "b"], ["a {c}"], "jpg")
+    assert load_dataset(f"wds:{root}", tmp_path, True).source_format == "JPEG"
+    assert load_dataset("demo", tmp_path, True).source_format == "pixels"
