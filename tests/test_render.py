@@ -327,7 +327,7 @@ def test_summary_table_escapes_and_sorts() -> None:
     assert 'data-type="num"' in table and 'class="cc-table cc-sortable"' in table
     # Pre-sorted: the uncompressed row comes first within a model, then each codec from mild to harsh.
     ordered = summary_table_html(make_records()).split("<tbody>", 1)[1]
-    vit = [m.group(1) for m in re.finditer(r'<td data-sort="([^"]*)">', ordered)][3::4]
+    vit = [m.group(1) for m in re.finditer(r'<td data-sort="([^"]*)">', ordered)][3::5]  # model, pretrained, dataset, compression, source
     assert vit[:5] == ["none", "jpeg-q100", "jpeg-q90-s444", "jpeg-q90-s420", "jpeg-q75"]
 
 

@@ -35,10 +35,13 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("n", "num"),
     ("accuracy", "num"),
     ("95% CI", "num"),
+    ("top-5", "num"),
+    ("per-class recall", "num"),
     ("uncompressed", "num"),
     ("drop", "num"),
     ("bits/px", "num"),
     ("flipped", "num"),
+    ("source", "text"),
 )
 IG_COLUMNS = (
     "index",
@@ -130,12 +133,21 @@ def _evaluation_row(r: EvaluationRecord) -> dict[str, Any]:
             _cell(num(r.get("n")), r.get("n"), True),
             _cell(pct(r.get("accuracy")), r.get("accuracy"), True),
             _cell(f"{pct(bounds[0])} \u2013 {pct(bounds[1])}" if bounds else DASH, bounds[0] if bounds else None, True),
+            _cell(pct(r.get("top5")), r.get("top5"), True),
+            _cell(pct(r.get("mean_per_class_recall")), r.get("mean_per_class_recall"), True),
             _cell(pct(r.get("baseline_accuracy")), r.get("baseline_accuracy"), True),
             _cell(_pp(drop, sign=False), drop, True),
             _cell(f"{bpp:.3g}" if is_number(bpp) else DASH, bpp, True),
             _cell(num(r.get("flipped")), r.get("flipped"), True),
+            _cell(_source(r), _source(r)),
         ],
     }
+
+
+def _source(record: EvaluationRecord) -> str:
+    """What "uncompressed" is for this record: the pixels as stored, or the decoded files of a format."""
+    stored = str(record.get("source_format", "pixels"))
+    return "pixels" if stored == "pixels" else f"decoded {stored}"
 
 
 def check_rows(records: Sequence[EvaluationRecord], checks: Iterable[CheckRecord]) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from typing import Any
 from ..files import atomic_write_text
 from ..results.schema import BreakingPoint, CaseKey, CheckRecord, EvaluationRecord, RunBlock, case_key
 from .terminal import breaking_point_verdict
-from .view import check_status, record_index
+from .view import check_status, record_index, source_note
 
 TITLE = "## clipcompress: zero-shot accuracy under compression"
 GITHUB_STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
@@ -100,23 +100,29 @@ def _tables(records: list[EvaluationRecord], checks: list[CheckRecord]) -> list[
         rows = sorted(rows, key=lambda r: (r["compression"]["codec"], -r["bits_per_pixel"], r["compression_id"]))
         sizes = sorted({row["n"] for row in rows})
         baseline = ", ".join(_pct(a) for a in sorted({row["baseline_accuracy"] for row in rows}))
+        extra = any("mean_per_class_recall" in row for row in rows)  # files written before these metrics have none
         lines += [
             f"### {code(f'{model}/{pretrained}', table=False)} on {code(dataset, table=False)}",
             "",
-            f"n={', '.join(str(n) for n in sizes)} images; uncompressed accuracy {baseline}",
+            f"n={', '.join(str(n) for n in sizes)} images; uncompressed accuracy {baseline}{source_note(rows[0])}",
             "",
-            "| Compression | Bits/px | Accuracy | 95% CI | Drop (points) | Flipped | Floor checks |",
-            "|---|---:|---:|---:|---:|---:|---|",
+            "| Compression | Bits/px | Accuracy | 95% CI |" + (" Top-5 | Per-class recall |" if extra else "") + " Drop (points) | Flipped | Floor checks |",
+            "|---|---:|---:|---:|" + ("---:|---:|" if extra else "") + "---:|---:|---|",
         ]
         for row in rows:
             low, high = row["ci95"]
             verdict = verdicts.get(case_key(row), "not checked")  # e.g. a bisection probe
+            metrics = f" {_optional_pct(row.get('top5'))} | {_optional_pct(row.get('mean_per_class_recall'))} |" if extra else ""
             lines.append(
-                f"| {code(row['compression_id'])} | {row['bits_per_pixel']:.2f} | {_pct(row['accuracy'])} | {low:.1%} to {high:.1%} | "
+                f"| {code(row['compression_id'])} | {row['bits_per_pixel']:.2f} | {_pct(row['accuracy'])} | {low:.1%} to {high:.1%} |{metrics} "
                 f"{_points(row['drop'])} | {row['flipped']} | {'**failed**' if verdict == 'failed' else verdict} |"
             )
         lines.append("")
     return lines
+
+
+def _optional_pct(value: Any) -> str:
+    return "\u2014" if value is None else _pct(value)
 
 
 def _breaking_points(points: list[BreakingPoint]) -> list[str]:

@@ -25,6 +25,13 @@ STATUS_TEXT: dict[str, str] = {
 }
 
 
+def source_note(record: EvaluationRecord) -> str:
+    """``; uncompressed = the decoded JPEG files`` for a dataset stored as image files, else nothing:
+    its "uncompressed" images are those files decoded, which for JPEG (and lossy WebP) were compressed once already."""
+    stored = record.get("source_format", "pixels")
+    return "" if stored == "pixels" else f"; uncompressed = the decoded {stored} files"
+
+
 def check_status(check: CheckRecord) -> str:
     """``failed`` only for a broken floor in a test that failed unexpectedly; ``xfailed`` for a broken
     floor the test expected (an xfail mark, or the test caught the failure); ``xpassed`` for a floor
