@@ -261,6 +261,8 @@ class RunBlock(TypedDict):
     versions: dict[str, str]
     git: GitState | None
     started_utc: str
+    settings: NotRequired[dict[str, Any]]  # the settings that change the numbers (samples, seed, prompts, ...): shards of one run share them
+    shards: NotRequired[int]  # how many results files ``merge`` joined into this one
 
 
 class ReportData(TypedDict):
