@@ -42,7 +42,11 @@ def shard_args(tiny_args: list[str], cifar_sample_root: Path) -> list[str]:
 
 
 def run(pytester: pytest.Pytester, args: list[str], results: Path, *extra: str) -> None:
-    outcome = pytester.runpytest(*args, f"--clip-results={results}", *extra) if "-n" in extra else pytester.runpytest_inprocess(*args, f"--clip-results={results}", *extra)
+    outcome = (
+        pytester.runpytest(*args, f"--clip-results={results}", *extra)
+        if "-n" in extra
+        else pytester.runpytest_inprocess(*args, f"--clip-results={results}", *extra)
+    )
     assert outcome.ret == 0, outcome.stdout.str()[-3000:]
 
 
@@ -95,7 +99,14 @@ def results_file(path: Path, **changes: object) -> Path:
         "started_utc": "2026-12-01T00:00:00Z",
         "settings": {"samples": changes.pop("samples", 500), "seed": 0, "templates": "clip"},
     }
-    payload = {"plugin": "pytest-clipcompress", "version": changes.pop("version", "0.1.0"), "evaluations": [record], "checks": [], "breaking_points": [], "run": run}
+    payload = {
+        "plugin": "pytest-clipcompress",
+        "version": changes.pop("version", "0.1.0"),
+        "evaluations": [record],
+        "checks": [],
+        "breaking_points": [],
+        "run": run,
+    }
     path.write_text(json.dumps(payload))
     return path
 

@@ -119,3 +119,72 @@ def test_records_of_the_wds_and_jpeg_folder_name_their_source_format(tmp_path: P
     root = write_wds(tmp_path / "ds", random_images(3, 8), [0, 1, 0], ["a", "b"], ["a {c}"], "jpg")
     assert load_dataset(f"wds:{root}", tmp_path, True).source_format == "JPEG"
     assert load_dataset("demo", tmp_path, True).source_format == "pixels"
+
+
+METRIC_SUITE = """
+import pytest
+from pytest_clipcompress import assert_accuracy
+
+
+@pytest.mark.clip_dataset("cifar10")
+@pytest.mark.compression("jpeg", quality=[30])
+def test_top5_floor(clip_eval):
+    assert_accuracy(clip_eval(), metric="top5", min_accuracy=0.99)
+
+
+@pytest.mark.clip_dataset("cifar10")
+@pytest.mark.compression("jpeg", quality=[30])
+def test_floors_that_hold(clip_eval):
+    result = clip_eval()
+    assert_accuracy(result, metric="top5", min_accuracy=0.0, max_drop=1.0, confidence=0.95)
+    assert_accuracy(result, metric="mean_per_class_recall", max_drop=1.0)
+
+
+@pytest.mark.clip_dataset("cifar10")
+@pytest.mark.compression("jpeg", quality=[30])
+def test_recall_has_no_interval(clip_eval):
+    assert_accuracy(clip_eval(), metric="mean_per_class_recall", min_accuracy=0.5, confidence=0.95)
+
+
+@pytest.mark.clip_dataset("cifar10")
+@pytest.mark.compression("jpeg", quality=[30])
+def test_unknown_metric(clip_eval):
+    assert_accuracy(clip_eval(), metric="top3", min_accuracy=0.5)
+"""
+
+
+def test_floors_on_top5_and_mean_per_class_recall(pytester: pytest.Pytester, tiny_args: list[str], cifar_sample_root: Path) -> None:
+    pytester.makepyfile(test_metrics=METRIC_SUITE)
+    results, summary = pytester.path / "results.json", pytester.path / "summary.md"
+    args = [*tiny_args, f"--clip-data-root={cifar_sample_root}", "--clip-offline", "--clip-samples=60", "--clip-ig-samples=0", "-p", "no:cacheprovider"]
+    outcome = pytester.runpytest_inprocess(*args, f"--clip-results={results}", f"--clip-summary={summary}")
+    outcome.assert_outcomes(passed=1, failed=3)
+    payload = json.loads(results.read_text())
+    (record,) = payload["evaluations"]
+    text = outcome.stdout.str()
+    assert f"E       AssertionError: zero-shot top-5 accuracy of {record['model']}/" in text
+    assert f"top5           {record['top5']:.2%}   floor min_accuracy=99.00%: FAILED" in text
+    assert f"uncompressed  {record['baseline_top5']:>7.2%}" in text
+    assert "mean per-class recall has no interval here (docs/floors.md says why)" in text
+    assert "metric='top3' is not supported by assert_accuracy; choose 'top1', 'top5', 'mean_per_class_recall'" in text
+    checks = {(check["test"].split("::")[1].split("[")[0], check.get("metric"), check["passed"]) for check in payload["checks"]}
+    assert checks == {("test_top5_floor", "top5", False), ("test_floors_that_hold", "top5", True), ("test_floors_that_hold", "mean_per_class_recall", True)}
+    failures = summary.read_text().split("### Failures", 1)[1]
+    assert f"| top5 {record['top5']:.2%} | min_accuracy 99.00% **failed** |" in failures
+    assert "| Top-5 | Per-class recall |" in summary.read_text()
+    assert f"| {record['top5']:.2%} | {record['mean_per_class_recall']:.2%} |" in summary.read_text()
+
+
+def test_reports_show_the_metrics_and_what_uncompressed_means() -> None:
+    from pytest_clipcompress.render.html import summary_table_html
+    from pytest_clipcompress.render.markdown import summary_markdown
+    from pytest_clipcompress.render.terminal import terminal_table
+
+    record = {**random_result(3, 40, 12, 12).to_record(), "source_format": "JPEG", "dataset": "imagenet1k"}
+    lines = terminal_table([record])
+    assert lines[0].endswith("; uncompressed = the decoded JPEG files)")
+    assert "top-5" in lines[1] and "per-class" in lines[1] and f"{record['top5']:.2%}" in lines[2] and f"{record['mean_per_class_recall']:.2%}" in lines[2]
+    markdown = summary_markdown([record], [])
+    assert "uncompressed accuracy" in markdown and "; uncompressed = the decoded JPEG files" in markdown
+    html = summary_table_html([record])
+    assert ">decoded JPEG</td>" in html and f">{record['top5'] * 100:.1f}%</td>" in html

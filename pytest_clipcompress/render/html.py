@@ -22,7 +22,7 @@ from markupsafe import Markup
 from ..results.schema import AttributionItem, CheckRecord, EvaluationRecord, FailureRecord, SkipRecord, case_key
 from .charts import Chart
 from .format import DASH, ci, codec, is_number, num, pct, record_order, sort_value
-from .view import STATUS_TEXT, Counts, SkipLine, Triage, TriageRow, check_status, counts, record_index, skip_line, triage
+from .view import STATUS_TEXT, Counts, SkipLine, Triage, TriageRow, check_status, checked_values, counts, record_index, skip_line, triage
 
 __all__ = ["ReportView", "render", "report_view", "summary_html", "summary_table_html"]
 
@@ -155,7 +155,7 @@ def check_rows(records: Sequence[EvaluationRecord], checks: Iterable[CheckRecord
     measured = record_index(records)
     rows = []
     for c in sorted(checks, key=lambda c: (str(c.get("test")), json.dumps(c, sort_keys=True, default=str))):
-        record: dict[str, Any] = dict(measured.get(case_key(c)) or {})
+        value, _, drop = checked_values(measured.get(case_key(c)), c)
         status = check_status(c)
         rows.append(
             {
@@ -163,8 +163,9 @@ def check_rows(records: Sequence[EvaluationRecord], checks: Iterable[CheckRecord
                 "model": f"{c.get('model', '')}/{c.get('pretrained', '')}",
                 "dataset": str(c.get("dataset", "")),
                 "compression_id": str(c.get("compression_id", "")),
-                "accuracy": record.get("accuracy"),
-                "drop": record.get("drop"),
+                "accuracy": value,
+                "drop": drop,
+                "metric": str(c.get("metric", "top1")),
                 "min_accuracy": c.get("min_accuracy"),
                 "max_drop": c.get("max_drop"),
                 "status": status,

@@ -17,7 +17,7 @@ from typing import Any
 from ..files import atomic_write_text
 from ..results.schema import BreakingPoint, CaseKey, CheckRecord, EvaluationRecord, RunBlock, case_key
 from .terminal import breaking_point_verdict
-from .view import check_status, record_index, source_note
+from .view import check_status, checked_values, record_index, source_note
 
 TITLE = "## clipcompress: zero-shot accuracy under compression"
 GITHUB_STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
@@ -47,13 +47,15 @@ def _measured(check: CheckRecord, record: EvaluationRecord | None) -> tuple[str,
         return ("?", "?", "?")
     measured, floors = [], []
     minimum, max_drop = check.get("min_accuracy"), check.get("max_drop")
+    value, _, value_drop = checked_values(record, check)
+    name = "accuracy" if check.get("metric", "top1") == "top1" else check["metric"]
     if minimum is not None:
-        ok = record["accuracy"] >= minimum
-        measured.append(f"accuracy {_pct(record['accuracy'])}")
+        ok = value is not None and value >= minimum
+        measured.append(f"{name} {_optional_pct(value)}")
         floors.append(f"min_accuracy {_pct(minimum)}{'' if ok else ' **failed**'}")
     if max_drop is not None:
-        ok = record["drop"] <= max_drop
-        measured.append(f"drop {_points(record['drop'])} points")
+        ok = value_drop is not None and value_drop <= max_drop
+        measured.append(f"{'' if name == 'accuracy' else name + ' '}drop {'—' if value_drop is None else _points(value_drop)} points")
         floors.append(f"max_drop {_points(max_drop)} points{'' if ok else ' **failed**'}")
     if record.get("drop_ci95"):  # the paired interval of the drop itself, where the run computed it
         low, high = record["drop_ci95"]

@@ -102,6 +102,7 @@ class TriageRow:
     reference: str = ""
     broken: tuple[str, ...] = ()
     images: int = 0
+    metric: str = "top1"  # what accuracy, ci95, baseline_accuracy and drop measure (assert_accuracy(metric=...))
 
     @property
     def why(self) -> str:
@@ -109,10 +110,11 @@ class TriageRow:
         if not self.compression_id:
             return "no floor check failed: the test failed for another reason (see its report)"
         parts = []
+        name = "accuracy" if self.metric == "top1" else self.metric
         if "min_accuracy" in self.broken:
-            parts.append(f"accuracy {pct(self.accuracy)} < floor {pct(self.min_accuracy)}")
+            parts.append(f"{name} {pct(self.accuracy)} < floor {pct(self.min_accuracy)}")
         if "max_drop" in self.broken:
-            parts.append(f"drop {_pp(self.drop)} > max {_pp(self.max_drop)}")
+            parts.append(f"{'' if self.metric == 'top1' else name + ' '}drop {_pp(self.drop)} > max {_pp(self.max_drop)}")
         if is_number(self.max_regression):
             parts.append(f"regressed by more than {_pp(self.max_regression)} against {self.reference or 'the baseline'}")
         return "; ".join(parts) or "floors held; the test failed for another reason (see its report)"
@@ -139,11 +141,30 @@ def record_index(records: Iterable[EvaluationRecord]) -> dict[CaseKey, Evaluatio
     return index
 
 
+#: The record fields of each metric ``assert_accuracy(metric=...)`` sets floors on: its value and its uncompressed value.
+METRIC_FIELDS = {
+    "top1": ("accuracy", "baseline_accuracy"),
+    "top5": ("top5", "baseline_top5"),
+    "mean_per_class_recall": ("mean_per_class_recall", "baseline_mean_per_class_recall"),
+}
+
+
+def checked_values(record: EvaluationRecord | None, check: CheckRecord) -> tuple[Any, Any, Any]:
+    """The measured value, uncompressed value and drop of the metric a check's floors are on (top-1 unless it names another)."""
+    if record is None:
+        return None, None, None
+    value_field, baseline_field = METRIC_FIELDS.get(check.get("metric", "top1"), METRIC_FIELDS["top1"])
+    value, baseline = record.get(value_field), record.get(baseline_field)
+    if value_field == "accuracy":
+        return value, baseline, record.get("drop")
+    return value, baseline, baseline - value if is_number(value) and is_number(baseline) else None
+
+
 def _broken(record: EvaluationRecord | None, check: CheckRecord) -> tuple[str, ...]:
     """Which of the check's floors the measurement breaks."""
     if record is None:
         return ()
-    accuracy, drop = record.get("accuracy"), record.get("drop")
+    accuracy, _, drop = checked_values(record, check)
     broken = []
     minimum, max_drop = check.get("min_accuracy"), check.get("max_drop")
     if is_number(minimum) and not (is_number(accuracy) and accuracy >= minimum):
@@ -189,6 +210,7 @@ def triage(records: Sequence[EvaluationRecord], checks: Sequence[CheckRecord], f
                 continue
             record = measured.get(case_key(check))
             numbers: dict[str, Any] = dict(record) if record is not None else {}
+            value, baseline, drop = checked_values(record, check)
             rows.append(
                 TriageRow(
                     test=test,
@@ -197,11 +219,12 @@ def triage(records: Sequence[EvaluationRecord], checks: Sequence[CheckRecord], f
                     model=f"{check.get('model')}/{check.get('pretrained')}",
                     dataset=str(check.get("dataset")),
                     compression_id=str(check.get("compression_id")),
-                    accuracy=numbers.get("accuracy"),
-                    ci95=_ci(record),
-                    baseline_accuracy=numbers.get("baseline_accuracy"),
-                    drop=numbers.get("drop"),
-                    drop_ci95=_pair(numbers.get("drop_ci95")),
+                    accuracy=value,
+                    ci95=_ci(record) if "metric" not in check else _pair(numbers.get("top5_ci95") if check["metric"] == "top5" else None),
+                    baseline_accuracy=baseline,
+                    drop=drop,
+                    drop_ci95=_pair(numbers.get("drop_ci95")) if "metric" not in check else None,
+                    metric=str(check.get("metric", "top1")),
                     min_accuracy=check.get("min_accuracy"),
                     max_drop=check.get("max_drop"),
                     max_regression=check.get("max_regression"),

@@ -127,6 +127,7 @@ class CheckRecord(TypedDict):
     max_drop: float | None
     passed: bool
     confidence: NotRequired[float]  # the floors apply to this interval (assert_accuracy(confidence=...))
+    metric: NotRequired[str]  # the floors are on top5 or mean_per_class_recall (assert_accuracy(metric=...)); absent: top-1
     max_regression: NotRequired[float]  # gate checks only
     reference: NotRequired[str]  # assert_not_worse's reference model id
     test: NotRequired[str]  # the test's node id, added on the controller
