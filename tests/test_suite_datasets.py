@@ -255,7 +255,7 @@ def test_wds_sample_without_label_is_refused(tmp_path: Path) -> None:
         info = tarfile.TarInfo("s0000000.png")
         info.size = len(data.getvalue())
         tar.addfile(info, io.BytesIO(data.getvalue()))
-    with pytest.raises(DatasetError, match=r"sample s0000000 has no a \.cls label"):
+    with pytest.raises(DatasetError, match=r"sample s0000000 has no \.cls label; every sample needs both"):
         load(f"wds:{tmp_path / 'ds'}", tmp_path)
 
 

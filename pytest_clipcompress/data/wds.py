@@ -233,7 +233,7 @@ def _index_shard(path: Path) -> list[tuple[int, int, str, int]]:
     rows = []
     for sample in samples:
         if sample.image is None or sample.label is None:
-            lacking = "an image (.webp, .png, .jpg or .jpeg)" if sample.image is None else "a .cls label"
+            lacking = "image (.webp, .png, .jpg or .jpeg)" if sample.image is None else ".cls label"
             raise DatasetError(f"{display_text(str(path))}: sample {display_text(sample.key)} has no {lacking}; every sample needs both")
         rows.append((*sample.image, sample.label))
     return rows
