@@ -327,3 +327,19 @@ def test_same_images_and_prompts_give_the_same_predictions_through_every_loader(
         assert np.array_equal(own, logits["pickle"]), f"{name} differs from the pickle's logits"
     assert all(result.classes == tuple(CIFAR_CLASSES) for result in runs.values())
     assert runs[f"wds:{shards}"].labels.tolist() == labels
+
+
+def test_datasets_pickle_to_worker_processes_without_their_pixels(tmp_path: Path) -> None:
+    from .helpers import write_stl10
+
+    write_stl10(tmp_path, random_images(40, 96), [1 + i % 10 for i in range(40)])
+    write_wds(tmp_path / "wds", random_images(40, 48), [i % 3 for i in range(40)], ["a", "b", "c"], WDS_TEMPLATES)
+    write_image_folder(tmp_path / "folder", random_images(40, 48), [i % 3 for i in range(40)], ["a", "b", "c"])
+    for name in ("stl10", f"wds:{tmp_path / 'wds'}", f"imagefolder:{tmp_path / 'folder'}"):
+        dataset = load(name, tmp_path)
+        dataset.image(3)  # a dataset in use (STL-10's map opened) pickles just as small
+        sent = pickle.dumps(dataset)
+        assert len(sent) < 8000, f"{name}: {len(sent)} bytes"  # STL-10's file alone is 1.1 MB
+        received = pickle.loads(sent)
+        assert all(np.array_equal(np.asarray(received.image(i)), np.asarray(dataset.image(i))) for i in (0, 39))
+        assert received.labels.tolist() == dataset.labels.tolist() and received.fingerprint == dataset.fingerprint

@@ -62,6 +62,41 @@ class ArrayDataset(ImageDataset):
         return Image.fromarray(np.ascontiguousarray(self.images[index]), "RGB")
 
 
+class MappedDataset(ImageDataset):
+    """Images in a raw uint8 file of shape ``shape``, viewed with ``axes`` as (N, H, W, 3), memory-mapped.
+
+    The map is opened on first use in each process: pickling the dataset to a worker process sends
+    the path and the labels, never the pixels.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        classes: tuple[str, ...],
+        path: Path,
+        shape: tuple[int, ...],
+        axes: tuple[int, ...],
+        labels: np.ndarray,
+        fingerprint: str,
+        templates: tuple[str, ...],
+    ) -> None:
+        super().__init__(name, classes, labels, fingerprint, templates)
+        self.path, self.shape, self.axes = path, shape, axes
+        self._images: np.ndarray | None = None
+
+    @property
+    def images(self) -> np.ndarray:
+        if self._images is None:
+            self._images = np.memmap(self.path, dtype=np.uint8, mode="r", shape=self.shape).transpose(self.axes)
+        return self._images
+
+    def image(self, index: int) -> Image.Image:
+        return Image.fromarray(np.ascontiguousarray(self.images[index]), "RGB")
+
+    def __getstate__(self) -> dict[str, object]:
+        return {**self.__dict__, "_images": None}
+
+
 def stratified_subset(labels: np.ndarray, samples: int | None, seed: int) -> np.ndarray:
     """Seeded subset keeping each class's share (largest-remainder quotas), as sorted indices."""
     total = len(labels)
