@@ -343,3 +343,22 @@ def test_datasets_pickle_to_worker_processes_without_their_pixels(tmp_path: Path
         received = pickle.loads(sent)
         assert all(np.array_equal(np.asarray(received.image(i)), np.asarray(dataset.image(i))) for i in (0, 39))
         assert received.labels.tolist() == dataset.labels.tolist() and received.fingerprint == dataset.fingerprint
+
+
+def test_missing_datasets_skip_with_where_the_files_go(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    pytester.makepyfile(
+        test_missing="""
+        import pytest
+
+        @pytest.mark.clip_dataset("imagenet1k", "cifar100", "wds:/nowhere/wds_vtab-cifar10")
+        def test_suite(clip_eval):
+            clip_eval()
+        """
+    )
+    outcome = pytester.runpytest_inprocess(f"--clip-data-root={tmp_path}", "--clip-offline", "-rs", "-v", "-p", "no:cacheprovider")
+    outcome.assert_outcomes(skipped=3)
+    text = outcome.stdout.str()
+    assert f"imagenet1k is not in {tmp_path / 'imagenet'}; put ImageNet-1k's validation split in" in text
+    assert f"cifar100 is not in {tmp_path} (missing: {tmp_path / 'cifar-100-python' / 'test'}" in text
+    assert "wds:/nowhere/wds_vtab-cifar10 does not exist; put a dataset in CLIP_benchmark's webdataset layout there" in text
+    assert all(f"test_suite[{case}] SKIPPED" in text for case in ("imagenet1k", "cifar100", "wds-wds_vtab-cifar10"))

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from pytest_clipcompress.codecs.compression import Compression
 from pytest_clipcompress.engine.metrics import METRICS
 from pytest_clipcompress.engine.result import EvalResult
-from pytest_clipcompress.plugin.junit import metric_properties
+from pytest_clipcompress.plugin.junit import check_properties, metric_properties
 
 from . import reference
 
@@ -101,6 +101,8 @@ def test_record_carries_the_metrics_with_the_wilson_interval_of_top5() -> None:
     assert properties[f"{prefix}.top5"] == f"{record['top5']:.6f}"
     assert properties[f"{prefix}.top5_drop"] == f"{record['baseline_top5'] - record['top5']:.6f}"
     assert properties[f"{prefix}.mean_per_class_recall_drop"] == f"{result.baseline_mean_per_class_recall - result.mean_per_class_recall:.6f}"
+    result.checks.append(result.check_record(False, 0.99, None, metric="top5"))
+    assert check_properties([result]) == [(f"{prefix}.top5.min_accuracy", "0.990000"), (f"{prefix}.top5.check", "failed")]
 
 
 def test_repeated_class_names_keep_their_own_recall() -> None:

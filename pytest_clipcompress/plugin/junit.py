@@ -39,7 +39,8 @@ def metric_properties(result: EvalResult) -> list[tuple[str, str]]:
 
 
 def check_properties(results: Iterable[EvalResult]) -> list[tuple[str, str]]:
-    """Each floor check's floors and verdict, e.g. ``clip[clipcompress-demo|demo|jpeg-q25].min_accuracy = 0.850000`` and ``.check = failed``.
+    """Each floor check's floors and verdict, e.g. ``clip[clipcompress-demo|demo|jpeg-q25].min_accuracy = 0.850000`` and ``.check = failed``
+    (``clip[...].top5.min_accuracy`` and ``.top5.check`` for a floor on top-5 accuracy).
 
     A test that checks the same evaluation with the same floors several times (hypothesis replays)
     gets one set of properties for it.
@@ -47,8 +48,9 @@ def check_properties(results: Iterable[EvalResult]) -> list[tuple[str, str]]:
     properties: list[tuple[str, str]] = []
     seen: set[tuple] = set()
     for result in results:
-        prefix = property_prefix(result)
         for check in result.checks:
+            # Floors on another metric than top-1 (assert_accuracy(metric="top5")) are named after it: ``...].top5.min_accuracy``.
+            prefix = property_prefix(result) + (f".{check['metric']}" if "metric" in check else "")
             key = (prefix, check.get("min_accuracy"), check.get("max_drop"), check["passed"])
             if key in seen:
                 continue
