@@ -41,9 +41,12 @@ def _parse(name: object) -> tuple[DatasetSpec, str | None]:
     takes = bool(colon) == bool(spec.argument) or (spec.argument_optional and not colon) if spec is not None else False
     if spec is not None and takes and (not colon or argument.strip()):
         return spec, spec.canonical(argument) if colon else None
-    plain = ", ".join(s.usage for s in DATASETS.values() if not s.argument or s.argument_optional)
-    taking = " or ".join(s.usage for s in DATASETS.values() if s.argument and not s.argument_optional)
-    raise ConfigError(f"unknown dataset {name!r}; choose one of {plain}" + (f" or {taking}" if taking else ""))
+    # Names that stand alone first, then those that need an argument: "cifar10, ..., demo, wds:DIR or imagefolder:PATH".
+    usages = [s.usage for s in DATASETS.values() if not s.argument or s.argument_optional] + [
+        s.usage for s in DATASETS.values() if s.argument and not s.argument_optional
+    ]
+    choices = ", ".join(usages[:-1]) + f" or {usages[-1]}" if len(usages) > 1 else usages[0]
+    raise ConfigError(f"unknown dataset {name!r}; choose one of {choices}")
 
 
 def validate_dataset_name(name: str) -> str:
