@@ -190,3 +190,10 @@ def test_reports_show_the_metrics_and_what_uncompressed_means() -> None:
     assert "uncompressed accuracy" in markdown and "; uncompressed = the decoded JPEG files" in markdown
     html = summary_table_html([record])
     assert ">decoded JPEG</td>" in html and f">{record['top5'] * 100:.1f}%</td>" in html
+
+
+def test_top5_in_blocks_equals_top5_at_once() -> None:
+    from pytest_clipcompress.engine.result import TOP_K_ROWS, top_k_hits
+
+    result = random_result(11, TOP_K_ROWS * 2 + 17, 9, 9)
+    assert top_k_hits(result.logits, result.labels, 5).mean() == pytest.approx(reference.clip_benchmark_top_k(result.logits, result.labels, 5), abs=1e-12)

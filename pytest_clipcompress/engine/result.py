@@ -246,6 +246,9 @@ def unique_results(results: Iterable[EvalResult]) -> list[EvalResult]:
     return list({result.key: result for result in results}.values())
 
 
+TOP_K_ROWS = 4096
+
+
 def top_k_hits(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray | None:
     """Per image, whether the true class ranks among the ``k`` highest logits; None with fewer than ``k`` classes.
 
@@ -254,10 +257,13 @@ def top_k_hits(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray | N
     """
     if logits.shape[1] < k:
         return None
-    true = logits[np.arange(len(labels)), labels][:, None]
-    lower_index = np.arange(logits.shape[1])[None, :] < labels[:, None]
-    above = (logits > true) | ((logits == true) & lower_index)
-    return above.sum(axis=1) < k
+    hits = np.empty(len(labels), dtype=bool)
+    for start in range(0, len(labels), TOP_K_ROWS):  # in blocks: 50,000 x 1,000 comparisons at once would take 150 MB
+        block, block_labels = logits[start : start + TOP_K_ROWS], labels[start : start + TOP_K_ROWS]
+        true = block[np.arange(len(block_labels)), block_labels][:, None]
+        lower_index = np.arange(block.shape[1])[None, :] < block_labels[:, None]
+        hits[start : start + len(block_labels)] = ((block > true) | ((block == true) & lower_index)).sum(axis=1) < k
+    return hits
 
 
 def mean_per_class_recall(labels: np.ndarray, predictions: np.ndarray) -> float:
