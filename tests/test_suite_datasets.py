@@ -230,6 +230,9 @@ def test_wds_truncated_shard_bad_labels_and_layout_errors(tmp_path: Path) -> Non
     (root / "classnames.txt").write_text("a\nb\n")
     with pytest.raises(DatasetError, match=r"has label 2, outside 0\.\.1 \(2 classes in classnames.txt\)"):
         load(f"wds:{root}", tmp_path)
+    (root / "classnames.txt").write_text("a\n\nb\n")
+    with pytest.raises(DatasetError, match=r"classnames.txt line 2 is empty; class names are read by position"):
+        load(f"wds:{root}", tmp_path)
     (root / "classnames.txt").write_text("a\nb\nc\n")
     (root / "zeroshot_classification_templates.txt").write_text("a photo of a {}.\n")
     with pytest.raises(DatasetError, match=r"line 1 must name the class as \{c\}"):

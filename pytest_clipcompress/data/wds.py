@@ -113,12 +113,17 @@ def load_wds(source: DatasetSource) -> WebDatasetShards:
     argument = source.argument or ""
     if "://" in argument:
         argument = str(_downloaded_folder(argument, source.data_root, source.offline))
+    try:
+        return _load_wds(source, argument)
+    except OSError as error:  # a folder or shard that cannot be listed or read (permissions, I/O errors)
+        raise DatasetError(f"cannot read wds:{display_text(argument)} ({type(error).__name__}: {display_text(str(error))}); check its permissions") from None
+
+
+def _load_wds(source: DatasetSource, argument: str) -> WebDatasetShards:
     root, shards = _shard_paths(argument)
     _check_type(root)
-    classes = tuple(line.strip() for line in _read_text(root / CLASSNAMES_FILE).splitlines() if line.strip())
+    classes = read_classnames(root / CLASSNAMES_FILE)
     templates = read_templates(root / TEMPLATES_FILE)
-    if not classes:
-        raise DatasetError(f"{display_text(str(root / CLASSNAMES_FILE))} names no class; write one class name a line, in label order")
     index = _index(shards)
     bad = np.flatnonzero((index.labels < 0) | (index.labels >= len(classes)))
     if len(bad):
@@ -170,6 +175,16 @@ def _read_text(path: Path) -> str:
         return decode_names(path.read_bytes())
     except FileNotFoundError:
         raise DatasetError(f"{display_text(str(path))} is missing; CLIP_benchmark's webdataset layout needs it for zero-shot classification") from None
+
+
+def read_classnames(path: Path) -> tuple[str, ...]:
+    """One class name a line, by position (CLIP_benchmark keeps every line, so an empty one would be a nameless class)."""
+    classes = tuple(line.strip() for line in _read_text(path).splitlines())
+    if not classes:
+        raise DatasetError(f"{display_text(str(path))} names no class; write one class name a line, in label order")
+    if "" in classes:
+        raise DatasetError(f"{display_text(str(path))} line {classes.index('') + 1} is empty; class names are read by position, one a line")
+    return classes
 
 
 def _check_type(root: Path) -> None:
