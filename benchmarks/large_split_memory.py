@@ -99,6 +99,15 @@ def measure(folder: Path, loader: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def report(label: str, row: dict) -> dict:
+    print(
+        f"{label}: {row['images']} images, peak RSS {row['peak_rss_mib']:.1f} MiB, load {row['load_s']:.1f} s, "
+        f"evaluate (uncompressed + jpeg-q75) {row['evaluate_s']:.1f} s, record {row['record_bytes'] / 1024:.0f} KiB",
+        flush=True,
+    )
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", type=int, default=5000, help="images in the small folder (default 5000)")
@@ -112,19 +121,15 @@ def main() -> None:
         return
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, python {platform.python_version()}")
     print(f"command: {' '.join(sys.argv)}")
-    print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
+    print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}", flush=True)
     with tempfile.TemporaryDirectory(prefix="clipcompress-bench-") as temp:
         started = time.perf_counter()
         small_dir, large_dir = make_folders(Path(temp), args.small, args.factor, args.side, args.loader)
         sizes = [path.stat().st_size for path in small_dir.rglob("*.jpg")]
         seconds = time.perf_counter() - started
         print(f"wrote {len(sizes)} JPEGs of {args.side}x{args.side * 3 // 4} px (median {np.median(sizes) / 1024:.0f} KiB) in {seconds:.0f} s")
-        small, large = measure(small_dir, args.loader), measure(large_dir, args.loader)
-    for label, row in (("small", small), ("large", large)):
-        print(
-            f"{label}: {row['images']} images, peak RSS {row['peak_rss_mib']:.1f} MiB, load {row['load_s']:.1f} s, "
-            f"evaluate (uncompressed + jpeg-q75) {row['evaluate_s']:.1f} s, record {row['record_bytes'] / 1024:.0f} KiB"
-        )
+        small = report("small", measure(small_dir, args.loader))  # printed at once: the large run takes ten times longer
+        large = report("large", measure(large_dir, args.loader))
     ratio = large["peak_rss_mib"] / small["peak_rss_mib"]
     verdict = "met" if ratio <= TARGET_RATIO else "NOT MET"
     print(f"peak RSS ratio {large['images']} / {small['images']} images: {ratio:.3f} (target <= {TARGET_RATIO:.2f}): {verdict}")
