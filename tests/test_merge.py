@@ -1,4 +1,4 @@
-"""Shards across machines: the results files of 2 and of 3 pytest-split shards (serial and ``-n 2``)
+"""Shards across machines: the results files of 2 and of 3 pytest-split shards (serial, and one under ``-n 2``)
 merge into the unsharded run's results file (apart from its run block); files of different runs are
 refused with a message; ``report`` (with its Markdown summary) and ``compare`` read the merged file."""
 
@@ -27,7 +27,7 @@ def test_jpeg(clip_eval):
 @pytest.mark.clip_dataset("cifar10")
 @pytest.mark.compression("webp", quality=[30])
 def test_webp(clip_eval):
-    assert clip_eval().n == 40
+    assert clip_eval().n == 30
 
 
 @pytest.mark.clip_dataset("cifar10")
@@ -38,7 +38,7 @@ def test_uncompressed_twice(clip_eval):
 
 @pytest.fixture
 def shard_args(tiny_args: list[str], cifar_sample_root: Path) -> list[str]:
-    return [*tiny_args, f"--clip-data-root={cifar_sample_root}", "--clip-offline", "--clip-samples=40", "--clip-ig-samples=0", "-p", "no:cacheprovider"]
+    return [*tiny_args, f"--clip-data-root={cifar_sample_root}", "--clip-offline", "--clip-samples=30", "--clip-ig-samples=0", "-p", "no:cacheprovider"]
 
 
 def run(pytester: pytest.Pytester, args: list[str], results: Path, *extra: str) -> None:
@@ -55,10 +55,12 @@ def test_merged_shards_equal_the_unsharded_run(pytester: pytest.Pytester, shard_
     whole = tmp_path / "whole.json"
     run(pytester, shard_args, whole)
     expected = without_run_block(whole.read_text())
-    for splits, extra in ((2, ("-n", "2")), (3, ())):
+    for splits in (2, 3):
         shards = []
         for group in range(1, splits + 1):
             shards.append(tmp_path / f"shard-{splits}-{group}.json")
+            # One shard under pytest-xdist: a file written by xdist's controller merges like a serial one.
+            extra = ("-n", "2") if (splits, group) == (2, 1) else ()
             run(pytester, shard_args, shards[-1], f"--splits={splits}", f"--group={group}", *extra)
         evaluations = [len(json.loads(path.read_text())["evaluations"]) for path in shards]
         assert all(evaluations) and sum(evaluations) >= len(json.loads(expected)["evaluations"])  # every shard evaluated something
