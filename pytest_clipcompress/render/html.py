@@ -145,9 +145,10 @@ def _evaluation_row(r: EvaluationRecord) -> dict[str, Any]:
 
 
 def _source(record: EvaluationRecord) -> str:
-    """What "uncompressed" is for this record: the pixels as stored, or the decoded files of a format."""
-    stored = str(record.get("source_format", "pixels"))
-    return "pixels" if stored == "pixels" else f"decoded {stored}"
+    """What "uncompressed" is for this record: the pixels as stored, or the decoded files of a format
+    (a dash for files written before records said)."""
+    stored = record.get("source_format")
+    return DASH if stored is None else "pixels" if stored == "pixels" else f"decoded {stored}"
 
 
 def check_rows(records: Sequence[EvaluationRecord], checks: Iterable[CheckRecord]) -> list[dict[str, Any]]:
