@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from .compare import Comparison, check_margin, compare_outcomes, detectable
-from .engine.metrics import ACCURACY, DROP
+from .engine.metrics import ACCURACY, DROP, FLOOR_METRICS
 from .engine.result import EvalResult
 from .errors import ClipCompressError, ConfigError
 from .inputs import check_fraction, is_finite, real_number
@@ -28,20 +28,30 @@ from .results.schema import EvaluationRecord
 SOURCE_TEXT = {"test": "given in the test", "config": "configured: clip_{name} in the ini file or --clip-{flag}"}
 
 
-def assert_accuracy(result: EvalResult, min_accuracy: float | None = None, max_drop: float | None = None, *, confidence: float | None = None) -> None:
+def assert_accuracy(
+    result: EvalResult, min_accuracy: float | None = None, max_drop: float | None = None, *, confidence: float | None = None, metric: str = "top1"
+) -> None:
     """Fail when accuracy is below ``min_accuracy`` or fell by more than ``max_drop`` under compression.
 
-    The floors a test gives apply, and so does every configured floor it does not name
+    ``metric`` says which accuracy the floors are on: ``"top1"`` (the default, ``result.accuracy``),
+    ``"top5"`` or ``"mean_per_class_recall"`` (CLIP_benchmark's definitions, docs/floors.md); the
+    drop is that metric's, uncompressed minus compressed on the same images.
+
+    For top-1, the floors a test gives apply, and so does every configured floor it does not name
     (``clip_min_accuracy`` / ``clip_max_drop`` in the ini file, ``--clip-min-accuracy`` /
     ``--clip-max-drop``): a test that adds ``min_accuracy`` keeps the team's ``max_drop``. The check
-    records where each floor came from. Floors are fractions: 0.8 means 80%. By default the floors
-    apply to the measured values. With ``confidence`` (e.g. 0.95) they apply to the interval: a floor
-    fails only when the whole interval is on the wrong side of it (Wilson for the accuracy,
-    Newcombe's paired interval for the drop), i.e. only on significant evidence (docs/floors.md).
+    records where each floor came from. The configured floors are top-1 floors: another metric needs
+    its floors in the call. Floors are fractions: 0.8 means 80%. By default the floors apply to the
+    measured values. With ``confidence`` (e.g. 0.95) they apply to the interval: a floor fails only
+    when the whole interval is on the wrong side of it (Wilson for the accuracy, Newcombe's paired
+    interval for the drop), i.e. only on significant evidence (docs/floors.md).
     """
     __tracebackhide__ = True
     if not isinstance(result, EvalResult):
         pytest.fail(f"assert_accuracy needs the result of clip_eval(), got {type(result).__name__}", pytrace=False)
+    if metric != "top1":
+        _assert_metric(result, metric, min_accuracy, max_drop, confidence)
+        return
     sources = {name: "test" if given is not None else "config" for name, given in (("min_accuracy", min_accuracy), ("max_drop", max_drop))}
     min_accuracy = result.floors.min_accuracy if min_accuracy is None else min_accuracy
     max_drop = result.floors.max_drop if max_drop is None else max_drop
@@ -73,11 +83,83 @@ def assert_accuracy(result: EvalResult, min_accuracy: float | None = None, max_d
     # The measured values, or with a confidence level the interval's most favourable end: a floor then
     # fails only when the whole interval is on the wrong side of it.
     checked = (ACCURACY.value(result), DROP.value(result)) if confidence is None else (accuracy_high, drop_low)
-    accuracy_ok, drop_ok = (floor is None or metric.passes(value, floor) for (metric, floor), value in zip(floors, checked, strict=True))
+    accuracy_ok, drop_ok = (floor is None or quantity.passes(value, floor) for (quantity, floor), value in zip(floors, checked, strict=True))
     extra: dict[str, Any] = {} if confidence is None else {"confidence": level}
     result.checks.append(result.check_record(accuracy_ok and drop_ok, min_accuracy, max_drop, floor_sources=sources, **extra))
     if not (accuracy_ok and drop_ok):
         raise AssertionError(failure_message(result, min_accuracy, max_drop, accuracy_ok, drop_ok, confidence, sources))
+
+
+def _assert_metric(result: EvalResult, metric: str, min_accuracy: float | None, max_drop: float | None, confidence: float | None) -> None:
+    """Floors on top-5 accuracy or mean per-class recall (and their drops)."""
+    __tracebackhide__ = True
+    problem = _metric_problem(result, metric, min_accuracy, max_drop, confidence)
+    if problem:
+        pytest.fail(problem, pytrace=False)
+    value_metric, drop_metric = FLOOR_METRICS[metric]
+    minimum = None if min_accuracy is None else check_fraction("min_accuracy", min_accuracy)
+    most = None if max_drop is None else check_fraction("max_drop", max_drop)
+    measured = (value_metric.value(result), drop_metric.value(result))
+    if confidence is not None:  # top-5 only: Wilson's interval, and the paired one of the drop
+        interval, paired = result.top5_interval(float(confidence)), result.paired_top5_drop(float(confidence))
+        assert interval is not None and paired is not None  # _metric_problem refused fewer than 5 classes
+        measured = (interval[1], paired.interval[0])
+    value_ok = minimum is None or value_metric.passes(measured[0], minimum)
+    drop_ok = most is None or drop_metric.passes(measured[1], most)
+    extra: dict[str, Any] = {"metric": metric} | ({} if confidence is None else {"confidence": float(confidence)})
+    given = {"min_accuracy": minimum, "max_drop": most}
+    sources = {name: "test" for name, floor in given.items() if floor is not None}
+    result.checks.append(result.check_record(value_ok and drop_ok, minimum, most, floor_sources=sources, **extra))
+    if not (value_ok and drop_ok):
+        raise AssertionError(_metric_message(result, metric, (minimum, value_ok), (most, drop_ok), confidence))
+
+
+def _metric_message(
+    result: EvalResult, metric: str, value_floor: tuple[float | None, bool], drop_floor: tuple[float | None, bool], confidence: float | None
+) -> str:
+    value_metric, drop_metric = FLOOR_METRICS[metric]
+    applies = "" if confidence is None else f" on the {float(confidence):.0%} interval"
+
+    def floor_text(name: str, shown: str, floor: tuple[float | None, bool]) -> str:
+        return "" if floor[0] is None else f"   floor {name}={shown}{applies}: {'ok' if floor[1] else 'FAILED'}"
+
+    value, drop = value_metric.value(result), drop_metric.value(result)
+    where = f"{result.model}/{result.pretrained} on {result.dataset} under {result.compression.id}"
+    return "\n".join(
+        [
+            f"zero-shot {METRIC_WORDS[metric]} of {where} is below its floor (n={result.n})",
+            f"  {metric:<13} {value_metric.format(value):>7}" + floor_text("min_accuracy", value_metric.format(value_floor[0] or 0.0), value_floor),
+            f"  uncompressed  {value_metric.format(value + drop):>7}  (same {result.n} images; top-1 under compression {result.accuracy:.2%})",
+            f"  drop          {drop_metric.format(drop):>13}" + floor_text("max_drop", drop_metric.format(drop_floor[0] or 0.0), drop_floor),
+            "If this compression is expected to hurt, lower the floor or mark the case xfail; otherwise the model regressed.",
+        ]
+    )
+
+
+#: How failure messages name the metrics of ``assert_accuracy(metric=...)``.
+METRIC_WORDS = {"top1": "accuracy", "top5": "top-5 accuracy", "mean_per_class_recall": "mean per-class recall"}
+
+
+def _metric_problem(result: EvalResult, metric: str, min_accuracy: float | None, max_drop: float | None, confidence: float | None) -> str | None:
+    """Why floors on ``metric`` cannot be checked, in one line, or None."""
+    if metric not in FLOOR_METRICS:
+        return f"metric={metric!r} is not supported by assert_accuracy; choose {', '.join(repr(name) for name in FLOOR_METRICS)}"
+    if min_accuracy is None and max_drop is None:
+        return f"assert_accuracy(metric={metric!r}) has no floor: pass min_accuracy= or max_drop= (the ini floors are top-1 floors)"
+    if metric == "top5" and result.top5 is None:
+        return f"top-5 accuracy is undefined on {result.dataset}: it has {len(result.classes)} classes, fewer than 5; use metric='top1'"
+    if confidence is not None and metric != "top5":
+        return "mean per-class recall has no interval here (docs/floors.md says why); leave confidence out to check the measured value"
+    try:
+        for name, floor in (("min_accuracy", min_accuracy), ("max_drop", max_drop)):
+            if floor is not None:
+                check_fraction(name, floor)
+        number = None if confidence is None else real_number(confidence)
+        if confidence is not None and (number is None or not is_finite(number) or not 0.0 < number < 1.0):
+            return f"confidence={confidence!r} is outside (0, 1); use e.g. 0.95, or leave it out to check the measured values"
+    except ConfigError as error:
+        return str(error)
+    return None
 
 
 def failure_message(

@@ -5,7 +5,11 @@
   McNemar p), as a text table and optionally an HTML page. Exit 0
   when nothing regressed, 1 when something did (only with ``--fail-on-regression``), 2 when the
   files cannot be compared (bad file, different images, nothing in common).
-* ``report RESULTS.json --out DIR``: the report folder of a results file.
+* ``report RESULTS.json --out DIR [--summary PATH]``: the report folder of a results file, and
+  its Markdown summary (also appended to ``$GITHUB_STEP_SUMMARY`` on GitHub Actions).
+* ``merge SHARD.json ... -o RESULTS.json``: the results files of one run's shards (a CI matrix) as
+  one file, as one machine running every test would have written it; files of different runs are
+  refused (exit 2).
 """
 
 from __future__ import annotations
@@ -50,13 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="write the report folder (index.html, charts) of a results file")
     report.add_argument("results", type=Path, metavar="RESULTS.json")
     report.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write index.html and charts/ into")
+    report.add_argument("--summary", type=Path, metavar="PATH", help="also write the Markdown summary (and append it to $GITHUB_STEP_SUMMARY when set)")
+    merge = commands.add_parser("merge", help="join the results files of one run's shards into one results file")
+    merge.add_argument("shards", type=Path, nargs="+", metavar="SHARD.json", help="the shards' results files (--clip-results of each)")
+    merge.add_argument("-o", "--output", type=Path, required=True, metavar="RESULTS.json", help="the merged results file to write")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return compare(args) if args.command == "compare" else report(args)
+        return {"compare": compare, "report": report, "merge": merge}[args.command](args)
     except ClipCompressError as error:
         print(f"clipcompress {args.command}: error: {error}", file=sys.stderr)
         return EXIT_ERROR
@@ -121,4 +129,26 @@ def report(args: argparse.Namespace) -> int:
         print(f"clipcompress report: error: cannot write {args.out} ({error.strerror or error})", file=sys.stderr)
         return EXIT_ERROR
     print(f"report: {index}")
+    if args.summary is not None:
+        from .render.markdown import summary_markdown, write_summary
+
+        text = summary_markdown(results.evaluations, results.checks, results.breaking_points, run=results.run)
+        for note in write_summary(text, args.summary):
+            print(f"clipcompress report: error: {note}", file=sys.stderr)
+            return EXIT_ERROR
+        print(f"summary: {args.summary}")
+    return EXIT_OK
+
+
+def merge(args: argparse.Namespace) -> int:
+    from .files import atomic_write_text
+    from .results.merge import MergeError, merge_results
+
+    files = [load_results_file(path, "SHARD") for path in args.shards]
+    merged = merge_results(files)
+    try:
+        atomic_write_text(args.output, merged.to_json())
+    except OSError as error:
+        raise MergeError(f"cannot write {args.output} ({error.strerror or error})") from None
+    print(f"merged {len(files)} results file(s), {len(merged.records)} evaluations, {len(merged.checks)} checks: {args.output}")
     return EXIT_OK

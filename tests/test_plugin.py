@@ -101,7 +101,10 @@ def test_several_compression_markers_add_their_cases(pytester: pytest.Pytester, 
         ('compression("jpeg", qualty=50)', "unknown jpeg parameter(s) qualty; allowed: quality, subsampling"),
         ('compression("jpeg")', "jpeg needs quality"),
         ('compression("jpeg", quality=50, subsampling="4:1:1")', "jpeg subsampling='4:1:1' is not supported"),
-        ('clip_dataset("imagenet")', "unknown dataset 'imagenet'; choose one of cifar10, stl10, demo or imagefolder:PATH"),
+        (
+            'clip_dataset("imagenet")',
+            "unknown dataset 'imagenet'; choose one of cifar10, cifar100, stl10, imagenet1k[:PATH], demo, wds:DIR or imagefolder:PATH",
+        ),
     ],
 )
 def test_marker_errors_are_collection_errors_naming_the_test(pytester: pytest.Pytester, marker: str, message: str) -> None:

@@ -266,6 +266,29 @@ def test_floor_lines_follow_the_check_status() -> None:
     assert _floors(rows, [{**check, "compression_id": "jpeg-q10", "min_accuracy": 0.5, "max_drop": None}]) == []
 
 
+def test_a_drop_floor_that_cannot_break_draws_no_line(recwarn: pytest.WarningsRecorder) -> None:
+    """max_drop=1.0 would put its line at uncompressed - 100%, below the axis: no line, and the layout holds."""
+    from pytest_clipcompress.render.charts.model_chart import _floors
+
+    rows = [record("none", 0.1, 24.0, baseline=0.1), *(record("jpeg", 0.1, bpp, quality=q, baseline=0.1) for q, bpp in ((90, 3.0), (40, 1.2), (10, 0.4)))]
+    checks = [
+        {
+            "model": MODEL,
+            "pretrained": "openai",
+            "dataset": "cifar10",
+            "compression_id": r["compression_id"],
+            "passed": True,
+            "outcome": "passed",
+            "min_accuracy": 0.0,
+            "max_drop": 1.0,
+        }
+        for r in rows
+    ]
+    assert [f["kind"] for f in _floors(rows, checks)] == ["min_accuracy"]
+    assert accuracy_charts(rows, checks)
+    assert not [str(w.message) for w in recwarn.list]
+
+
 @pytest.mark.parametrize(
     ("passed", "outcome", "status"),
     [
@@ -328,7 +351,7 @@ def test_summary_table_escapes_and_sorts() -> None:
     assert 'data-type="num"' in table and 'class="cc-table cc-sortable"' in table
     # Pre-sorted: the uncompressed row comes first within a model, then each codec from mild to harsh.
     ordered = summary_table_html(make_records()).split("<tbody>", 1)[1]
-    vit = [m.group(1) for m in re.finditer(r'<td data-sort="([^"]*)">', ordered)][3::4]
+    vit = [m.group(1) for m in re.finditer(r'<td data-sort="([^"]*)">', ordered)][3::5]  # model, pretrained, dataset, compression, source
     assert vit[:5] == ["none", "jpeg-q100", "jpeg-q90-s444", "jpeg-q90-s420", "jpeg-q75"]
 
 

@@ -85,7 +85,8 @@ def test_junit_has_properties_and_attribution_text(pytester: pytest.Pytester, ru
     cases = {case.get("name"): case for case in ET.parse(junit).getroot().iter("testcase")}
     properties = {p.get("name"): p.get("value") for p in cases["test_floor[cifar10-jpeg-q25]"].iter("property")}
     prefix = f"clip[{TINY_MODEL}|cifar10|jpeg-q25]"  # the model id (no role: the model name), dataset, compression
-    assert set(properties) == {f"{prefix}.{name}" for name in ("accuracy", "drop", "n", "max_drop", "check")}
+    metrics = ("accuracy", "drop", "top5", "top5_drop", "mean_per_class_recall", "mean_per_class_recall_drop")
+    assert set(properties) == {f"{prefix}.{name}" for name in (*metrics, "n", "max_drop", "check")}
     assert properties[f"{prefix}.n"] == "80"
     assert properties[f"{prefix}.max_drop"] == "0.000000" and properties[f"{prefix}.check"] == "failed"  # the floor and its verdict
     assert "Integrated Gradients" in cases["test_floor[cifar10-jpeg-q25]"].find("system-out").text

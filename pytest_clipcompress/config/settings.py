@@ -10,6 +10,7 @@ the baseline are checked where they are used (the plugin's session start).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +122,25 @@ class Settings:
     floors: FloorOptions
     protocol: str
     strict: bool  # a clip case that skips fails the run
+
+
+def number_settings(settings: Settings) -> dict[str, Any]:
+    """The settings that change a run's numbers, for the results file's run block: shards of one run
+    agree on them, and ``python -m pytest_clipcompress merge`` refuses files that do not. Paths are
+    left out (a checkpoint's weights hash and a prompt file's content digest stand for them), and so
+    is what changes only speed (batch size, workers, cache)."""
+    templates = settings.data.templates
+    if templates not in ("clip", "paper"):
+        templates = "file sha256:" + hashlib.sha256(Path(templates).read_bytes()).hexdigest()[:16]
+    return {
+        "samples": settings.data.samples,
+        "seed": settings.data.seed,
+        "templates": templates,
+        "preprocess": settings.evaluation.preprocess,
+        "precision": settings.evaluation.precision,
+        "quick_gelu": [settings.models.quick_gelu_of(model_id) for model_id in settings.models.ids],
+        "models": list(settings.models.ids),
+    }
 
 
 def build_settings(lookup: Callable[[Option], Any]) -> Settings:

@@ -172,6 +172,7 @@ class Evaluator:
                 role=model_name,
                 fingerprint=dataset.fingerprint,
                 templates_digest=templates_digest(self.templates_for(dataset)),
+                source_format=dataset.source_format,
                 activation=self.model(model_name).activation,
                 weights=self.model(model_name).weights_hash(),
             )

@@ -46,10 +46,11 @@ class Controller:
         self._results_error: str | None = None
         self._baseline_saved = False
         self._teardown_sections: dict[str, list[tuple[str, str]]] = {}
+        from ..config.settings import number_settings
         from ..results.metadata import run_metadata
 
         settings = session.settings
-        self.collector.run = run_metadata(settings.evaluation.device, settings.evaluation.precision, session.config.rootpath)
+        self.collector.run = run_metadata(settings.evaluation.device, settings.evaluation.precision, session.config.rootpath, number_settings(settings))
 
     # --- each test ----------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ Pytest-free: the plugin adds :func:`check_properties` to the item's ``user_prope
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,11 +29,13 @@ def property_prefix(result: EvalResult) -> str:
 
 
 def metric_properties(result: EvalResult) -> list[tuple[str, str]]:
-    """An evaluation's numbers: one property per registered metric (``.accuracy``, ``.drop``, ...) and ``.n``."""
+    """An evaluation's numbers: one property per registered metric (``.accuracy``, ``.drop``, ``.top5``,
+    ``.mean_per_class_recall``, ...) and ``.n``; an undefined one (top-5 with fewer than 5 classes) is left out."""
     from ..engine.metrics import METRICS
 
     prefix = property_prefix(result)
-    properties = [(f"{prefix}.{metric.junit_property}", f"{metric.value(result):.6f}") for metric in METRICS.values()]
+    values = [(metric, metric.value(result)) for metric in METRICS.values()]
+    properties = [(f"{prefix}.{metric.junit_property}", f"{value:.6f}") for metric, value in values if not math.isnan(value)]
     return [*properties, (f"{prefix}.n", str(result.n))]
 
 
@@ -40,7 +43,8 @@ def check_properties(results: Iterable[EvalResult]) -> list[tuple[str, str]]:
     """Each check's figures and verdict, every property name used once in the test case.
 
     A floor check: ``clip[<case>].min_accuracy``, ``.max_drop`` and ``.check`` (``passed``/``failed``);
-    a further floor check on the same evaluation with other floors numbers its names (``.check[2]``).
+    a further floor check on the same evaluation with other floors numbers its names (``.check[2]``); a floor
+    on another metric than top-1 is named after it (``clip[<case>].top5.min_accuracy``, ``.top5.check``).
     A gate check against a reference (the baseline file's name, or the other model's id):
     ``clip[<case>].vs[<reference>].verdict``, ``.max_regression`` and, per quantity,
     ``.<quantity>.change`` (negative: this run is worse), ``.ci_low``, ``.ci_high``, ``.p`` and ``.verdict``.
@@ -57,12 +61,14 @@ def check_properties(results: Iterable[EvalResult]) -> list[tuple[str, str]]:
                 if key not in seen:
                     properties += _gate_properties(f"{prefix}.vs[{_escape(check.get('reference', 'baseline'))}]", check)
             else:
-                key = (prefix, check.get("min_accuracy"), check.get("max_drop"), check["passed"])
+                # Floors on another metric than top-1 (assert_accuracy(metric="top5")) are named after it: ``...].top5.min_accuracy``.
+                case = prefix + (f".{check['metric']}" if "metric" in check else "")
+                key = (case, check.get("min_accuracy"), check.get("max_drop"), check["passed"])
                 if key not in seen:
-                    floors[prefix] = floors.get(prefix, 0) + 1
-                    name = prefix if floors[prefix] == 1 else f"{prefix}.check[{floors[prefix]}]"
+                    floors[case] = floors.get(case, 0) + 1
+                    name = case if floors[case] == 1 else f"{case}.check[{floors[case]}]"
                     properties += [(f"{name}.{floor}", f"{value:.6f}") for floor in ("min_accuracy", "max_drop") if (value := check.get(floor)) is not None]
-                    properties.append((f"{prefix}.check" if floors[prefix] == 1 else name, "passed" if check["passed"] else "failed"))
+                    properties.append((f"{case}.check" if floors[case] == 1 else name, "passed" if check["passed"] else "failed"))
             seen.add(key)
     return properties
 

@@ -22,7 +22,21 @@ from markupsafe import Markup, escape
 from ..results.schema import AttributionItem, CheckRecord, EvaluationRecord, FailureRecord, SkipRecord, case_key
 from .charts import Chart
 from .format import CHANGE_SIGN, DASH, change_text, ci, codec, is_number, num, pct, quantity_label, quantity_value, record_order, sort_value
-from .view import STATUS_TEXT, Counts, SkipLine, Triage, TriageRow, check_status, counts, distinct_checks, is_gate, record_index, skip_line, triage
+from .view import (
+    STATUS_TEXT,
+    Counts,
+    SkipLine,
+    Triage,
+    TriageRow,
+    check_status,
+    checked_values,
+    counts,
+    distinct_checks,
+    is_gate,
+    record_index,
+    skip_line,
+    triage,
+)
 
 __all__ = ["ReportView", "escape_test_id_cell", "render", "report_view", "summary_html", "summary_table_html"]
 
@@ -35,10 +49,13 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("n", "num"),
     ("accuracy", "num"),
     ("95% CI", "num"),
+    ("top-5", "num"),
+    ("per-class recall", "num"),
     ("uncompressed", "num"),
     ("drop", "num"),
     ("bits/px", "num"),
     ("flipped", "num"),
+    ("source", "text"),
 )
 IG_COLUMNS = (
     "index",
@@ -132,12 +149,22 @@ def _evaluation_row(r: EvaluationRecord) -> dict[str, Any]:
             _cell(num(r.get("n")), r.get("n"), True),
             _cell(pct(r.get("accuracy")), r.get("accuracy"), True),
             _cell(f"{pct(bounds[0])} \u2013 {pct(bounds[1])}" if bounds else DASH, bounds[0] if bounds else None, True),
+            _cell(pct(r.get("top5")), r.get("top5"), True),
+            _cell(pct(r.get("mean_per_class_recall")), r.get("mean_per_class_recall"), True),
             _cell(pct(r.get("baseline_accuracy")), r.get("baseline_accuracy"), True),
             _cell(_pp(drop, sign=False), drop, True),
             _cell(f"{bpp:.3g}" if is_number(bpp) else DASH, bpp, True),
             _cell(num(r.get("flipped")), r.get("flipped"), True),
+            _cell(_source(r), _source(r)),
         ],
     }
+
+
+def _source(record: EvaluationRecord) -> str:
+    """What "uncompressed" is for this record: the pixels as stored, or the decoded files of a format
+    (a dash for files written before records said)."""
+    stored = record.get("source_format")
+    return DASH if stored is None else "pixels" if stored == "pixels" else f"decoded {stored}"
 
 
 def _in_test_order(checks: Iterable[CheckRecord]) -> list[CheckRecord]:
@@ -149,7 +176,7 @@ def check_rows(records: Sequence[EvaluationRecord], checks: Iterable[CheckRecord
     measured = record_index(records)
     rows = []
     for c in _in_test_order(check for check in checks if not is_gate(check)):
-        record: dict[str, Any] = dict(measured.get(case_key(c)) or {})
+        value, _, drop = checked_values(measured.get(case_key(c)), c)
         status = check_status(c)
         rows.append(
             {
@@ -157,8 +184,9 @@ def check_rows(records: Sequence[EvaluationRecord], checks: Iterable[CheckRecord
                 "model": f"{c.get('model', '')}/{c.get('pretrained', '')}",
                 "dataset": str(c.get("dataset", "")),
                 "compression_id": str(c.get("compression_id", "")),
-                "accuracy": record.get("accuracy"),
-                "drop": record.get("drop"),
+                "accuracy": value,
+                "drop": drop,
+                "metric": str(c.get("metric", "top1")),
                 "min_accuracy": c.get("min_accuracy"),
                 "max_drop": c.get("max_drop"),
                 "status": status,

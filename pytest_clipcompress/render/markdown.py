@@ -18,7 +18,7 @@ from ..files import atomic_write_text
 from ..results.schema import VERDICTS, BreakingPoint, CaseKey, CheckRecord, EvaluationRecord, QuantityChange, RunBlock, SkipRecord, case_key
 from .format import CHANGE_SIGN, change_text, quantity_label, quantity_value
 from .terminal import breaking_point_verdict
-from .view import check_status, counts, distinct_checks, is_gate, record_index, skip_line
+from .view import check_status, checked_values, counts, distinct_checks, is_gate, record_index, skip_line, source_note
 
 TITLE = "## clipcompress: zero-shot accuracy under compression"
 GITHUB_STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
@@ -48,13 +48,15 @@ def _measured(check: CheckRecord, record: EvaluationRecord | None) -> tuple[str,
         return ("?", "?", "?")
     measured, floors = [], []
     minimum, max_drop = check.get("min_accuracy"), check.get("max_drop")
+    value, _, value_drop = checked_values(record, check)
+    name = "accuracy" if check.get("metric", "top1") == "top1" else check["metric"]
     if minimum is not None:
-        ok = record["accuracy"] >= minimum
-        measured.append(f"accuracy {_pct(record['accuracy'])}")
+        ok = value is not None and value >= minimum
+        measured.append(f"{name} {_optional_pct(value)}")
         floors.append(f"min_accuracy {_pct(minimum)}{'' if ok else ' **failed**'}")
     if max_drop is not None:
-        ok = record["drop"] <= max_drop
-        measured.append(f"drop {_points(record['drop'])} points")
+        ok = value_drop is not None and value_drop <= max_drop
+        measured.append(f"{'' if name == 'accuracy' else name + ' '}drop {'—' if value_drop is None else _points(value_drop)} points")
         floors.append(f"max_drop {_points(max_drop)} points{'' if ok else ' **failed**'}")
     if record.get("drop_ci95"):  # the paired interval of the drop itself, where the run computed it
         low, high = record["drop_ci95"]
@@ -138,23 +140,29 @@ def _tables(records: list[EvaluationRecord], checks: list[CheckRecord]) -> list[
         rows = sorted(rows, key=lambda r: (r["compression"]["codec"], -r["bits_per_pixel"], r["compression_id"]))
         sizes = sorted({row["n"] for row in rows})
         baseline = ", ".join(_pct(a) for a in sorted({row["baseline_accuracy"] for row in rows}))
+        extra = any("mean_per_class_recall" in row for row in rows)  # files written before these metrics have none
         lines += [
             f"### {code(f'{model}/{pretrained}', table=False)} on {code(dataset, table=False)}",
             "",
-            f"n={', '.join(str(n) for n in sizes)} images; uncompressed accuracy {baseline}",
+            f"n={', '.join(str(n) for n in sizes)} images; uncompressed accuracy {baseline}{source_note(rows[0])}",
             "",
-            "| Compression | Bits/px | Accuracy | 95% CI | Drop (points) | Flipped | Floor checks |",
-            "|---|---:|---:|---:|---:|---:|---|",
+            "| Compression | Bits/px | Accuracy | 95% CI |" + (" Top-5 | Per-class recall |" if extra else "") + " Drop (points) | Flipped | Floor checks |",
+            "|---|---:|---:|---:|" + ("---:|---:|" if extra else "") + "---:|---:|---|",
         ]
         for row in rows:
             low, high = row["ci95"]
             verdict = verdicts.get(case_key(row), "not checked")  # e.g. a bisection probe
+            metrics = f" {_optional_pct(row.get('top5'))} | {_optional_pct(row.get('mean_per_class_recall'))} |" if extra else ""
             lines.append(
-                f"| {code(row['compression_id'])} | {row['bits_per_pixel']:.2f} | {_pct(row['accuracy'])} | {low:.1%} to {high:.1%} | "
+                f"| {code(row['compression_id'])} | {row['bits_per_pixel']:.2f} | {_pct(row['accuracy'])} | {low:.1%} to {high:.1%} |{metrics} "
                 f"{_points(row['drop'])} | {row['flipped']} | {'**failed**' if verdict == 'failed' else verdict} |"
             )
         lines.append("")
     return lines
+
+
+def _optional_pct(value: Any) -> str:
+    return "\u2014" if value is None else _pct(value)
 
 
 def _breaking_points(points: list[BreakingPoint]) -> list[str]:

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 
 from ..results.schema import AttributionItem, AttributionSet, AttributionSummary, BreakingPoint, ComparisonRow, EvaluationRecord, QuantityChange
 from .format import CHANGE_SIGN, change_text, flip_text, group_records, quantity_label, quantity_value
+from .view import source_note
 
 __all__ = [
     "aggregate_text",
@@ -30,13 +31,17 @@ def terminal_table(records: Iterable[EvaluationRecord]) -> list[str]:
     lines: list[str] = []
     for (model, pretrained, dataset, codec), rows in group_records(records).items():
         first = rows[0]
-        lines.append(f"{model}/{pretrained} on {dataset} ({codec}, n={first['n']}; uncompressed {first['baseline_accuracy']:.2%})")
-        lines.append(f"  {'compression':<18} {'accuracy':>9} {'95% CI':>17} {'drop':>7} {'drop 95% CI':>15} {'bits/px':>8} {'flipped':>8}")
+        extra = "mean_per_class_recall" in first  # files written before top-5 and per-class recall have neither
+        lines.append(f"{model}/{pretrained} on {dataset} ({codec}, n={first['n']}; uncompressed {first['baseline_accuracy']:.2%}{source_note(first)})")
+        metrics = f" {'top-5':>7} {'per-class':>9}" if extra else ""
+        lines.append(f"  {'compression':<18} {'accuracy':>9} {'95% CI':>17}{metrics} {'drop':>7} {'drop 95% CI':>15} {'bits/px':>8} {'flipped':>8}")
         for row in rows:
             low, high = row["ci95"]
             drop_low, drop_high = row.get("drop_ci95") or (float("nan"), float("nan"))
+            top5 = row.get("top5")
+            values = f" {'—' if top5 is None else f'{top5:.2%}':>7} {row.get('mean_per_class_recall', 0.0):>9.2%}" if extra else ""
             lines.append(
-                f"  {row['compression_id']:<18} {row['accuracy']:>9.2%} {f'{low:.1%}-{high:.1%}':>17} "
+                f"  {row['compression_id']:<18} {row['accuracy']:>9.2%} {f'{low:.1%}-{high:.1%}':>17}{values} "
                 f"{row['drop'] * 100:>7.2f} {f'{drop_low * 100:.1f} to {drop_high * 100:.1f}':>15} {row['bits_per_pixel']:>8.2f} {row['flipped']:>8}"
             )
         for row in rows:

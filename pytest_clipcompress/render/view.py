@@ -26,6 +26,13 @@ STATUS_TEXT: dict[str, str] = {
 }
 
 
+def source_note(record: EvaluationRecord) -> str:
+    """``; uncompressed = the decoded JPEG files`` for a dataset stored as image files, else nothing:
+    its "uncompressed" images are those files decoded, which for JPEG (and lossy WebP) were compressed once already."""
+    stored = record.get("source_format", "pixels")
+    return "" if stored == "pixels" else f"; uncompressed = the decoded {stored} files"
+
+
 def check_status(check: CheckRecord) -> str:
     """``failed`` only for a broken floor in a test that failed unexpectedly; ``xfailed`` for a broken
     floor the test expected (an xfail mark, or the test caught the failure); ``xpassed`` for a floor
@@ -130,6 +137,7 @@ class TriageRow:
     broken: tuple[str, ...] = ()
     images: int = 0
     changes: tuple[QuantityChange, ...] = ()  # a gate check's quantities
+    metric: str = "top1"  # what accuracy, ci95, baseline_accuracy and drop measure (assert_accuracy(metric=...))
 
     @property
     def why(self) -> str:
@@ -137,10 +145,11 @@ class TriageRow:
         if not self.compression_id:
             return "no check failed: the test failed for another reason (see its report)"
         parts = []
+        name = "accuracy" if self.metric == "top1" else self.metric
         if "min_accuracy" in self.broken:
-            parts.append(f"accuracy {pct(self.accuracy)} < floor {pct(self.min_accuracy)}")
+            parts.append(f"{name} {pct(self.accuracy)} < floor {pct(self.min_accuracy)}")
         if "max_drop" in self.broken:
-            parts.append(f"drop {_pp(self.drop)} > max {_pp(self.max_drop)}")
+            parts.append(f"{'' if self.metric == 'top1' else name + ' '}drop {_pp(self.drop)} > max {_pp(self.max_drop)}")
         if self.changes:
             shown = ", ".join(f"{quantity_label(c, self.compression_id)} {change_text(c)[0]} pts {c['verdict']}" for c in self.changes)
             parts.append(f"against {self.reference or 'the baseline'}: {shown}")
@@ -170,11 +179,30 @@ def record_index(records: Iterable[EvaluationRecord]) -> dict[CaseKey, Evaluatio
     return index
 
 
+#: The record fields of each metric ``assert_accuracy(metric=...)`` sets floors on: its value and its uncompressed value.
+METRIC_FIELDS = {
+    "top1": ("accuracy", "baseline_accuracy"),
+    "top5": ("top5", "baseline_top5"),
+    "mean_per_class_recall": ("mean_per_class_recall", "baseline_mean_per_class_recall"),
+}
+
+
+def checked_values(record: EvaluationRecord | None, check: CheckRecord) -> tuple[Any, Any, Any]:
+    """The measured value, uncompressed value and drop of the metric a check's floors are on (top-1 unless it names another)."""
+    if record is None:
+        return None, None, None
+    value_field, baseline_field = METRIC_FIELDS.get(check.get("metric", "top1"), METRIC_FIELDS["top1"])
+    value, baseline = record.get(value_field), record.get(baseline_field)
+    if value_field == "accuracy":
+        return value, baseline, record.get("drop")
+    return value, baseline, baseline - value if is_number(value) and is_number(baseline) else None
+
+
 def _broken(record: EvaluationRecord | None, check: CheckRecord) -> tuple[str, ...]:
     """Which of the check's floors the measurement breaks."""
     if record is None:
         return ()
-    accuracy, drop = record.get("accuracy"), record.get("drop")
+    accuracy, _, drop = checked_values(record, check)
     broken = []
     minimum, max_drop = check.get("min_accuracy"), check.get("max_drop")
     if is_number(minimum) and not (is_number(accuracy) and accuracy >= minimum):
@@ -220,6 +248,7 @@ def triage(records: Sequence[EvaluationRecord], checks: Sequence[CheckRecord], f
                 continue
             record = measured.get(case_key(check))
             numbers: dict[str, Any] = dict(record) if record is not None else {}
+            value, baseline, drop = checked_values(record, check)
             rows.append(
                 TriageRow(
                     test=test,
@@ -228,11 +257,12 @@ def triage(records: Sequence[EvaluationRecord], checks: Sequence[CheckRecord], f
                     model=f"{check.get('model')}/{check.get('pretrained')}",
                     dataset=str(check.get("dataset")),
                     compression_id=str(check.get("compression_id")),
-                    accuracy=numbers.get("accuracy"),
-                    ci95=_ci(record),
-                    baseline_accuracy=numbers.get("baseline_accuracy"),
-                    drop=numbers.get("drop"),
-                    drop_ci95=_pair(numbers.get("drop_ci95")),
+                    accuracy=value,
+                    ci95=_ci(record) if "metric" not in check else _pair(numbers.get("top5_ci95") if check["metric"] == "top5" else None),
+                    baseline_accuracy=baseline,
+                    drop=drop,
+                    drop_ci95=_pair(numbers.get("drop_ci95")) if "metric" not in check else None,
+                    metric=str(check.get("metric", "top1")),
                     min_accuracy=check.get("min_accuracy"),
                     max_drop=check.get("max_drop"),
                     max_regression=check.get("max_regression"),

@@ -73,6 +73,12 @@ class EvaluationRecord(TypedDict):
     baseline_accuracy: float
     drop: float
     ci95: list[float]
+    top5: NotRequired[float | None]  # top-5 accuracy (None: fewer than 5 classes); absent in files written before it
+    top5_ci95: NotRequired[list[float] | None]  # its Wilson interval
+    baseline_top5: NotRequired[float | None]
+    mean_per_class_recall: NotRequired[float]  # CLIP_benchmark's balanced accuracy over the classes present
+    baseline_mean_per_class_recall: NotRequired[float]
+    source_format: NotRequired[str]  # how the dataset stores its images ("JPEG", "pixels"): what "uncompressed" decodes
     per_class: dict[str, float]
     bits_per_pixel: float
     flipped: int
@@ -159,6 +165,7 @@ class CheckRecord(TypedDict):
     passed: bool
     floor_sources: NotRequired[dict[str, str]]  # floor name -> test | config
     confidence: NotRequired[float]  # the floors apply to this interval (assert_accuracy(confidence=...))
+    metric: NotRequired[str]  # the floors are on top5 or mean_per_class_recall (assert_accuracy(metric=...)); absent: top-1
     max_regression: NotRequired[float]  # gate checks only
     alpha: NotRequired[float]
     reference: NotRequired[str]  # the reference: the baseline file's name, or the other model's id
@@ -300,6 +307,8 @@ class RunBlock(TypedDict):
     versions: dict[str, str]
     git: GitState | None
     started_utc: str
+    settings: NotRequired[dict[str, Any]]  # the settings that change the numbers (samples, seed, prompts, ...): shards of one run share them
+    shards: NotRequired[int]  # how many results files ``merge`` joined into this one
 
 
 class ReportData(TypedDict):

@@ -223,7 +223,8 @@ def _floors(rows: Sequence[EvaluationRecord], checks: Iterable[CheckRecord]) -> 
         accuracy, drop, baseline = row.get("accuracy"), row.get("drop"), row.get("baseline_accuracy")
         if is_number(minimum):
             entries.append(("min_accuracy", float(minimum), f"min accuracy {pct(minimum)}", not (is_number(accuracy) and accuracy >= minimum)))
-        if is_number(max_drop) and is_number(baseline):
+        # A drop floor at or beyond the uncompressed accuracy cannot break: its line would sit below 0%.
+        if is_number(max_drop) and is_number(baseline) and float(baseline) - float(max_drop) >= 0.0:
             value = float(baseline) - float(max_drop)
             entries.append(("max_drop", value, f"max drop {max_drop * 100:.3g} pp (\u2265 {pct(value)})", not (is_number(drop) and drop <= max_drop)))
         blame_all = not any(violated for *_, violated in entries)
