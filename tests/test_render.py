@@ -514,3 +514,15 @@ def test_attribution_figure_draws_class_names_literally() -> None:
     open_png(png)
     table = ig_table_html([info])
     assert "<img src=x" not in table and "&lt;img src=x onerror=alert(1)&gt;" in table
+
+
+def test_a_gate_check_two_tests_made_is_shown_once_whatever_the_arrival_order() -> None:
+    """An A/B check runs once per model: both tests record it; the one shown must not depend on which worker finished first."""
+    from pytest_clipcompress.render.view import distinct_checks
+
+    gate = {"kind": "model", "role": "candidate", "model": MODEL, "pretrained": "openai", "dataset": "cifar10", "compression_id": "jpeg-q50", "passed": False}
+    made = [{**gate, "test": f"t.py::test_ab[{role}]", "outcome": "failed"} for role in ("release", "candidate")]
+    assert distinct_checks(made) == distinct_checks(made[::-1]) == [made[1]]
+    # A failed copy stands for a passed one, whatever the order.
+    mixed = [{**made[1], "outcome": "passed"}, {**made[0], "passed": False, "outcome": "failed"}]
+    assert distinct_checks(mixed) == distinct_checks(mixed[::-1]) == [mixed[1]]

@@ -49,12 +49,16 @@ def is_gate(check: CheckRecord) -> bool:
 
 
 def distinct_checks(checks: Iterable[CheckRecord]) -> list[CheckRecord]:
-    """Each check once: a gate check that several tests made (an A/B test runs once per model) counts once."""
+    """Each check once: a gate check that several tests made (an A/B test runs once per model) counts once.
+
+    Of those, the first failed one in test-id order stands for the rest, else the first one, so the
+    choice does not depend on the order the checks arrived in (xdist workers finish in any order).
+    """
     seen: dict[str, CheckRecord] = {}
-    for check in checks:
+    for check in sorted(checks, key=lambda c: (str(c.get("test")), json.dumps(c, sort_keys=True, default=str))):
         identity = {key: value for key, value in check.items() if key != "test" and not (key == "outcome" and is_gate(check))}
         key = json.dumps(identity, sort_keys=True, default=str) if is_gate(check) else json.dumps(check, sort_keys=True, default=str)
-        if key not in seen or check_status(check) == "failed":
+        if key not in seen or (check_status(check) == "failed" and check_status(seen[key]) != "failed"):
             seen[key] = check
     return list(seen.values())
 
