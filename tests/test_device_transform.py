@@ -255,6 +255,17 @@ def test_out_receives_the_batch() -> None:
         plan(torch.from_numpy(arrays), out=torch.empty(5, 3, 24, 23))
 
 
+def test_sizes_beyond_the_cache_are_planned_again() -> None:
+    preprocess = open_clip.image_transform(24, is_train=False)
+    plan = plan_device_transform(preprocess)
+    assert plan is not None
+    plan.cached_sizes = 2
+    rng = np.random.default_rng(3)
+    for height, width in [(30, 20), (20, 30), (40, 40), (30, 20), (40, 40)]:
+        arrays = noise(2, height, width, rng)
+        assert torch.equal(plan(torch.from_numpy(arrays)), per_image(preprocess, arrays))
+
+
 def test_bad_arguments_are_refused() -> None:
     plan = plan_device_transform(open_clip.image_transform(24, is_train=False))
     assert plan is not None
