@@ -15,6 +15,7 @@ equal to the per-image one before it is timed. Runs in well under a minute on 2 
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 import statistics
 import sys
@@ -85,8 +86,10 @@ def main() -> None:
 
     preprocess = open_clip.image_transform(224, is_train=False)
     print(f"torch {torch.__version__}, batch {BATCH}, median of {args.repeats} runs, images/s (ratio to the per-image path at the same threads)")
+    print(f"load average before: {os.getloadavg()[0]:.2f} (other processes on the cores slow the 2-thread runs most: OpenMP waits on them)")
     compare("32 px CIFAR-10 -> 224", cifar_images(args.cifar_root), preprocess, args.repeats)
     compare("480x360 -> 224", np.random.default_rng(1).integers(0, 256, size=(BATCH, 360, 480, 3), dtype=np.uint8), preprocess, args.repeats)
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
