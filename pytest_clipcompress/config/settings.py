@@ -18,7 +18,7 @@ from typing import Any
 from ..demo import DEMO_MODEL_NAME
 from ..errors import ConfigError
 from .model_entries import ModelEntry, parse_model_entries
-from .options import OPTIONS, PAPER_PROTOCOL, QUICK_GELU_MODES, Option
+from .options import FAST_PREPROCESS_RETIRED, OPTIONS, PAPER_PROTOCOL, QUICK_GELU_MODES, Option
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,7 @@ class EvaluationOptions:
     device: str
     precision: str
     batch_size: int
-    workers: int
-    preprocess: str
+    workers: int | None  # codec worker processes; None: one per core of the process's share
     cache_dir: Path
     no_cache: bool
     cache_clear: bool
@@ -120,6 +119,7 @@ class Settings:
     outputs: OutputOptions
     floors: FloorOptions
     protocol: str
+    deprecations: tuple[str, ...] = ()  # one message per deprecated option value the run was given
 
 
 def build_settings(lookup: Callable[[Option], Any]) -> Settings:
@@ -139,7 +139,6 @@ def build_settings(lookup: Callable[[Option], Any]) -> Settings:
             value["precision"],
             value["batch-size"],
             value["workers"],
-            value["preprocess"],
             value["cache-dir"],
             value["no-cache"],
             value["cache-clear"],
@@ -148,6 +147,7 @@ def build_settings(lookup: Callable[[Option], Any]) -> Settings:
         outputs=OutputOptions(value["results"], value["report"], value["summary"], value["baseline"], value["baseline-save"]),
         floors=FloorOptions(value["min-accuracy"], value["max-drop"]),
         protocol=protocol,
+        deprecations=(FAST_PREPROCESS_RETIRED,) if value["preprocess"] == "fast" else (),
     )
 
 

@@ -45,7 +45,11 @@ class ImageDataset:
 
 
 class ArrayDataset(ImageDataset):
-    """Images held as a uint8 array of shape (N, H, W, 3), possibly memory-mapped."""
+    """Images held as a uint8 array of shape (N, H, W, 3), possibly memory-mapped.
+
+    Pickled (the codec's worker processes receive the dataset so), a memory-mapped array travels as
+    its file and layout and is mapped again on arrival, not copied.
+    """
 
     def __init__(self, name: str, classes: tuple[str, ...], images: np.ndarray, labels: np.ndarray, fingerprint: str, templates: tuple[str, ...]) -> None:
         super().__init__(name, classes, labels, fingerprint, templates)
@@ -53,6 +57,45 @@ class ArrayDataset(ImageDataset):
 
     def image(self, index: int) -> Image.Image:
         return Image.fromarray(np.ascontiguousarray(self.images[index]), "RGB")
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        mapped = MappedArray.of(self.images)
+        if mapped is not None:
+            state["images"] = mapped
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        images = state["images"]
+        self.__dict__.update(state, images=images.open() if isinstance(images, MappedArray) else images)
+
+
+@dataclass(frozen=True)
+class MappedArray:
+    """A view of a memory-mapped file, by file and layout: what it takes to map the same pixels again."""
+
+    path: str
+    file_offset: int  # where the mapping starts in the file
+    mapped_bytes: int
+    view_offset: int  # where the view's first element lies in the mapping
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]
+    dtype: str
+
+    @classmethod
+    def of(cls, array: np.ndarray) -> MappedArray | None:
+        """The file and layout of ``array`` when it is (a view of) a ``np.memmap``; None otherwise."""
+        root: object = array
+        while isinstance(root, np.ndarray) and isinstance(root.base, np.ndarray):
+            root = root.base  # views of a memmap are memmaps too: the root is the one that maps the file
+        if not isinstance(root, np.memmap) or root.filename is None:
+            return None
+        start = array.__array_interface__["data"][0] - root.__array_interface__["data"][0]
+        return cls(root.filename, root.offset, root.nbytes, start, array.shape, array.strides, array.dtype.str)
+
+    def open(self) -> np.ndarray:
+        mapping = np.memmap(self.path, dtype=np.uint8, mode="r", offset=self.file_offset, shape=(self.mapped_bytes,))
+        return np.ndarray(self.shape, np.dtype(self.dtype), buffer=mapping, offset=self.view_offset, strides=self.strides)
 
 
 def stratified_subset(labels: np.ndarray, samples: int | None, seed: int) -> np.ndarray:
