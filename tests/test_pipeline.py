@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -298,3 +299,19 @@ def test_the_cache_key_says_nothing_of_the_pipeline(tiny_checkpoint: Path, tmp_p
     key = cached._cache_key(TINY_MODEL, dataset, np.arange(8), JPEG_50)
     fields = {"version", "model", "weights", "activation", "preprocess", "device_type", "precision", "dataset", "dataset_files", "indices"}
     assert set(key) == fields | {"compression", "classes", "templates"}
+
+
+def test_the_gpu_check_runs_on_the_cpu_at_a_small_size(cifar_sample_root: Path) -> None:
+    """benchmarks/gpu_check.py is for a lent GPU; --small runs every step of it here, so that it is ready when one is lent."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--small", f"--cifar-root={cifar_sample_root}"], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    for way in ("limit: the zero-shot head's forward", "plugin, defaults (whole pytest session)", "DataLoader loop, 2 worker processes"):
+        assert any(line.startswith(f"| {way}") for line in lines), done.stdout
+    assert any(line.startswith("plugin / limit: ") for line in lines) and any(line.startswith("IG, 4 steps: ") for line in lines)
+    exact = next(line for line in lines if line.startswith("exact on cpu"))
+    equal, total = (int(number) for number in re.findall(r"(\d+) of (\d+)", exact)[0])
+    assert equal == total > 0, exact
