@@ -101,6 +101,28 @@ def test_worker_processes_give_the_inline_logits(tiny_checkpoint: Path, cifar_sa
         assert inline.bits_per_pixel == pooled.bits_per_pixel
 
 
+class SlowArrays(ArrayDataset):
+    """Images that take a while to prepare, as large photographs do."""
+
+    def image(self, index: int) -> Image.Image:
+        time.sleep(0.08)
+        return super().image(index)
+
+
+def test_by_default_on_the_cpu_workers_start_only_where_they_pay(tiny_checkpoint: Path) -> None:
+    values = {"model": [TINY_MODEL], "pretrained": str(tiny_checkpoint), "no-cache": True, "device": "cpu", "batch-size": "8"}
+    default = Evaluator.from_settings(build_settings(lambda option: values.get(option.name)))
+    quick = ArrayDataset("quick", ("a", "b"), noise(40, 32, 32), np.arange(40) % 2, "quick-0", ("{}",))
+    default.evaluate(TINY_MODEL, quick, JPEG_50)
+    assert default.pipeline.adaptive and not default.pipeline._loaders  # 5 batches of 32 px images: milliseconds of codec work
+    slow = SlowArrays("slow", ("a", "b"), noise(48, 32, 32), np.arange(48) % 2, "slow-0", ("{}",))
+    inline = evaluator(tiny_checkpoint, 0, **{"batch-size": "8"}).evaluate(TINY_MODEL, slow, JPEG_50)
+    pooled = default.evaluate(TINY_MODEL, slow, JPEG_50)  # 0.64 s per batch, 3.2 s left after the first: the workers start
+    assert [dataset for dataset, _, _ in default.pipeline._loaders.values()] == [slow]
+    assert np.array_equal(pooled.logits, inline.logits) and np.array_equal(pooled.baseline_logits, inline.baseline_logits)
+    default.close()
+
+
 def test_the_uncompressed_pass_shares_each_decode(tiny_checkpoint: Path) -> None:
     dataset = CountingDataset(noise(12, 32, 32))
     evaluated = evaluator(tiny_checkpoint, 0, **{"batch-size": "5"})
@@ -142,7 +164,7 @@ def test_a_file_that_breaks_while_decoding_is_named(tiny_checkpoint: Path, tmp_p
     broken = tmp_path / "dog" / "broken.jpg"
     broken.write_bytes(encoded.getvalue()[: len(encoded.getvalue()) // 2])  # passes the folder's scan, fails to decode
     dataset = load_image_folder(tmp_path)
-    evaluated = evaluator(tiny_checkpoint, 2)
+    evaluated = evaluator(tiny_checkpoint, 2, **{"batch-size": "1"})  # five batches: the worker processes prepare them
     with pytest.raises(DatasetError, match=rf"^cannot decode {broken} \(OSError: image file is truncated.*replace or remove the file$"):
         evaluated.evaluate(TINY_MODEL, dataset, JPEG_50)
     evaluated.close()

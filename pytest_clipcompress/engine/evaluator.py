@@ -107,7 +107,9 @@ class Evaluator:
     @property
     def pipeline(self) -> ImagePipeline:
         if self._pipeline is None:
-            self._pipeline = ImagePipeline(self.workers, self.device)
+            # By default on the CPU, workers start only where they pay: the model needs the same cores.
+            adaptive = self.options.workers is None and not self.device.startswith("cuda")
+            self._pipeline = ImagePipeline(self.workers, self.device, adaptive)
         return self._pipeline
 
     def close(self) -> None:
@@ -124,6 +126,7 @@ class Evaluator:
                 # Several processes sharing the cores (pytest-xdist) must not each spin up a thread
                 # per core: oversubscribed OpenMP barriers make small models many times slower.
                 torch.set_num_threads(self.cpu_share)
+            self.pipeline.warm_up(self.data.samples, self.options.batch_size)  # the codec's workers get ready while the model loads
             self._models[name] = load_model(self.model_spec(name), self.device, self.options.precision, self.models.offline)
         return self._models[name]
 

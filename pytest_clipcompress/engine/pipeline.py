@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import pickle
 import sys
+import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterator
@@ -56,6 +57,9 @@ class PipelineWarning(UserWarning):
 KEPT_DATASETS = 2
 #: Jobs in flight per worker process (DataLoader's ``prefetch_factor``).
 PREFETCH = 2
+#: Adaptive pipelines start worker processes for a dataset when its codec work left exceeds this
+#: (seconds in this process): about what starting them costs on 2 cores, where the fork server imports torch.
+WORKERS_PAY_AFTER_SECONDS = 2.0
 
 
 @dataclass
@@ -129,13 +133,17 @@ def _views(pixels: torch.Tensor, shapes: np.ndarray) -> list[torch.Tensor]:
 class ImagePipeline:
     """The codec stage's worker processes (per dataset, kept between evaluations) and the device stage.
 
-    ``workers`` processes prepare images ahead (0: in this process). Call :meth:`close` at the end
-    of the run; the workers also end with this process.
+    ``workers`` processes prepare images ahead (0: in this process), for evaluations of more than two
+    batches. ``adaptive``: only where they pay, as on the CPU, where the model runs on the same cores:
+    the first batch of a dataset's first evaluation is prepared here, timed, and the workers start
+    when the rest would take more than :data:`WORKERS_PAY_AFTER_SECONDS` (their start costs about
+    that, once per dataset). Call :meth:`close` at the end of the run; the workers also end with this process.
     """
 
-    def __init__(self, workers: int, device: str) -> None:
+    def __init__(self, workers: int, device: str, adaptive: bool = False) -> None:
         self.workers = workers
         self.device = device
+        self.adaptive = adaptive
         self._loaders: OrderedDict[int, tuple[ImageDataset, Any, _Jobs]] = OrderedDict()
         self._checked: dict[int, tuple[ImageDataset, bool]] = {}  # whether each dataset pickles (kept: ids stay unique)
 
@@ -165,14 +173,21 @@ class ImagePipeline:
         anywhere in the loop).
         """
         jobs = [CodecJob.of(indices[start : start + batch_size], compressions) for start in range(0, len(indices), batch_size)]
-        if len(jobs) > 1 and self.workers > 0 and self._sendable(dataset):
+        ahead: list[PreparedBatch] = []  # prepared here while deciding whether workers pay
+        workers = self.workers > 0 and len(jobs) > 2 and self._sendable(dataset)
+        if workers and self.adaptive and id(dataset) not in self._loaders:
+            started = time.perf_counter()
+            ahead.append(CodecTasks(dataset)[jobs[0]])
+            workers = (time.perf_counter() - started) * (len(jobs) - 1) > WORKERS_PAY_AFTER_SECONDS
+        rest = jobs[len(ahead) :]
+        if workers:
             loader, queue = self._loader(dataset)
-        else:  # one batch has nothing to overlap with: it is prepared here, without starting processes for it
+        else:  # a batch or two, or little codec work: prepared here, without starting processes for it
             queue = _Jobs()
             loader = _data_loader(dataset, queue, 0, pin=False)
-        queue.jobs = jobs
-        handed = [0]  # jobs handed on
-        stage = _prepared(iter(loader), handed)  # the workers start on the first jobs now, while the caller gets ready
+        queue.jobs = rest
+        handed = [0]  # jobs of the loader handed on
+        stage = _prepared(ahead, iter(loader), handed)  # the workers start on their first jobs now, while the caller gets ready
         del loader  # only the stage holds the running iterator: a failed loader ends when dropped below
         failure = None
         try:
@@ -185,7 +200,19 @@ class ImagePipeline:
             stage.close()
         if failure is not None:
             self._loaders.pop(id(dataset), None)  # its workers end with it
-            raise DatasetError(self._crash_message(dataset, jobs[handed[0] : queue.sampled], failure))
+            raise DatasetError(self._crash_message(dataset, rest[handed[0] : queue.sampled], failure))
+
+    def warm_up(self, images: int | None, batch_size: int) -> None:
+        """Let the processes the workers start from get ready in the background while the caller loads a model, when
+        evaluations of ``images`` images (None: not known yet) will surely use them (not adaptive, more than two
+        batches): on Linux the fork server starts now and imports torch once (about two seconds of one core), instead
+        of at the first evaluation, in its way."""
+        many = images is None or images > 2 * batch_size
+        if self.workers > 0 and not self.adaptive and many and sys.platform.startswith("linux"):
+            from multiprocessing import forkserver
+
+            _worker_context()  # its preload list, before the server starts
+            forkserver.ensure_running()  # starts the server and returns; the server imports on its own
 
     def close(self) -> None:
         """End the worker processes (dropping a DataLoader ends its workers)."""
@@ -268,8 +295,12 @@ class _Jobs:
             yield job
 
 
-def _prepared(batches: Iterator[PreparedBatch], handed: list[int]) -> Generator[PreparedBatch, None, None]:
-    """The codec stage's batches, in order; a batch that carries an error raises it (it names the image)."""
+def _prepared(ahead: list[PreparedBatch], batches: Iterator[PreparedBatch], handed: list[int]) -> Generator[PreparedBatch, None, None]:
+    """The codec stage's batches, in order (``ahead`` first); a batch that carries an error raises it (it names the image)."""
+    for batch in ahead:
+        if batch.error is not None:
+            raise batch.error
+        yield batch
     for batch in batches:
         if batch.error is not None:
             raise batch.error
