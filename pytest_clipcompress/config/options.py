@@ -270,7 +270,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "workers",
         "processes that decode and compress images ahead of the model; 0 does it in this process "
-        "(default: one per CPU core this process may use, the cores split among pytest-xdist's workers)",
+        "(default: one per CPU core this process may use, the cores split among pytest-xdist's workers; "
+        "with a model on the CPU, started only when a dataset's codec work outweighs their start)",
         "N",
         parse=whole(None, 0),
     ),
