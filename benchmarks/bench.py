@@ -900,7 +900,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small N and single repetitions (~2 min)")
     parser.add_argument("--markdown", action="store_true", help="also print the tables as markdown")
     parser.add_argument("--batch-size", type=int, default=64, help="batch size of plugin and loop (plugin default: 64)")
-    parser.add_argument("--workers", type=int, help="plugin preprocessing threads (default: the plugin's default)")
+    parser.add_argument("--workers", type=int, help="the plugin's --clip-workers: codec worker processes, always started (default: the plugin's default)")
     parser.add_argument("--extra-workers", type=int, nargs="*", default=[], help="also time the plugin with these --clip-workers values")
     parser.add_argument("--threads", type=int, help="torch intra-op threads for everything (default: torch's default)")
     parser.add_argument("--repeats", type=int, help="repetitions of (a)")

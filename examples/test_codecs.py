@@ -16,4 +16,4 @@ from pytest_clipcompress import assert_accuracy
 @pytest.mark.compression("avif", quality=75)
 @pytest.mark.compression("jpeg2000", rate=4)
 def test_codecs_keep_accuracy(clip_eval):
-    assert_accuracy(clip_eval(), min_accuracy=0.70)
+    assert_accuracy(clip_eval(), min_accuracy=0.70, max_drop=0.30)

@@ -23,7 +23,7 @@ def test_demo_uncompressed(clip_eval):
 def test_demo_under_jpeg(clip_eval, compression, request):
     if compression.param("quality") <= HARSH_QUALITY:
         request.applymarker(pytest.mark.xfail(strict=True, reason="JPEG erases the demo's fine textures"))
-    assert_accuracy(clip_eval(), min_accuracy=0.85)
+    assert_accuracy(clip_eval(), min_accuracy=0.85, max_drop=0.15)  # replaces the ini's 5-point max_drop for this test
 
 
 @pytest.mark.clip_dataset("demo")

@@ -16,7 +16,7 @@ FULL_CHROMA = cs.subsamplings().filter(lambda s: s == "4:4:4")
 @settings(max_examples=10, deadline=None)
 @given(compression=cs.jpeg(quality=cs.qualities(90, 100), subsampling=FULL_CHROMA))
 def test_floor_holds_for_any_fine_jpeg(clip_eval, compression):
-    assert_accuracy(clip_eval(dataset="demo", compression=compression), min_accuracy=0.85)
+    assert_accuracy(clip_eval(dataset="demo", compression=compression), min_accuracy=0.85, max_drop=0.15)
 
 
 def test_breaking_point_stays_below_quality_90(clip_breaking_point):

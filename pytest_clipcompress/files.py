@@ -1,5 +1,6 @@
-"""Writing files a user keeps: atomically (a reader sees the old file or the new one, never half),
-and checks at the start of a run that every output path can be written.
+"""Writing files a user keeps: atomically (a reader sees the old file or the new one, never half,
+and missing folders are made on the way), and checks at the start of a run that every output
+path can be written.
 
 Foundation: imports nothing else of the package but its errors, so the results file, the report
 folder, the cache and the Markdown summary all write the same way.
@@ -14,7 +15,7 @@ from typing import Literal
 
 from .errors import ConfigError
 
-OutputKind = Literal["file", "dir", "tree"]
+OutputKind = Literal["file", "dir"]
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -47,27 +48,32 @@ def atomic_write_text(path: Path, text: str) -> None:
 def check_output_path(flag: str, path: Path, kind: OutputKind) -> None:
     """Raise a one-line :class:`ConfigError` unless the plugin can write ``path``.
 
-    ``file``: a file in an existing folder (the results file); ``dir``: a folder, made if missing,
-    in an existing folder (the report); ``tree``: a folder made with its parents as needed (the
-    cache). Writability is probed with a real temporary file, which also catches read-only mounts.
+    ``file``: a file (the results file, the summary, the baseline); ``dir``: a folder (the report,
+    the cache). Missing folders are allowed, as for pytest's ``--junitxml``: they are made when the
+    output is first written, so a run refused at its start leaves none behind. What is checked
+    now is that they can be made: the nearest folder on the way that exists is a folder, and a real
+    temporary file can be written in it (which also catches read-only mounts).
     """
     path = Path(path)
     if kind == "file" and path.is_dir():
         raise ConfigError(f"{flag} {path} is a folder; give a file path, e.g. {path / 'results.json'}")
-    if kind != "file" and path.exists() and not path.is_dir():
+    if kind == "dir" and path.exists() and not path.is_dir():
         raise ConfigError(f"{flag} {path} is a file; give a folder path or move the file away")
-    folder = path if kind != "file" and path.is_dir() else path.parent
-    if kind == "tree":
-        while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
-            folder = folder.parent
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"{flag} {path}: {folder} is a file, not a folder")
-    if not folder.exists():
-        raise ConfigError(f"{flag} {path}: the folder {folder} does not exist; create it or choose another path")
+    folder = path if kind == "dir" else path.parent
+    existing = folder
+    while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
+        existing = existing.parent
+    if existing.is_symlink() and not existing.exists():
+        raise ConfigError(f"{flag} {path}: {existing} is a link to nothing; point it at a folder or choose another path")
+    if not existing.is_dir():
+        raise ConfigError(f"{flag} {path}: {existing} is a file, not a folder")
     try:
-        probe_write(folder)
+        probe_write(existing)
     except OSError as error:
-        raise ConfigError(f"{flag} {path}: cannot write in {folder} ({error.strerror or error}); choose a writable path") from None
+        reason = error.strerror or str(error)
+        if existing == folder:
+            raise ConfigError(f"{flag} {path}: cannot write in {folder} ({reason}); choose a writable path") from None
+        raise ConfigError(f"{flag} {path}: cannot create {folder} in {existing} ({reason}); choose a writable path") from None
 
 
 def probe_write(folder: Path) -> None:

@@ -53,13 +53,42 @@ def python2_pickle(value: object) -> bytes:
                 emit(key)
                 emit(element)
             out.extend(pickle.SETITEMS)
-        elif isinstance(item, np.ndarray):
+        elif isinstance(item, (np.ndarray, DeclaredArray)):
             out.extend(pickle.dumps(item, protocol=2)[2:-1])  # without its PROTO header and STOP
         else:
             raise TypeError(f"cannot write {type(item).__name__}")
 
     emit(value)
     return bytes(out + pickle.STOP)
+
+
+class DeclaredType:
+    """A numpy type pickled as numpy does, with its stored item size or flags replaced (a crafted file)."""
+
+    def __init__(self, spec: str, itemsize: int | None = None, flags: int | None = None) -> None:
+        self.spec, self.itemsize, self.flags = spec, itemsize, flags
+
+    def __reduce__(self) -> tuple:
+        rebuild, arguments, state = np.dtype(self.spec).__reduce__()
+        # numpy's state: (version, byte order, sub-array, names, fields, item size, alignment, flags)
+        state = (*state[:5], state[5] if self.itemsize is None else self.itemsize, state[6], state[7] if self.flags is None else self.flags)
+        return rebuild, arguments, state
+
+
+class DeclaredArray:
+    """An ndarray pickled as numpy does (an empty placeholder, then its state), with any shape, type and data.
+
+    Files holding these promise what they need not hold: a placeholder or a shape larger than the
+    data, a list shorter than the shape, a type whose stored details are not numpy's.
+    """
+
+    def __init__(self, shape: tuple[int, ...], dtype: str | DeclaredType, data: bytes | list, placeholder: tuple[int, ...] = (0,)) -> None:
+        self.shape, self.dtype, self.data, self.placeholder = shape, dtype, data, placeholder
+
+    def __reduce__(self) -> tuple:
+        reconstruct = np.zeros(0).__reduce__()[0]  # numpy's own rebuilder, found through its public reduce
+        dtype = np.dtype(self.dtype) if isinstance(self.dtype, str) else self.dtype
+        return reconstruct, (np.ndarray, self.placeholder, b"b"), (1, self.shape, dtype, False, self.data)
 
 
 def write_cifar10(root: Path, images: np.ndarray, labels: list[int], python2: bool = True) -> Path:
@@ -95,7 +124,7 @@ def random_images(count: int, side: int, seed: int = 0) -> np.ndarray:
 def without_run_block(text: str) -> str:
     """The results file without its run metadata (time, versions, commit), the one part allowed to differ."""
     data = json.loads(text)
-    assert set(data["run"]) == {"models", "device", "precision", "versions", "git", "started_utc"}
+    assert set(data["run"]) <= {"models", "device", "precision", "versions", "git", "started_utc", "settings", "shards"}
     del data["run"]
     return json.dumps(data, indent=2, sort_keys=True)
 
@@ -112,7 +141,7 @@ def attribution_info(index: int, label: int = 0, **overrides: object) -> Attribu
         "steps": 50,
         "method": "riemann_trapezoid",
         "f_input": 1.7,
-        "f_baseline": 0.1,
+        "f_reference": 0.1,
         "delta_f": 1.6,
         "sum_attributions": 1.59,
         "completeness_gap": 0.01,
@@ -124,10 +153,79 @@ def attribution_info(index: int, label: int = 0, **overrides: object) -> Attribu
         "model": "tiny-clip",
         "dataset": "cifar10",
         "compression_id": "jpeg-q10",
-        "baseline": "uncompressed",
+        "reference_input": "uncompressed",
+        "chosen_as": "compression flip",
         "true_name": f"class {label}",
         "pred_uncompressed_name": f"class {label}",
         "pred_compressed_name": "class 1",
     }
     values.update(overrides)
     return cast("AttributionItem", values)
+
+
+def write_cifar100(root: Path, images: np.ndarray, labels: list[int], names: list[str]) -> Path:
+    """CIFAR-100's official python layout: ``cifar-100-python/test`` and ``meta`` as Python 2 pickles (bytes keys)."""
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    data = images.transpose(0, 3, 1, 2).reshape(len(images), 3072)
+    coarse = [label // 5 for label in labels]
+    test = {b"filenames": [b"x.png"] * len(labels), b"batch_label": b"testing batch 1 of 1", b"fine_labels": labels, b"coarse_labels": coarse, b"data": data}
+    meta = {b"fine_label_names": [name.encode() for name in names], b"coarse_label_names": [f"group{i}".encode() for i in range(20)]}
+    (folder / "test").write_bytes(python2_pickle(test))
+    (folder / "meta").write_bytes(python2_pickle(meta))
+    return folder
+
+
+def write_wds(
+    root: Path, images: np.ndarray, labels: list[int], classes: list[str], templates: list[str], image_format: str = "webp", per_shard: int = 5
+) -> Path:
+    """A dataset as CLIP_benchmark's ``convert_dataset`` writes it, with webdataset's ``ShardWriter``:
+    ``test/%d.tar`` shards of ``s%07d`` samples (lossless WebP, PNG or JPEG bytes and a ``.cls`` label),
+    ``test/nshards.txt``, ``classnames.txt`` and ``zeroshot_classification_templates.txt``."""
+    import io
+
+    import webdataset
+    from PIL import Image
+
+    options = {"webp": {"format": "webp", "lossless": True}, "png": {"format": "png"}, "jpg": {"format": "jpeg"}}[image_format]
+    (root / "test").mkdir(parents=True)
+    (root / "classnames.txt").write_text("\n".join(classes) + "\n")
+    (root / "zeroshot_classification_templates.txt").write_text("\n".join(templates) + "\n")
+    with webdataset.ShardWriter(str(root / "test" / "%d.tar"), maxcount=per_shard, verbose=0) as sink:
+        for index, (array, label) in enumerate(zip(images, labels, strict=True)):
+            stream = io.BytesIO()
+            Image.fromarray(array).save(stream, **options)
+            sink.write({"__key__": f"s{index:07d}", image_format: stream.getvalue(), "cls": label})
+        shards = sink.shard
+    (root / "test" / "nshards.txt").write_text(f"{shards}\n")
+    return root
+
+
+def write_image_folder(root: Path, images: np.ndarray, labels: list[int], classes: list[str]) -> Path:
+    """``<class>/<NNNN>.png``: lossless, so the pixels are the array's."""
+    from PIL import Image
+
+    for index, (array, label) in enumerate(zip(images, labels, strict=True)):
+        path = root / classes[label] / f"{index:04d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(array).save(path)
+    return root
+
+
+def write_imagenet(root: Path, files: dict[str, list[int]], wnids: list[str], meta: bool = True, side: int = 40) -> Path:
+    """torchvision's ImageNet layout: ``val/<wnid>/ILSVRC2012_val_NNNNNNNN.JPEG`` for the image numbers in
+    ``files``, and (``meta``) ``meta.bin`` as ``torchvision.datasets.ImageNet`` saves it:
+    ``torch.save((wnid_to_classes, val_wnids))`` over all 1,000 ``wnids``."""
+    import torch
+    from PIL import Image
+
+    val_wnids = [wnids[number % len(wnids)] for number in range(50000)]
+    for wnid, numbers in files.items():
+        (root / "val" / wnid).mkdir(parents=True, exist_ok=True)
+        for number in numbers:
+            val_wnids[number - 1] = wnid
+            pixels = random_images(1, side, seed=number)[0]
+            Image.fromarray(pixels).save(root / "val" / wnid / f"ILSVRC2012_val_{number:08d}.JPEG", quality=90)
+    if meta:
+        torch.save(({wnid: (f"name of {wnid}",) for wnid in wnids}, val_wnids), root / "meta.bin")
+    return root

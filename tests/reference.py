@@ -113,3 +113,30 @@ def hand_newcombe(n11: int, n12: int, n21: int, n22: int, confidence: float = 0.
     lower = (p1 - p2) - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2 - 2 * psi * (p1 - l1) * (u2 - p2))
     upper = (p1 - p2) + math.sqrt((p2 - l2) ** 2 + (u1 - p1) ** 2 - 2 * psi * (p2 - l2) * (u1 - p1))
     return max(-1.0, lower), min(1.0, upper)
+
+
+def clip_benchmark_top_k(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """CLIP_benchmark's ``accuracy(output, target, topk=(k,))``: ``torch.topk`` of the logits, then the
+    share of targets among the first ``k`` predictions (clip_benchmark/metrics/zeroshot_classification.py)."""
+    import torch
+
+    output, target = torch.from_numpy(logits), torch.from_numpy(labels)
+    pred = output.topk(k, 1, True, True)[1].t()
+    correct = pred.eq(target.view(1, -1).expand_as(pred))
+    return float(correct[:k].reshape(-1).float().sum(0).item()) / len(target)
+
+
+def balanced_accuracy(labels: Sequence[int], predictions: Sequence[int]) -> float:
+    """scikit-learn's ``balanced_accuracy_score`` from its definition: the confusion matrix over the
+    labels that occur in either sequence, the diagonal over each row's total, rows with no true
+    sample (classes only ever predicted) dropped, then the plain mean."""
+    classes = sorted(set(labels) | set(predictions))
+    matrix = {(t, p): 0 for t in classes for p in classes}
+    for t, p in zip(labels, predictions, strict=True):
+        matrix[(t, p)] += 1
+    recalls = []
+    for c in classes:
+        row = sum(matrix[(c, p)] for p in classes)
+        if row:
+            recalls.append(matrix[(c, c)] / row)
+    return sum(recalls) / len(recalls)

@@ -232,7 +232,7 @@ def test_render_png_and_html_table(case: Case) -> None:
         3,
         label=case.label,
         f_input=f_input,
-        f_baseline=f_baseline,
+        f_reference=f_baseline,
         delta_f=f_input - f_baseline,
         sum_attributions=float(attributions.sum()),
         true_name=CLASS_NAMES[case.label],

@@ -25,6 +25,11 @@ class FakeResult:
     accuracy: float
     drop: float
     bits_per_pixel: float
+    # The other built-in metrics read these; the search itself runs on accuracy or drop here.
+    top5: float | None = None
+    baseline_top5: float | None = None
+    mean_per_class_recall: float = 0.5
+    baseline_mean_per_class_recall: float = 0.5
 
 
 class FakeEvaluator:
@@ -163,7 +168,9 @@ def test_to_dict_is_json_ready() -> None:
     point = find_breaking_point(FakeEvaluator("quality", jpeg_accuracy), "jpeg", "quality", floor=0.5)
     record = json.loads(json.dumps(point.to_dict()))
     assert record["breaking_value"] == 16
-    assert set(record["frontier"][0]) == {"setting", "value", "accuracy", "drop", "bits_per_pixel", "passes"}
+    metrics = {"accuracy", "drop", "top5", "top5_drop", "mean_per_class_recall", "mean_per_class_recall_drop"}
+    assert set(record["frontier"][0]) == {"setting", "value", "bits_per_pixel", "passes", *metrics}
+    assert record["frontier"][0]["top5"] is None  # undefined (here: not given), null in strict JSON rather than NaN
 
 
 @pytest.mark.parametrize(

@@ -119,7 +119,7 @@ def test_summary_matches_the_golden_file() -> None:
 def test_summary_puts_unexpected_failures_first_and_counts_xfail_apart() -> None:
     text = summary_markdown(RECORDS, CHECKS, POINTS, run=RUN)
     lines = text.splitlines()
-    assert lines[2] == "**2 of 4 floor checks failed**, 1 failed as expected (xfail); 5 evaluations."
+    assert lines[2] == "**2 of 4 checks failed**, 1 failed as expected (xfail); 5 evaluations."
     failures = lines[lines.index("### Failures") + 4 :]
     assert failures[0].startswith(
         "| `tests/test_x.py::test_jpeg[cifar10-jpeg-q25]` | `ViT-B-32/openai` | `cifar10` | `jpeg-q25` | accuracy 71.00%; drop 19.00 points |"
@@ -283,7 +283,7 @@ def test_ci_outputs_are_the_same_serial_and_under_xdist(pytester: pytest.Pyteste
             f"| `test_ci_outputs_are_the_same_serial_and_under_xdist.py::{FAILING}` "
             "| `clipcompress-demo/clipcompress-demo.pt` | `demo` | `jpeg-q25-s444` | accuracy "
         )
-        assert "**1 of 3 floor checks failed**, 1 failed as expected (xfail); 3 evaluations." in lines
+        assert "**1 of 3 checks failed**, 1 failed as expected (xfail); 3 evaluations." in lines
         # The facts of the model the workers loaded, as this process computes them from the same checkpoint.
         from pytest_clipcompress.config.settings import build_settings
         from pytest_clipcompress.engine.evaluator import Evaluator

@@ -183,7 +183,11 @@ def test_registrations_are_checked() -> None:
         register_dataset(DatasetSpec("a:b", lambda source: None))
     with pytest.raises(ConfigError, match="'accuracy' is built in"):
         register_metric(Metric("accuracy", lambda result: 0.0, higher_is_better=True, floor="min_accuracy"))
-    assert "broken" not in CODECS and "a:b" not in DATASETS and list(METRICS) == ["accuracy", "drop"]
+    assert (
+        "broken" not in CODECS
+        and "a:b" not in DATASETS
+        and list(METRICS) == ["accuracy", "drop", "top5", "top5_drop", "mean_per_class_recall", "mean_per_class_recall_drop"]
+    )
 
 
 def test_a_loader_must_name_its_dataset_canonically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -204,4 +208,4 @@ def test_extending_examples_run_as_written(tmp_path: Path, monkeypatch: pytest.M
     namespace: dict[str, object] = {"__name__": "extending_example"}
     for block in blocks:
         exec(compile(block, str(DOCS / "extending.md"), "exec"), namespace)  # the docs' own examples
-    assert {"leveljpeg", "patches", "top5_accuracy"} <= set(CODECS) | set(DATASETS) | set(METRICS)
+    assert {"leveljpeg", "patches", "top3"} <= set(CODECS) | set(DATASETS) | set(METRICS)

@@ -178,8 +178,14 @@ def test_assert_not_worse_uses_margin_and_mcnemar() -> None:
         assert_not_worse(much, reference, max_regression=0.01)
     text = str(failure.value)
     assert "candidate is worse than release on d under jpeg-q50" in text
-    assert f"b=12 images right in release and wrong in candidate, c=0 the other way round; exact McNemar p={hand_mcnemar(12, 0):.3g} < alpha 0.05" in text
+    row = next(line for line in text.splitlines() if line.lstrip().startswith("accuracy under jpeg-q50"))
+    low, high = hand_newcombe(28, 12, 0, 0)  # reference minus candidate; the message shows candidate minus reference
+    assert row.split()[3:9] == ["100.00%", "70.00%", "-30.00", f"{-high * 100:+.2f}", "to", f"{-low * 100:+.2f}"]
+    assert row.split()[9] == f"{hand_mcnemar(12, 0):.3g}" and row.rstrip().endswith("regressed")
     assert "classes lost a -12" in text
+    changes = {c["quantity"]: c for c in much.checks[-1]["changes"]}
+    # The clean predictions agree on all 40 images, yet 40 images cannot rule out a 1-point loss: inconclusive.
+    assert (changes["compressed"]["b"], changes["compressed"]["c"]) == (12, 0) and changes["clean"]["verdict"] == "inconclusive"
     assert_not_worse(much, reference, max_regression=0.35)  # within the margin
 
 
@@ -357,14 +363,16 @@ def test_cli_compare_exit_codes_and_table(tmp_path: Path, capsys: pytest.Capture
     assert cli_main(["compare", str(old), str(new)]) == 0  # a table, no gate
     assert cli_main(["compare", str(old), str(new), "--fail-on-regression", "0.01"]) == 1
     out = capsys.readouterr().out
-    assert "m                    d            jpeg-q50             40  100.00%   70.00%   -30.00" in out
-    assert f"REGRESSION m on d under jpeg-q50: 30.00 points lost (b=12, c=0, p={hand_mcnemar(12, 0):.3g})" in out
+    assert "m on d under jpeg-q50 (same 40 images, margin 1.00 points): REGRESSED" in out
+    row = next(line for line in out.splitlines() if line.lstrip().startswith("accuracy under jpeg-q50"))
+    assert row.split()[3:6] == ["100.00%", "70.00%", "-30.00"] and row.rstrip().endswith("regressed")
+    assert f"REGRESSED m on d under jpeg-q50: accuracy -30.00 points (p={hand_mcnemar(12, 0):.3g})" in out
     assert cli_main(["compare", str(old), str(old), "--fail-on-regression", "0.01"]) == 0
     page = tmp_path / "compare.html"
     assert cli_main(["compare", str(old), str(new), "--fail-on-regression", "0.01", "--html", str(page)]) == 1
     html = page.read_text()
     low, high = hand_newcombe(28, 12, 0, 0)
-    assert '<td class="num worse">-30.00</td>' in html and f"{-high * 100:+.2f} to {-low * 100:+.2f}" in html and ">REGRESSED<" in html
+    assert '<td class="num regressed">-30.00</td>' in html and f"{-high * 100:+.2f} to {-low * 100:+.2f}" in html and ">regressed<" in html
     assert "a -&gt; b 12" in html  # flips, escaped
     assert cli_main(["compare", str(old), str(new), "--fail-on-regression", "0.01", "--html", str(page)]) == 1
     assert page.read_text() == html  # same comparison, same bytes
@@ -462,16 +470,23 @@ def test_degraded_checkpoint_fails_the_gate_and_passes_against_itself(pytester: 
     degraded.stdout.fnmatch_lines(
         [
             "*clipcompress-demo (clipcompress-demo/demo-noisy.pt) on demo under jpeg-q90 regressed against the baseline *base.json",
-            "*baseline *%",
-            "*this run *% *(same 100 images)",
-            "*change * points *(95% CI * to *)*margin max_regression=1.00 points: exceeded",
-            "*discordant   b=* images right in baseline and wrong in this run, c=* the other way round; exact McNemar p=* < alpha 0.05",
+            "*baseline: clipcompress-demo/clipcompress-demo.pt, weights *",
+            "*this run: clipcompress-demo/demo-noisy.pt, weights *",
+            "*quantity * baseline * this run * change * 95% CI (points) * p  verdict",
+            "*clean accuracy * -* to * regressed",
+            "*accuracy under jpeg-q90 * -* to * regressed",
+            "*drop (clean - jpeg-q90) *",
+            "*change: negative = the candidate is worse*",
+            "*same 100 images; margin max_regression=1.00 points, alpha 0.05",
             "*classes lost *",
         ]
     )
     assert "Traceback" not in degraded.stdout.str()
     degraded.stdout.fnmatch_lines(
-        ["against the baseline *base.json (change = this run minus baseline, same images):", "  clipcompress-demo *demo *jpeg-q90 * 100 *"]
+        [
+            "against the baseline *base.json (clipcompress-demo/clipcompress-demo.pt, weights *), on the same images:",
+            "  clipcompress-demo on demo under jpeg-q90 (same 100 images, margin 1.00 points): REGRESSED",
+        ]
     )
     itself = pytester.runpytest(*DEMO_ARGS, f"--clip-model=clipcompress-demo:{degraded_checkpoint}", f"--clip-baseline={noisy}")
     itself.assert_outcomes(passed=1)
@@ -483,7 +498,7 @@ def test_degraded_checkpoint_fails_the_gate_and_passes_against_itself(pytester: 
     )
 
     regressed = run_module_cli("compare", str(base), str(noisy), "--fail-on-regression", "0.01")
-    assert regressed.returncode == 1 and "REGRESSION clipcompress-demo on demo under jpeg-q90" in regressed.stdout
+    assert regressed.returncode == 1 and "REGRESSED clipcompress-demo on demo under jpeg-q90" in regressed.stdout
     same = run_module_cli("compare", str(noisy), str(noisy), "--fail-on-regression", "0.01")
     assert same.returncode == 0 and "no regression beyond 1.00 points" in same.stdout
 
@@ -528,11 +543,16 @@ def test_two_roles_side_by_side_in_one_session(pytester: pytest.Pytester, degrad
         junit_properties[mode] = role_properties(junit, json.loads(results.read_text())["evaluations"])
     assert junit_properties["serial"] == junit_properties["xdist"]
     run.stdout.fnmatch_lines(
-        ["*models side by side*", "*release->candidate *demo *jpeg-q90 * 100 *", "attributions: * flipped images of 2 failing tests*"], consecutive=False
+        [
+            "*models side by side*",
+            "*release -> candidate on demo under jpeg-q90 (same 100 images, margin 1.00 points): REGRESSED",
+            "attributions: * flipped images of 2 failing tests*",
+        ],
+        consecutive=False,
     )
     assert outputs["serial"] == outputs["xdist"]  # identical results with per-image outcomes, but for the run block
     page = (pytester.path / "serial" / "models.html").read_text()
-    assert "release \u2192 candidate" in page and "<td>demo</td><td>jpeg-q90</td>" in page
+    assert "release \u2192 candidate" in page and '<td rowspan="3">demo</td>' in page and '<td rowspan="3">jpeg-q90</td>' in page
     assert compare_links(pytester.path / "serial") == ["models.html"]
     assert 'src="charts/models_demo_jpeg.png"' in (pytester.path / "serial" / "index.html").read_text()  # both roles overlaid
     # The whole folder (index.html with its Compare line, models.html, charts) is the same under xdist.

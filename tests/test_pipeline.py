@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import pickle
 import re
 import signal
 import subprocess
@@ -189,21 +188,6 @@ def test_a_dataset_that_cannot_be_pickled_is_prepared_in_the_process(tiny_checkp
         pooled = evaluator(tiny_checkpoint, 2, **{"batch-size": "4"}).evaluate(TINY_MODEL, dataset, JPEG_50)
     inline = evaluator(tiny_checkpoint, 0, **{"batch-size": "4"}).evaluate(TINY_MODEL, dataset, JPEG_50)
     assert np.array_equal(pooled.logits, inline.logits)
-
-
-def test_memory_mapped_arrays_travel_as_their_file(tmp_path: Path) -> None:
-    raw = noise(6, 3, 20, seed=3).reshape(6, 3, 10, 6)  # stored channel-major like STL-10's file
-    raw.tofile(tmp_path / "images.bin")
-    mapped = np.memmap(tmp_path / "images.bin", dtype=np.uint8, mode="r", shape=(6, 3, 10, 6))
-    for images in (mapped.transpose(0, 3, 2, 1), mapped.transpose(0, 2, 3, 1)[4:1:-1]):
-        dataset = ArrayDataset("mapped", ("a",), images, np.zeros(len(images), dtype=np.int64), "m-0", ("{}",))
-        sent = pickle.dumps(dataset)
-        assert len(sent) < 1000  # the file's name and layout, not its bytes
-        arrived = pickle.loads(sent)
-        assert np.array_equal(arrived.images, images) and not arrived.images.flags.writeable
-        assert np.array_equal(np.asarray(arrived.image(1)), np.asarray(images[1]))
-    in_memory = ArrayDataset("memory", ("a",), np.asarray(raw), np.zeros(6, dtype=np.int64), "m-1", ("{}",))
-    assert np.array_equal(pickle.loads(pickle.dumps(in_memory)).images, raw)
 
 
 def test_worker_count_follows_the_cpu_share(tiny_checkpoint: Path) -> None:

@@ -101,7 +101,10 @@ def test_several_compression_markers_add_their_cases(pytester: pytest.Pytester, 
         ('compression("jpeg", qualty=50)', "unknown jpeg parameter(s) qualty; allowed: quality, subsampling"),
         ('compression("jpeg")', "jpeg needs quality"),
         ('compression("jpeg", quality=50, subsampling="4:1:1")', "jpeg subsampling='4:1:1' is not supported"),
-        ('clip_dataset("imagenet")', "unknown dataset 'imagenet'; choose one of cifar10, stl10, demo or imagefolder:PATH"),
+        (
+            'clip_dataset("imagenet")',
+            "unknown dataset 'imagenet'; choose one of cifar10, cifar100, stl10, imagenet1k[:PATH], demo, wds:DIR or imagefolder:PATH",
+        ),
     ],
 )
 def test_marker_errors_are_collection_errors_naming_the_test(pytester: pytest.Pytester, marker: str, message: str) -> None:
@@ -216,7 +219,7 @@ def test_cli_wins_over_ini_and_ini_floors_apply(pytester: pytest.Pytester, tiny_
     )
     from_ini = pytester.runpytest(*tiny_args, "--clip-ig-samples", "0", "-p", "no:cacheprovider")
     from_ini.assert_outcomes(failed=1)
-    from_ini.stdout.fnmatch_lines(["*(n=50)*", "*floor min_accuracy=99.00%: FAILED*"])
+    from_ini.stdout.fnmatch_lines(["*(n=50)*", "*floor min_accuracy=99.00% (configured: clip_min_accuracy in the ini file or --clip-min-accuracy): FAILED*"])
     from_cli = pytester.runpytest(*tiny_args, "--clip-samples", "20", "--clip-min-accuracy", "0", "-p", "no:cacheprovider")
     from_cli.assert_outcomes(passed=1)
 

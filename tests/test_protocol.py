@@ -12,7 +12,7 @@ from PIL import Image
 from pytest_clipcompress.config.options import PAPER_PROTOCOL
 from pytest_clipcompress.config.settings import Settings, build_settings
 from pytest_clipcompress.errors import ConfigError
-from pytest_clipcompress.ig.explain import baseline_image
+from pytest_clipcompress.ig.explain import reference_image
 
 
 def settings_from(values: dict[str, object]) -> Settings:
@@ -37,10 +37,10 @@ def test_jpeg_q100_baseline_is_pillows_quality_100_round_trip() -> None:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=100)  # the released code: Pillow's other defaults
     expected = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
-    baseline = baseline_image("jpeg-q100", image, image)
+    baseline = reference_image("jpeg-q100", image, image)
     assert np.array_equal(np.asarray(baseline), expected)
     assert not np.array_equal(np.asarray(baseline), pixels)  # q100 is not lossless (4:2:0 chroma)
-    assert baseline_image("uncompressed", image, image) is image
+    assert reference_image("uncompressed", image, image) is image
 
 
 def test_paper_protocol_explains_from_the_q100_jpeg_with_51_points(tmp_path: Path) -> None:
@@ -58,7 +58,7 @@ def test_paper_protocol_explains_from_the_q100_jpeg_with_51_points(tmp_path: Pat
     assert result.templates == "paper" and len(result.flipped) > 0
     data, _ = explain([result], evaluator, settings.ig)
     item = data["items"][0]
-    assert (item["baseline"], item["steps"], item["method"]) == ("jpeg-q100", 51, "riemann_trapezoid")
+    assert (item["reference_input"], item["steps"], item["method"]) == ("jpeg-q100", 51, "riemann_trapezoid")
     # F(baseline) is the cross-entropy of the q100 JPEG of the image, computed here without the plugin's baseline code.
     original = evaluator.dataset("demo").image(item["index"])
     buffer = io.BytesIO()
@@ -68,7 +68,7 @@ def test_paper_protocol_explains_from_the_q100_jpeg_with_51_points(tmp_path: Pat
     with torch.no_grad():
         logits = evaluator.classifier_for(result)(loaded.preprocess(q100).unsqueeze(0))
     expected = float(F.cross_entropy(logits, torch.tensor([item["label"]])))
-    assert item["f_baseline"] == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    assert item["f_reference"] == pytest.approx(expected, rel=1e-5, abs=1e-6)
     assert item["completeness_gap"] < 0.05 * abs(item["delta_f"]) + 1e-3
 
 

@@ -1,7 +1,8 @@
 """Hostile and unlucky input (issue 14, input side): each class ends in a clean message or a clean pass.
 
 Cache faults degrade to one warning, images go through one guard, malformed CIFAR-10 files and
-templates are refused with the documented message, numbers of any real type are accepted and
+templates are refused with the documented message, sizes a pickle declares beyond what it holds are
+refused before anything is allocated, numbers of any real type are accepted and
 stored as plain floats, and the ids we generate carry no markup.
 """
 
@@ -15,6 +16,8 @@ import os
 import pickle
 import re
 import struct
+import subprocess
+import sys
 import tempfile
 import warnings
 import zlib
@@ -35,12 +38,14 @@ from pytest_clipcompress.config.settings import build_settings
 from pytest_clipcompress.data.cifar10 import load_cifar10
 from pytest_clipcompress.data.folder import load_image_folder
 from pytest_clipcompress.data.registry import dataset_id
+from pytest_clipcompress.data.safe_pickle import unpickle_dict
 from pytest_clipcompress.data.stl10 import load_stl10
 from pytest_clipcompress.engine.cache import CacheWarning, LogitsCache
 from pytest_clipcompress.errors import ConfigError, DatasetError
 from pytest_clipcompress.inputs import check_fraction, display_text, real_number, safe_id
 
 from .conftest import TINY_CONFIG, TINY_MODEL
+from .helpers import DeclaredArray, DeclaredType, python2_pickle
 from .test_datasets import (
     CIFAR_CLASSES,
     STL_CLASSES,
@@ -434,6 +439,198 @@ def test_cifar10_label_names_must_be_names(tmp_path: Path) -> None:
     with open(folder / "batches.meta", "wb") as handle:
         pickle.dump({b"label_names": [n.encode("latin-1") for n in ["caf\xe9", *CIFAR_CLASSES[1:]]]}, handle, protocol=2)
     assert load_cifar10(tmp_path, offline=True).classes[0] == "caf\xe9"
+
+
+# --- sizes a pickle declares: checked against what the file holds before anything is allocated -------
+
+PiB = 2**50
+SIZE_CASES: dict[str, tuple[object, str]] = {
+    # An array is rebuilt as numpy pickles it: _reconstruct(ndarray, placeholder shape, "b"), then its state.
+    "placeholder of 1 PiB": (
+        DeclaredArray((4, 3072), "u1", bytes(4 * 3072), placeholder=(PiB,)),
+        r"an array placeholder of shape \(1125899906842624,\) and type int8 needs 1,125,899,906,842,624 bytes; the file holds [\d,]+\)",
+    ),
+    "shape of 1 PiB over 12 KiB of data": (
+        DeclaredArray((PiB,), "u1", bytes(4 * 3072)),
+        r"an array of shape \(1125899906842624,\) and type uint8 needs 1,125,899,906,842,624 bytes; the file holds 12,288\)",
+    ),
+    "shape past 64-bit sizes": (
+        DeclaredArray((2**62, 2**62), "u1", bytes(16)),
+        r"needs 21,267,647,932,558,653,966,460,912,964,485,513,216 bytes; the file holds 16\)",
+    ),
+    "item size of 1 TiB": (
+        DeclaredArray((1,), DeclaredType("V8", itemsize=2**40), bytes(8)),
+        r"the array type \S+ is stored with item size 1,099,511,627,776",
+    ),
+    "object array of 2**40 items listing 2": (
+        DeclaredArray((2**40,), "O", [0, 1]),
+        r"an object array of shape \(1099511627776,\) needs a list of 1,099,511,627,776 items; the file holds 2 items",
+    ),
+    "object array of 10 items listing 2": (DeclaredArray((10,), "O", [0, 1]), r"needs a list of 10 items; the file holds 2 items"),  # numpy reads past the list
+    "object type without its object flags": (
+        DeclaredArray((1,), DeclaredType("O", flags=0), b"A" * 8),
+        r"the array type object is stored with item size 8, alignment 8 and flags 0, unlike numpy's own",
+    ),
+    "uint8 type with object flags": (
+        DeclaredArray((2,), DeclaredType("u1", flags=63), [1, 2]),
+        r"the array type uint8 is stored with item size 1, alignment 1 and flags 63",
+    ),
+    # Lengths in the opcodes themselves: CPython allocates a declared length, and a memo table up to the slot, before reading.
+    "bytes8 of 1 PiB": (b"\x80\x04" + pickle.BINBYTES8 + struct.pack("<Q", PiB) + b"abc", r"expected 1125899906842624 bytes in a bytes8, but only 3 remain"),
+    "bytearray8 of 1 PiB": (
+        b"\x80\x05" + pickle.BYTEARRAY8 + struct.pack("<Q", PiB) + b"abc",
+        r"expected 1125899906842624 bytes in a bytearray8, but only 3 remain",
+    ),
+    "unicode8 of 1 PiB": (
+        b"\x80\x04" + pickle.BINUNICODE8 + struct.pack("<Q", PiB) + b"abc",
+        r"expected 1125899906842624 bytes in a unicodestring8, but only 3 remain",
+    ),
+    "Python 2 string of 2 GiB": (
+        b"\x80\x02" + pickle.BINSTRING + struct.pack("<i", 2**31 - 1) + b"abc",
+        r"expected 2147483647 bytes in a string4, but only 3 remain",
+    ),
+    "frame of 1 PiB": (b"\x80\x04" + pickle.FRAME + struct.pack("<Q", PiB) + b"}.", r"a frame at byte 2 needs 1,125,899,906,842,624 bytes; the file holds 2\)"),
+    "memo slot 2**28 (4 GiB of memo)": (
+        b"\x80\x02}" + pickle.LONG_BINPUT + struct.pack("<I", 2**28) + b".",
+        r"memo slot 268,435,456 at byte 3 after 0 stored objects",
+    ),
+    "memo slot 10**15": (b"\x80\x02}" + pickle.PUT + b"1000000000000000\n.", r"memo slot 1,000,000,000,000,000 at byte 3 after 0 stored objects"),
+}
+PICKLE_FILES = {"test_batch": b"data", "batches.meta": b"label_names"}
+
+# Each crafted folder is loaded in a child process with 2 GiB of address space, so a guard that
+# breaks fails its own case (numpy reading past a short list crashes; a memo slot of 2**28 takes
+# 4 GiB) instead of taking the test run down.
+LOAD_EACH = """
+import json, resource, sys
+from pathlib import Path
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+from pytest_clipcompress.data.cifar10 import load_cifar10
+from pytest_clipcompress.errors import DatasetError
+for root in sys.argv[1:]:
+    try:
+        dataset = load_cifar10(Path(root), offline=True)
+        outcome = f"loaded {len(dataset)} images, data flags {dataset.images.dtype.flags}"
+    except DatasetError as error:
+        outcome = str(error)
+    except Exception as error:
+        outcome = f"unexpected {type(error).__name__}: {error}"
+    print(json.dumps([root, outcome]), flush=True)
+"""
+
+
+def crafted_file(case: object, name: str) -> bytes:
+    """A whole file of raw opcodes, or the file ``name`` with ``case`` where its array or list goes."""
+    if isinstance(case, bytes):
+        return case
+    if name == "test_batch":
+        return python2_pickle({b"batch_label": b"crafted", b"labels": [0, 1, 2, 3], b"data": case})
+    return python2_pickle({b"label_names": case, b"num_cases_per_batch": 10000, b"num_vis": 3072})
+
+
+def rebuilt_type_batch() -> bytes:
+    """A test_batch whose data takes a uint8 type that the file then rebuilds with object flags."""
+    uint8_state = b"(K\x03U\x01|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK%ctb"  # (3, '|', None, None, None, -1, -1, flags) BUILD
+    return b"".join(
+        [
+            b"\x80\x02}(U\x06labels](K\x00K\x01K\x02K\x03e",
+            b"U\x04kindcnumpy\ndtype\nU\x02u1K\x00K\x01\x87Rq\x00" + uint8_state % 0,  # the type, in memo slot 0
+            b"U\x04datacnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85U\x01b\x87R",
+            b"(K\x01J\x04\x00\x00\x00M\x00\x0c\x86h\x00\x89T" + struct.pack("<i", 4 * 3072) + bytes(4 * 3072) + b"tb",  # (1, (4, 3072), slot 0, False, data)
+            b"U\x05againh\x00" + uint8_state % 63 + b"u.",  # slot 0 rebuilt: a uint8 type claiming objects
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def crafted_outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], str]:
+    """What load_cifar10 says about each crafted file (every case in both pickles), from one child process.
+
+    ``("child", "exit")`` holds how the child ended: its exit status and what it wrote to stderr.
+    """
+    base = tmp_path_factory.mktemp("crafted")
+    roots: dict[str, tuple[str, str]] = {}
+    for index, (case, name) in enumerate([*((c, n) for c in SIZE_CASES for n in PICKLE_FILES), ("rebuilt type", "test_batch")]):
+        folder = write_cifar10(base / str(index), random_images(4, 32), [0, 1, 2, 3])
+        (folder / name).write_bytes(rebuilt_type_batch() if case == "rebuilt type" else crafted_file(SIZE_CASES[case][0], name))
+        roots[str(base / str(index))] = (case, name)
+    environment = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    child = subprocess.run([sys.executable, "-c", LOAD_EACH, *roots], capture_output=True, text=True, timeout=120, env=environment)
+    ended = f"exit {child.returncode}; stderr: {child.stderr[-2000:]!r}"
+    outcomes = dict.fromkeys(roots.values(), f"no outcome: the child process ended before this case ({ended})")
+    outcomes.update((roots[root], outcome) for root, outcome in map(json.loads, child.stdout.splitlines()))
+    return {**outcomes, ("child", "exit"): ended}
+
+
+@pytest.mark.parametrize("name", PICKLE_FILES)
+@pytest.mark.parametrize("case", SIZE_CASES)
+def test_declared_sizes_beyond_the_file_are_refused_before_allocating(crafted_outcomes: dict[tuple[str, str], str], case: str, name: str) -> None:
+    message = crafted_outcomes[(case, name)]
+    assert re.fullmatch(rf".*/cifar-10-batches-py/{re.escape(name)} is truncated or corrupt \(.*\); delete it and download the dataset again", message), message
+    assert re.search(SIZE_CASES[case][1], message), message
+
+
+def test_a_type_rebuilt_after_its_array_took_it_leaves_the_array_alone(crafted_outcomes: dict[tuple[str, str], str]) -> None:
+    # numpy's arrays get numpy's own type objects, never the file's, so a later rebuild changes nothing they use.
+    assert crafted_outcomes[("rebuilt type", "test_batch")] == f"loaded 4 images, data flags {np.dtype(np.uint8).flags}"
+    assert crafted_outcomes[("child", "exit")] == "exit 0; stderr: ''"  # nothing went wrong when the arrays were freed either
+
+
+@pytest.mark.parametrize("name", PICKLE_FILES)
+def test_an_unreadable_pickle_is_one_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    folder = write_cifar10(tmp_path, random_images(4, 32), [0, 1, 2, 3])
+    real_read = Path.read_bytes
+
+    def denied(self: Path) -> bytes:
+        if self.name == name:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", denied)  # root ignores chmod, so the OS error is simulated
+    with pytest.raises(DatasetError) as error:
+        load_cifar10(tmp_path, offline=True)
+    assert str(error.value) == f"cannot read {folder / name} (PermissionError: Permission denied); check its permissions"
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_arrays_of_every_plain_type_load_as_numpy_loads_them(tmp_path: Path, protocol: int) -> None:
+    arrays = [
+        np.arange(6, dtype=">i4").reshape(2, 3),
+        np.asfortranarray(np.arange(6).reshape(2, 3)),
+        np.array([b"ab", b"c"]),
+        np.array(["ab", "\xe9"]),
+        np.array(["2020-01-01"], dtype="M8[ns]"),
+        np.array([True, False]),
+        np.zeros(3, np.float16),
+        np.array([1 + 2j]),
+        np.array([1, None, "x", np.arange(2)], dtype=object),
+    ]
+    if protocol > 2:  # protocol 2 writes empty bytes as a call to bytes(), which the guard refuses
+        arrays.append(np.empty((10**12, 3072), dtype="V0"))
+    blob = pickle.dumps({"arrays": arrays, "pair": (arrays[0], [arrays[1]])}, protocol=protocol)
+    (tmp_path / "arrays.pickle").write_bytes(blob)
+    loaded, expected = unpickle_dict(tmp_path / "arrays.pickle", "test"), pickle.loads(blob)  # numpy's own rebuild (our own file)
+    for ours, theirs in zip(loaded["arrays"], expected["arrays"], strict=True):
+        assert type(ours) is np.ndarray and (ours.dtype, ours.shape, ours.strides) == (theirs.dtype, theirs.shape, theirs.strides)
+        assert ours[:3].tolist() == theirs[:3].tolist() if theirs.dtype.hasobject else ours.tobytes() == theirs.tobytes()
+    nested = loaded["arrays"][8][3]  # an array inside an object array
+    assert type(nested) is np.ndarray and nested.tolist() == [0, 1]
+    assert type(loaded["pair"]) is tuple and type(loaded["pair"][0]) is np.ndarray and type(loaded["pair"][1][0]) is np.ndarray
+
+
+@pytest.mark.parametrize("name", PICKLE_FILES)
+def test_a_crafted_pickle_errors_at_setup_with_one_line(pytester: pytest.Pytester, tmp_path: Path, name: str) -> None:
+    folder = write_cifar10(tmp_path, random_images(4, 32), [0, 1, 2, 3])
+    (folder / name).write_bytes(crafted_file(SIZE_CASES["placeholder of 1 PiB"][0], name))
+    pytester.makepyfile('import pytest\n\n@pytest.mark.clip_dataset("cifar10")\ndef test_evaluate(clip_eval):\n    clip_eval()\n')
+    result = pytester.runpytest(f"--clip-data-root={tmp_path}", "--clip-offline", "-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    reason = "an array placeholder of shape (1125899906842624,) and type int8 needs 1,125,899,906,842,624 bytes; the file holds *"
+    result.stdout.fnmatch_lines(
+        ["*_ ERROR at setup of test_evaluate[[]cifar10[]] _*", f"{folder / name} is truncated or corrupt ({reason}); delete it and download the dataset again"]
+    )
+    text = result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in text and "MemoryError" not in text and "pytest_clipcompress/" not in text
 
 
 # --- templates ----------------------------------------------------------------------------------

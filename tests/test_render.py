@@ -122,6 +122,7 @@ def make_failures() -> list[dict[str, Any]]:
         "boundary_area_share": 0.23,
         "seconds": 3.2,
         "compression_id": "jpeg-q25",
+        "chosen_as": "compression flip",
     }
     return [
         {
@@ -265,6 +266,29 @@ def test_floor_lines_follow_the_check_status() -> None:
     assert _floors(rows, [{**check, "compression_id": "jpeg-q10", "min_accuracy": 0.5, "max_drop": None}]) == []
 
 
+def test_a_drop_floor_that_cannot_break_draws_no_line(recwarn: pytest.WarningsRecorder) -> None:
+    """max_drop=1.0 would put its line at uncompressed - 100%, below the axis: no line, and the layout holds."""
+    from pytest_clipcompress.render.charts.model_chart import _floors
+
+    rows = [record("none", 0.1, 24.0, baseline=0.1), *(record("jpeg", 0.1, bpp, quality=q, baseline=0.1) for q, bpp in ((90, 3.0), (40, 1.2), (10, 0.4)))]
+    checks = [
+        {
+            "model": MODEL,
+            "pretrained": "openai",
+            "dataset": "cifar10",
+            "compression_id": r["compression_id"],
+            "passed": True,
+            "outcome": "passed",
+            "min_accuracy": 0.0,
+            "max_drop": 1.0,
+        }
+        for r in rows
+    ]
+    assert [f["kind"] for f in _floors(rows, checks)] == ["min_accuracy"]
+    assert accuracy_charts(rows, checks)
+    assert not [str(w.message) for w in recwarn.list]
+
+
 @pytest.mark.parametrize(
     ("passed", "outcome", "status"),
     [
@@ -327,7 +351,7 @@ def test_summary_table_escapes_and_sorts() -> None:
     assert 'data-type="num"' in table and 'class="cc-table cc-sortable"' in table
     # Pre-sorted: the uncompressed row comes first within a model, then each codec from mild to harsh.
     ordered = summary_table_html(make_records()).split("<tbody>", 1)[1]
-    vit = [m.group(1) for m in re.finditer(r'<td data-sort="([^"]*)">', ordered)][3::4]
+    vit = [m.group(1) for m in re.finditer(r'<td data-sort="([^"]*)">', ordered)][3::5]  # model, pretrained, dataset, compression, source
     assert vit[:5] == ["none", "jpeg-q100", "jpeg-q90-s444", "jpeg-q90-s420", "jpeg-q75"]
 
 
@@ -348,12 +372,12 @@ def test_triage_lists_broken_floors_with_measurements() -> None:
     assert "19.0 pp (15.0 to 23.0)" in summary_html(records, [gate], [], failures=[])
     # A test that failed with every floor holding is listed, and says so.
     other = triage(make_records(), [], [{"test": "t.py::test_other", "outcome": "failed", "attributions": None}])
-    assert other.unexpected[0].why.startswith("no floor check failed")
+    assert other.unexpected[0].why.startswith("no check failed")
 
 
 def test_skips_collapse_into_one_line() -> None:
     line = skip_line([{"test": "b::t", "reason": "second"}, {"test": "a::t", "reason": "first reason\nmore detail " + "x" * 300}])
-    assert line is not None and line.sentence() == "2 tests skipped, first reason: first reason"
+    assert line is not None and line.sentence() == "2 clip cases skipped, first reason: first reason"
     assert skip_line([]) is None
 
 
@@ -368,11 +392,11 @@ def test_summary_html_opens_with_what_failed(charts: list[Chart]) -> None:
     )
     assert fragment.count('src="data:image/png;base64,') == len(charts)
     assert "bundled demo model; pass --clip-model &lt;name&gt;" in fragment
-    assert "1 floor check failed" in fragment and "2 passed, 1 FAILED, 1 xfailed (expected)" in fragment
+    assert "1 check failed" in fragment and "2 passed, 1 FAILED, 1 xfailed (expected)" in fragment
     failed_row = fragment.index("tests/test_x.py::test_floor[jpeg-q25]")
     assert failed_row < fragment.index("accuracy 71.0% &lt; floor 80.0%") < fragment.index("<img")
     assert fragment.index("Expected failures (xfail)") < fragment.index("<img")
-    assert "1 test skipped, first reason: no data" in fragment
+    assert "1 clip case skipped, first reason: no data" in fragment
     assert 'href="#results-table"' in fragment
     assert 'class="cc-demo-note"' not in summary_html([], [], [], demo_note=None)
     # The two halves the plugin places around pytest-html's counts.

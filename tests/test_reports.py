@@ -6,9 +6,12 @@ import html
 import json
 import re
 import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+
+from pytest_clipcompress.render.html import escape_test_id_cell
 
 from .helpers import TINY_MODEL, without_run_block
 
@@ -49,7 +52,7 @@ def test_html_report_carries_attributions_on_failing_rows_only(pytester: pytest.
     text = report.read_text()
     assert "CLIP accuracy under compression" in text and "data:image/png;base64," in text  # summary chart
     # Triage first: the failing case and its numbers come before pytest-html's counts and the charts.
-    assert text.index("1 floor check failed") < text.index("test_floor[cifar10-jpeg-q25]") < text.index('class="run-count"') < text.index(CHARTS)
+    assert text.index("1 check failed") < text.index("test_floor[cifar10-jpeg-q25]") < text.index('class="run-count"') < text.index(CHARTS)
     assert "completeness" in text and "boundary share" in text  # the IG table on the failing row
     assert "all 2: mean completeness gap" in text  # and the per-test totals
     result.stdout.fnmatch_lines(
@@ -82,7 +85,8 @@ def test_junit_has_properties_and_attribution_text(pytester: pytest.Pytester, ru
     cases = {case.get("name"): case for case in ET.parse(junit).getroot().iter("testcase")}
     properties = {p.get("name"): p.get("value") for p in cases["test_floor[cifar10-jpeg-q25]"].iter("property")}
     prefix = f"clip[{TINY_MODEL}|cifar10|jpeg-q25]"  # the model id (no role: the model name), dataset, compression
-    assert set(properties) == {f"{prefix}.{name}" for name in ("accuracy", "drop", "n", "max_drop", "check")}
+    metrics = ("accuracy", "drop", "top5", "top5_drop", "mean_per_class_recall", "mean_per_class_recall_drop")
+    assert set(properties) == {f"{prefix}.{name}" for name in (*metrics, "n", "max_drop", "check")}
     assert properties[f"{prefix}.n"] == "80"
     assert properties[f"{prefix}.max_drop"] == "0.000000" and properties[f"{prefix}.check"] == "failed"  # the floor and its verdict
     assert "Integrated Gradients" in cases["test_floor[cifar10-jpeg-q25]"].find("system-out").text
@@ -131,7 +135,11 @@ def test_xpass(clip_eval):
     assert_accuracy(clip_eval(), max_drop=1.0)
 
 @pytest.mark.skip(reason="not today")
-def test_skipped():
+def test_skipped(clip_eval):
+    pass
+
+@pytest.mark.skip(reason="not a clip case")
+def test_other():
     pass
 """
 
@@ -140,7 +148,7 @@ def test_xfail_outcomes_in_results_report_folder_and_html(pytester: pytest.Pytes
     pytester.makepyfile(XFAIL_SUITE)
     results, report, folder = pytester.path / "results.json", pytester.path / "report.html", pytester.path / "robustness"
     outcome = pytester.runpytest(*run_args, "--clip-ig-samples=0", f"--clip-results={results}", f"--html={report}", f"--clip-report={folder}")
-    outcome.assert_outcomes(passed=1, xfailed=1, xpassed=1, skipped=1)
+    outcome.assert_outcomes(passed=1, xfailed=1, xpassed=1, skipped=2)
     name = "test_xfail_outcomes_in_results_report_folder_and_html.py"
     checks = {c["test"]: (c["passed"], c["outcome"]) for c in json.loads(results.read_text())["checks"]}
     assert checks == {
@@ -152,8 +160,8 @@ def test_xfail_outcomes_in_results_report_folder_and_html(pytester: pytest.Pytes
     html_report = report.read_text()
     for page in (index, html_report):
         assert "No unexpected failures." in page
-        assert "3 floor checks: 1 passed, 1 xfailed (expected), 1 XPASS (passed unexpectedly)." in page
-        assert "1 test skipped, first reason: not today" in page
+        assert "3 floor checks: 1 passed, 1 xfailed (expected), 1 XPASS (passed unexpectedly); 1 clip case skipped." in page
+        assert "1 clip case skipped, first reason: not today" in page and "not a clip case" not in page.split('id="results-table"')[0]
         assert page.index("Expected failures (xfail)") < page.index("test_floor[cifar10-jpeg-q25]") < page.index(CHARTS)
         ours = re.sub(r"<style>.*?</style>", "", page.split('<table id="results-table"')[0], flags=re.S)  # not pytest-html's table and script
         assert "FAILED" not in ours and "cc-verdict cc-red" not in ours
@@ -168,7 +176,7 @@ def test_first_failure_comes_before_the_charts_without_attributions(pytester: py
     failing = "test_first_failure_comes_before_the_charts_without_attributions.py::test_floor[cifar10-jpeg-q25]"
     for page in (report.read_text(), (folder / "index.html").read_text()):
         first = page.index(failing)
-        assert page.index("1 floor check failed") < first < page.index(CHARTS)
+        assert page.index("1 check failed") < first < page.index(CHARTS)
         row = page[first : page.index("</tr>", first)]
         assert "jpeg-q25" in row and "drop" in row and "&gt; max 0.0 pp" in row  # measured value against its floor
 
@@ -246,3 +254,105 @@ def test_crashed_worker_keeps_what_the_others_evaluated(pytester: pytest.Pyteste
     outcome.assert_outcomes(passed=2, failed=1)
     outcome.stdout.fnmatch_lines(["*worker*crashed while running*test_crash*"])
     assert [r["compression_id"] for r in json.loads(results.read_text())["evaluations"]] == ["jpeg-q60", "jpeg-q90"]
+
+
+# --- pytest-html's Test cell ---------------------------------------------------------------------
+
+MARKUP_IDS = """
+import pytest
+import pytest_html
+
+@pytest.mark.parametrize("value", ["<img src=x onerror=alert(1)>", "a&b", "plain"])
+def test_value(value, extras):
+    extras.append(pytest_html.extras.url("https://example.org/log", name="log"))
+    assert value != "plain"
+
+@pytest.fixture
+def broken():
+    raise RuntimeError("setup broke")
+
+@pytest.mark.parametrize("value", ["<script>alert(2)</script>"])
+def test_setup_error(value, broken):
+    pass
+"""
+
+
+class Fragment(HTMLParser):
+    """The elements (tag and attributes) and the text of an HTML fragment, as a browser's parser reads it."""
+
+    def __init__(self, markup: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.elements: list[tuple[str, dict[str, str | None]]] = []
+        self.text = ""
+        self.feed(markup)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.elements.append((tag, dict(attrs)))
+
+    def handle_data(self, data: str) -> None:
+        self.text += data
+
+
+class JsonBlob(HTMLParser):
+    """The data pytest-html 4 embeds in its page: the ``data-jsonblob`` attribute of ``#data-container``."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__()
+        self.blob: dict = {}
+        self.feed(page)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if attributes.get("id") == "data-container":
+            self.blob = json.loads(attributes["data-jsonblob"] or "{}")  # the parser has already unescaped the attribute
+
+
+@pytest.mark.parametrize("xdist", [False, True], ids=["serial", "xdist"])
+def test_markup_in_a_parametrize_id_is_text_in_pytest_html(pytester: pytest.Pytester, xdist: bool) -> None:
+    pytester.makepyfile(test_ids=MARKUP_IDS)
+    report = pytester.path / "report.html"
+    args = [f"--html={report}", "--self-contained-html", "-p", "no:cacheprovider"]
+    result = pytester.runpytest_subprocess(*args, "-n", "2") if xdist else pytester.runpytest(*args)
+    result.assert_outcomes(passed=2, failed=1, errors=1)
+    rows = {nodeid: row for nodeid, test in JsonBlob(report.read_text()).blob["tests"].items() for row in test}
+    shown = {
+        "test_ids.py::test_value[<img src=x onerror=alert(1)>]": "test_ids.py::test_value[<img src=x onerror=alert(1)>]",
+        "test_ids.py::test_value[a&b]": "test_ids.py::test_value[a&b]",
+        "test_ids.py::test_value[plain]": "test_ids.py::test_value[plain]",
+        "test_ids.py::test_setup_error[<script>alert(2)</script>]": "test_ids.py::test_setup_error[<script>alert(2)</script>]::setup",
+    }
+    assert sorted(rows) == sorted(shown)
+    for nodeid, row in rows.items():
+        cells = [Fragment(cell) for cell in row["resultsTableRow"]]
+        result_cell, test_cell, _, links_cell = cells
+        # The Test cell is one <td> whose text is the id: no <img>, no <script>, nothing to run.
+        assert test_cell.elements == [("td", {"class": "col-testId"})] and test_cell.text == shown[nodeid]
+        # pytest-html sorts the column by the cell's text, hydrated from the cell: still the id.
+        assert html.unescape(row["testId"]) == shown[nodeid] and Fragment(row["testId"]).elements == []
+        assert result_cell.text == row["result"] == ("Error" if "setup_error" in nodeid else "Failed" if "plain" in nodeid else "Passed")
+        if "test_value" in nodeid:  # pytest-html's own links column is untouched
+            assert links_cell.elements == [
+                ("td", {"class": "col-links"}),
+                ("a", {"target": "_blank", "href": "https://example.org/log", "class": "col-links__extra url"}),
+            ]
+
+
+def test_only_the_test_cell_pytest_html_built_is_escaped_and_only_once() -> None:
+    test_id = 'test_x.py::test_a[<b>"x"&y</b>]'
+    built = [
+        '<td class="col-result">Passed</td>',
+        f'<td class="col-testId">{test_id}</td>',
+        '<td class="col-duration">5 ms</td>',
+        '<td class="col-links"></td>',
+    ]
+    cells = list(built)
+    escape_test_id_cell(cells, test_id)
+    assert cells[0] == built[0] and cells[2:] == built[2:]
+    assert cells[1] == '<td class="col-testId">test_x.py::test_a[&lt;b&gt;&#34;x&#34;&amp;y&lt;/b&gt;]</td>'
+    again = list(cells)
+    escape_test_id_cell(again, test_id)  # a pytest-html that escapes the id itself: nothing is escaped twice
+    assert again == cells
+    linked = [f'<td class="col-testId"><a href="https://ci.example/{test_id}">{test_id}</a></td>']  # another plugin's own cell
+    escape_test_id_cell(linked, test_id)
+    assert linked == [f'<td class="col-testId"><a href="https://ci.example/{test_id}">{test_id}</a></td>']

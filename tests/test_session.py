@@ -1,5 +1,5 @@
 """The session seen from a user's run: attributions as guarded test work, --clip-ig-on/--clip-ig-budget,
-output paths checked at start, a results file that a full disk cannot turn into an INTERNALERROR, and
+output paths checked at start (missing folders are made as for --junitxml), a results file that a full disk cannot turn into an INTERNALERROR, and
 fresh outputs when nothing was evaluated."""
 
 from __future__ import annotations
@@ -218,31 +218,97 @@ def _paths(root: Path) -> None:
     [
         ("--clip-results=folder", "--clip-results folder is a folder; give a file path, e.g. folder/results.json"),
         ("--clip-results=file/results.json", "--clip-results file/results.json: file is a file, not a folder"),
-        ("--clip-results=missing/results.json", "--clip-results missing/results.json: the folder missing does not exist; create it or choose another path"),
+        ("--clip-results=file/a/b/results.json", "--clip-results file/a/b/results.json: file is a file, not a folder"),
+        ("--clip-summary=folder/file/s.md", "--clip-summary folder/file/s.md: folder/file is a file, not a folder"),
+        ("--clip-baseline-save=file/base.json", "--clip-baseline-save file/base.json: file is a file, not a folder"),
         ("--clip-report=file", "--clip-report file is a file; give a folder path or move the file away"),
-        ("--clip-report=missing/report", "--clip-report missing/report: the folder missing does not exist; create it or choose another path"),
+        ("--clip-report=file/a/report", "--clip-report file/a/report: file is a file, not a folder"),
+        ("--clip-report=dangling/report", "--clip-report dangling/report: dangling is a link to nothing; point it at a folder or choose another path"),
         ("--clip-cache-dir=file/cache", "--clip-cache-dir file/cache: file is a file, not a folder"),
     ],
 )
 def test_output_paths_are_checked_before_any_test(pytester: pytest.Pytester, option: str, message: str) -> None:
     _paths(pytester.path)
+    (pytester.path / "folder" / "file").write_text("x")
+    (pytester.path / "dangling").symlink_to(pytester.path / "nowhere")
     pytester.makepyfile("def test_never_runs():\n    raise AssertionError('ran')\n")
-    result = pytester.runpytest(option)
+    result = pytester.runpytest(option, "--clip-results=out/a/results.json" if "results" not in option else "-q")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: {message}"])
     assert "Traceback" not in result.stderr.str() and "ran" not in result.stdout.str()
+    assert not (pytester.path / "out").exists()  # a refused run leaves no empty folders behind
 
 
-def test_unwritable_output_folder_is_a_usage_error(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("--clip-results=results.json", "--clip-results results.json: cannot write in . (Read-only file system); choose a writable path"),
+        ("--clip-results=out/a/results.json", "--clip-results out/a/results.json: cannot create out/a in . (Read-only file system); choose a writable path"),
+        ("--clip-report=out/report", "--clip-report out/report: cannot create out/report in . (Read-only file system); choose a writable path"),
+    ],
+)
+def test_unwritable_output_folder_is_a_usage_error(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, option: str, message: str) -> None:
     # Running as root ignores permission bits; a read-only mount fails the probe like this.
     def read_only(folder: Path) -> None:
         raise OSError(30, "Read-only file system")
 
     monkeypatch.setattr("pytest_clipcompress.files.probe_write", read_only)
     pytester.makepyfile("def test_never_runs():\n    pass\n")
-    result = pytester.runpytest("--clip-results=results.json")
+    result = pytester.runpytest(option)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: --clip-results results.json: cannot write in . (Read-only file system); choose a writable path"])
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+
+
+def test_a_folder_without_write_permission_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    locked = pytester.path / "locked"
+    locked.mkdir(mode=0o555)
+    try:
+        (locked / "probe").touch()
+    except PermissionError:
+        pass
+    else:
+        locked.chmod(0o755)
+        pytest.skip("this user writes into read-only folders (root with CAP_DAC_OVERRIDE ignores permission bits)")
+    pytester.makepyfile("def test_never_runs():\n    pass\n")
+    try:
+        result = pytester.runpytest("--clip-summary=locked/a/summary.md")
+    finally:
+        locked.chmod(0o755)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --clip-summary locked/a/summary.md: cannot create locked/a in locked (Permission denied); choose a writable path"])
+    assert not (locked / "a").exists()
+
+
+OUTPUTS = """
+import pytest
+
+@pytest.mark.clip_dataset("demo")
+@pytest.mark.compression("jpeg", quality=50)
+def test_evaluate(clip_eval):
+    clip_eval()
+"""
+
+
+@pytest.mark.parametrize("xdist", [False, True], ids=["serial", "xdist"])
+def test_missing_output_folders_are_made_as_for_junitxml(pytester: pytest.Pytester, xdist: bool) -> None:
+    pytester.makepyfile(OUTPUTS)
+    paths = {
+        "--clip-results": "out/a/results.json",
+        "--clip-baseline-save": "out/b/c/baseline.json",
+        "--clip-summary": "out/d/e/f/summary.md",
+        "--clip-report": "out/g/h/report",
+        "--junitxml": "out/j/junit.xml",  # pytest's own, for comparison
+    }
+    args = [f"{flag}={path}" for flag, path in paths.items()]
+    result = run(pytester, xdist, *args, "--clip-samples=20", "--clip-device=cpu", "--clip-no-cache", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.OK and "Traceback" not in result.stdout.str() + result.stderr.str()
+    out = pytester.path
+    results, baseline = json.loads((out / paths["--clip-results"]).read_text()), json.loads((out / paths["--clip-baseline-save"]).read_text())
+    assert [r["compression_id"] for r in results["evaluations"]] == ["jpeg-q50"] and baseline["evaluations"] == results["evaluations"]
+    assert "jpeg-q50" in (out / paths["--clip-summary"]).read_text()
+    assert "jpeg-q50" in (out / paths["--clip-report"] / "index.html").read_text()
+    assert (out / paths["--junitxml"]).is_file()
 
 
 def test_output_paths_are_checked_by_the_xdist_controller(pytester: pytest.Pytester) -> None:

@@ -324,7 +324,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("ig-steps", "integration steps for IG, or auto for the fewest steps meeting the completeness tolerance (default: 50)", "N|auto", parse=_ig_steps),
     Option(
         "ig-baseline",
-        "IG baseline: uncompressed (the image itself), jpeg-q100 (its quality-100 JPEG, the paper's released code), black or blur (default: uncompressed)",
+        "IG's reference input (captum's baseline; not the --clip-baseline file): uncompressed (the image itself), jpeg-q100 (its quality-100 "
+        "JPEG, the paper's released code), black or blur (default: uncompressed)",
         "|".join(IG_BASELINES),
         parse=choice(IG_BASELINES, "uncompressed"),
     ),
@@ -348,6 +349,12 @@ OPTIONS: tuple[Option, ...] = (
         parse=_plain_path,
     ),
     Option("cache-dir", "folder of the per-image logits cache (default: a per-user cache folder)", "DIR", parse=_path_or(default_cache_dir)),
+    Option(
+        "strict",
+        "fail every clip case that skips (missing data, no baseline): in CI a case that could not run is not a pass",
+        kind="flag",
+        parse=_flag,
+    ),
     Option("no-cache", "neither read nor write the logits cache", kind="flag", parse=_flag),
     Option("cache-clear", "empty the logits cache at the start of the run", kind="flag", parse=_flag),
 )

@@ -10,6 +10,7 @@ the baseline are checked where they are used (the plugin's session start).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,7 +120,27 @@ class Settings:
     outputs: OutputOptions
     floors: FloorOptions
     protocol: str
+    strict: bool  # a clip case that skips fails the run
     deprecations: tuple[str, ...] = ()  # one message per deprecated option value the run was given
+
+
+def number_settings(settings: Settings) -> dict[str, Any]:
+    """The settings that change a run's numbers, for the results file's run block: shards of one run
+    agree on them, and ``python -m pytest_clipcompress merge`` refuses files that do not. Paths are
+    left out (a checkpoint's weights hash and a prompt file's content digest stand for them), and so
+    is what changes only speed (batch size, workers, cache)."""
+    templates = settings.data.templates
+    if templates not in ("clip", "paper"):
+        templates = "file sha256:" + hashlib.sha256(Path(templates).read_bytes()).hexdigest()[:16]
+    return {
+        "samples": settings.data.samples,
+        "seed": settings.data.seed,
+        "templates": templates,
+        "preprocess": "exact",  # always the model's own since --clip-preprocess fast was retired; kept so older shards still merge
+        "precision": settings.evaluation.precision,
+        "quick_gelu": [settings.models.quick_gelu_of(model_id) for model_id in settings.models.ids],
+        "models": list(settings.models.ids),
+    }
 
 
 def build_settings(lookup: Callable[[Option], Any]) -> Settings:
@@ -147,6 +168,7 @@ def build_settings(lookup: Callable[[Option], Any]) -> Settings:
         outputs=OutputOptions(value["results"], value["report"], value["summary"], value["baseline"], value["baseline-save"]),
         floors=FloorOptions(value["min-accuracy"], value["max-drop"]),
         protocol=protocol,
+        strict=value["strict"],
         deprecations=(FAST_PREPROCESS_RETIRED,) if value["preprocess"] == "fast" else (),
     )
 

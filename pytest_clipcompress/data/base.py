@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +17,14 @@ from ..inputs import DEFAULT_MAX_IMAGE_PIXELS
 
 
 class ImageDataset:
-    """A labelled test split: class names, labels, prompt templates, and RGB images by index."""
+    """A labelled test split: class names, labels, prompt templates, and RGB images by index.
+
+    ``source_format`` says how the split stores its images (``pixels`` for arrays, else the file
+    formats, e.g. ``JPEG``): the "uncompressed" images of an evaluation are these, decoded, so for
+    a JPEG-stored split they already carry one JPEG compression.
+    """
+
+    source_format = "pixels"
 
     def __init__(self, name: str, classes: tuple[str, ...], labels: np.ndarray, fingerprint: str, templates: tuple[str, ...]) -> None:
         self.name = name
@@ -45,11 +52,7 @@ class ImageDataset:
 
 
 class ArrayDataset(ImageDataset):
-    """Images held as a uint8 array of shape (N, H, W, 3), possibly memory-mapped.
-
-    Pickled (the codec's worker processes receive the dataset so), a memory-mapped array travels as
-    its file and layout and is mapped again on arrival, not copied.
-    """
+    """Images held as a uint8 array of shape (N, H, W, 3), possibly memory-mapped."""
 
     def __init__(self, name: str, classes: tuple[str, ...], images: np.ndarray, labels: np.ndarray, fingerprint: str, templates: tuple[str, ...]) -> None:
         super().__init__(name, classes, labels, fingerprint, templates)
@@ -58,44 +61,40 @@ class ArrayDataset(ImageDataset):
     def image(self, index: int) -> Image.Image:
         return Image.fromarray(np.ascontiguousarray(self.images[index]), "RGB")
 
+
+class MappedDataset(ImageDataset):
+    """Images in a raw uint8 file of shape ``shape``, viewed with ``axes`` as (N, H, W, 3), memory-mapped.
+
+    The map is opened on first use in each process: pickling the dataset to a worker process sends
+    the path and the labels, never the pixels.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        classes: tuple[str, ...],
+        path: Path,
+        shape: tuple[int, ...],
+        axes: tuple[int, ...],
+        labels: np.ndarray,
+        fingerprint: str,
+        templates: tuple[str, ...],
+    ) -> None:
+        super().__init__(name, classes, labels, fingerprint, templates)
+        self.path, self.shape, self.axes = path, shape, axes
+        self._images: np.ndarray | None = None
+
+    @property
+    def images(self) -> np.ndarray:
+        if self._images is None:
+            self._images = np.memmap(self.path, dtype=np.uint8, mode="r", shape=self.shape).transpose(self.axes)
+        return self._images
+
+    def image(self, index: int) -> Image.Image:
+        return Image.fromarray(np.ascontiguousarray(self.images[index]), "RGB")
+
     def __getstate__(self) -> dict[str, object]:
-        state = dict(self.__dict__)
-        mapped = MappedArray.of(self.images)
-        if mapped is not None:
-            state["images"] = mapped
-        return state
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        images = state["images"]
-        self.__dict__.update(state, images=images.open() if isinstance(images, MappedArray) else images)
-
-
-@dataclass(frozen=True)
-class MappedArray:
-    """A view of a memory-mapped file, by file and layout: what it takes to map the same pixels again."""
-
-    path: str
-    file_offset: int  # where the mapping starts in the file
-    mapped_bytes: int
-    view_offset: int  # where the view's first element lies in the mapping
-    shape: tuple[int, ...]
-    strides: tuple[int, ...]
-    dtype: str
-
-    @classmethod
-    def of(cls, array: np.ndarray) -> MappedArray | None:
-        """The file and layout of ``array`` when it is (a view of) a ``np.memmap``; None otherwise."""
-        root: object = array
-        while isinstance(root, np.ndarray) and isinstance(root.base, np.ndarray):
-            root = root.base  # views of a memmap are memmaps too: the root is the one that maps the file
-        if not isinstance(root, np.memmap) or root.filename is None:
-            return None
-        start = array.__array_interface__["data"][0] - root.__array_interface__["data"][0]
-        return cls(root.filename, root.offset, root.nbytes, start, array.shape, array.strides, array.dtype.str)
-
-    def open(self) -> np.ndarray:
-        mapping = np.memmap(self.path, dtype=np.uint8, mode="r", offset=self.file_offset, shape=(self.mapped_bytes,))
-        return np.ndarray(self.shape, np.dtype(self.dtype), buffer=mapping, offset=self.view_offset, strides=self.strides)
+        return {**self.__dict__, "_images": None}
 
 
 def stratified_subset(labels: np.ndarray, samples: int | None, seed: int) -> np.ndarray:
@@ -126,6 +125,27 @@ def hash_files(paths: list[Path], relative_to: Path | None = None) -> str:
     return digest.hexdigest()[:16]
 
 
+def hash_listing(root: Path, files: tuple[str, ...], extra: tuple[Path, ...] = ()) -> str:
+    """The fingerprint of a large split without reading its images: SHA-256 over the files' relative
+    names and sizes, and the bytes of the small ``extra`` files (label files). A file replaced by
+    another of the same size under the same name goes unnoticed; reading 50,000 images' bytes
+    before the first evaluation would cost more than the run."""
+    digest = hashlib.sha256()
+    for name in files:
+        digest.update(os.fsencode(name) + b"\0" + str((root / name).stat().st_size).encode() + b"\0")
+    return hashlib.sha256(digest.digest() + hash_files(list(extra)).encode()).hexdigest()[:16] if extra else digest.hexdigest()[:16]
+
+
+#: Display names of image file extensions, for ``source_format``.
+FORMAT_NAMES = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WebP", "bmp": "BMP", "gif": "GIF", "tif": "TIFF", "tiff": "TIFF"}
+
+
+def formats_of(extensions: Iterable[str]) -> str:
+    """``JPEG``, ``PNG, WebP``: the formats of a set of file extensions (with or without the dot)."""
+    names = {FORMAT_NAMES.get(ext.lower().lstrip("."), ext.lower().lstrip(".").upper()) for ext in extensions}
+    return ", ".join(sorted(names)) or "pixels"
+
+
 def decode_names(raw: bytes) -> str:
     """Class names as UTF-8, else latin-1 (every byte is a latin-1 character, so re-saved files still load)."""
     try:
@@ -153,14 +173,20 @@ class DatasetSpec:
     ``load`` returns an :class:`ImageDataset` (its class names and prompt templates included) named
     ``source.name``. With ``argument`` set the dataset is written ``<name>:<argument>`` (its help,
     e.g. ``PATH``); ``canonical`` turns the written argument into the one the results carry, so two
-    spellings of one dataset are one dataset.
+    spellings of one dataset are one dataset. ``argument_optional`` lets the name stand alone too
+    (``imagenet1k`` reads the data root, ``imagenet1k:PATH`` a folder elsewhere); ``short`` gives
+    the argument's part of a test id (default: its last path component).
     """
 
     name: str
     load: Callable[[DatasetSource], ImageDataset]
     argument: str | None = None
     canonical: Callable[[str], str] = str
+    argument_optional: bool = False
+    short: Callable[[str], str] | None = None
 
     @property
     def usage(self) -> str:
-        return f"{self.name}:{self.argument}" if self.argument else self.name
+        if not self.argument:
+            return self.name
+        return f"{self.name}[:{self.argument}]" if self.argument_optional else f"{self.name}:{self.argument}"

@@ -3,6 +3,7 @@ and ``batches.meta``), the one torchvision downloads; its prompts are CLIP's pub
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,14 +51,26 @@ def load_cifar10(root: Path, offline: bool) -> ArrayDataset:
     folder = ensure_downloaded(root, CIFAR10_DOWNLOAD, "cifar10", offline)
     batch_path, meta_path = folder / "test_batch", folder / "batches.meta"
     batch, meta = unpickle_dict(batch_path, "CIFAR-10"), unpickle_dict(meta_path, "CIFAR-10")
-    data, labels, classes = _cifar10_arrays(batch, meta, folder, batch_path)
+    data, labels, classes = cifar_arrays(batch, meta, folder, batch_path, CIFAR10_KEYS)
     check_official(batch_path, CIFAR10_DOWNLOAD, full_size=len(data) == CIFAR10_TEST_SIZE)
     images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     fingerprint = hash_files([batch_path, meta_path])
     return ArrayDataset("cifar10", classes, images, labels, fingerprint, CIFAR10_TEMPLATES)
 
 
-def _cifar10_arrays(batch: dict, meta: dict, folder: Path, batch_path: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+@dataclass(frozen=True)
+class CifarKeys:
+    """Where a CIFAR python archive keeps its labels and class names, and its name in messages."""
+
+    what: str
+    labels: str
+    names: str
+
+
+CIFAR10_KEYS = CifarKeys("CIFAR-10", "labels", "label_names")
+
+
+def cifar_arrays(batch: dict, meta: dict, folder: Path, batch_path: Path, keys: CifarKeys) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """Data, labels and class names, checked for shape, type and range before anything is allocated.
 
     A file that passes the pickle guard may still claim anything: object arrays of huge numbers,
@@ -66,10 +79,10 @@ def _cifar10_arrays(batch: dict, meta: dict, folder: Path, batch_path: Path) -> 
     """
 
     def layout(problem: str) -> DatasetError:
-        return DatasetError(f"{folder} does not have the CIFAR-10 python layout ({problem}); delete it and download again")
+        return DatasetError(f"{folder} does not have the {keys.what} python layout ({problem}); delete it and download again")
 
     try:
-        data, raw_labels, names = batch["data"], batch["labels"], meta["label_names"]
+        data, raw_labels, names = batch["data"], batch[keys.labels], meta[keys.names]
     except KeyError as error:
         raise layout(f"no {error}") from None
     if not isinstance(data, np.ndarray) or data.dtype.kind not in "iu" or data.ndim != 2:
@@ -85,7 +98,7 @@ def _cifar10_arrays(batch: dict, meta: dict, folder: Path, batch_path: Path) -> 
     if len(raw_labels) != len(data):
         raise DatasetError(f"{batch_path} holds data of shape {data.shape} with {len(raw_labels)} labels; expected (N, 3072) with N labels")
     if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, (bytes, str)) for n in names):
-        raise layout("label_names must be a list of class names")
+        raise layout(f"{keys.names} must be a list of class names")
     classes = tuple(display_text(decode_names(n) if isinstance(n, bytes) else n) for n in names)
     # Range first (Python ints may be any size), then the conversion cannot overflow.
     if min(raw_labels) < 0 or max(raw_labels) >= len(classes):

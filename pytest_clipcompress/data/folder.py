@@ -11,27 +11,41 @@ from PIL import Image
 from ..codecs.images import check_image, open_image
 from ..errors import DatasetError
 from ..inputs import DEFAULT_MAX_IMAGE_PIXELS, display_text
-from .base import DatasetSpec, ImageDataset, hash_files
+from .base import DatasetSpec, ImageDataset, formats_of, hash_files
 
 #: The single prompt used for a user's classes (CLIP's generic template).
 GENERIC_TEMPLATES = ("a photo of a {}.",)
 
 
 class ImageFolderDataset(ImageDataset):
-    """A user's ``<class>/<image>`` folders; class names are the folder names."""
+    """Image files under ``root`` (``files`` are their relative paths), decoded when asked for.
+
+    Only names and labels are held, as plain strings and one array: a 50,000-image split costs a
+    few megabytes and pickles cheaply to worker processes; the pixels are read per image.
+    """
 
     def __init__(
-        self, name: str, classes: tuple[str, ...], paths: list[Path], labels: np.ndarray, fingerprint: str, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+        self,
+        name: str,
+        classes: tuple[str, ...],
+        root: Path,
+        files: tuple[str, ...],
+        labels: np.ndarray,
+        fingerprint: str,
+        templates: tuple[str, ...] = GENERIC_TEMPLATES,
+        max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     ) -> None:
-        super().__init__(name, classes, labels, fingerprint, GENERIC_TEMPLATES)
-        self.paths = paths
+        super().__init__(name, classes, labels, fingerprint, templates)
+        self.root = root
+        self.files = files
         self.max_pixels = max_pixels
+        self.source_format = formats_of({Path(name).suffix for name in files})
 
     def image(self, index: int) -> Image.Image:
-        return open_image(self.paths[index], self.max_pixels)
+        return open_image(self.root / self.files[index], self.max_pixels)
 
     def describe(self, index: int) -> str:
-        return display_text(str(self.paths[index]))
+        return display_text(str(self.root / self.files[index]))
 
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".avif", ".jp2"}
@@ -72,7 +86,8 @@ def _load_image_folder(root: Path, max_pixels: int) -> ImageFolderDataset:
     # Folder names as the OS gives them: undecodable bytes are shown as \xNN, never passed on raw.
     classes = tuple(display_text(d.name).replace("_", " ") for d in class_dirs)
     fingerprint = hash_files(paths, relative_to=root)
-    return ImageFolderDataset(f"imagefolder:{root}", classes, paths, np.asarray(labels, dtype=np.int64), fingerprint, max_pixels)
+    relative = tuple(str(path.relative_to(root)) for path in paths)
+    return ImageFolderDataset(f"imagefolder:{root}", classes, root, relative, np.asarray(labels, dtype=np.int64), fingerprint, max_pixels=max_pixels)
 
 
 def _folder_path(argument: str) -> str:

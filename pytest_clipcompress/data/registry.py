@@ -2,7 +2,7 @@
 canonical spelling, their test-id part, and loading by name.
 
 One :class:`~.base.DatasetSpec` per dataset, each declared in its own module (``cifar10``,
-``stl10``, ``folder``, ``demo``) and registered here; a user's dataset is one
+``cifar100``, ``stl10``, ``imagenet``, ``wds``, ``folder``, ``demo``) and registered here; a user's dataset is one
 :func:`register_dataset` call (docs/extending.md).
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..inputs import DEFAULT_MAX_IMAGE_PIXELS, safe_id
-from . import cifar10, demo, folder, stl10
+from . import cifar10, cifar100, demo, folder, imagenet, stl10, wds
 from .base import DatasetSource, DatasetSpec, ImageDataset
 
 DATASETS: dict[str, DatasetSpec] = {}
@@ -38,11 +38,15 @@ def _parse(name: object) -> tuple[DatasetSpec, str | None]:
         raise ConfigError(f"dataset {name!r} must be a string")
     prefix, colon, argument = name.partition(":")
     spec = DATASETS.get(prefix)
-    if spec is not None and bool(colon) == bool(spec.argument) and (not colon or argument.strip()):
+    takes = bool(colon) == bool(spec.argument) or (spec.argument_optional and not colon) if spec is not None else False
+    if spec is not None and takes and (not colon or argument.strip()):
         return spec, spec.canonical(argument) if colon else None
-    plain = ", ".join(s.usage for s in DATASETS.values() if not s.argument)
-    taking = " or ".join(s.usage for s in DATASETS.values() if s.argument)
-    raise ConfigError(f"unknown dataset {name!r}; choose one of {plain}" + (f" or {taking}" if taking else ""))
+    # Names that stand alone first, then those that need an argument: "cifar10, ..., demo, wds:DIR or imagefolder:PATH".
+    usages = [s.usage for s in DATASETS.values() if not s.argument or s.argument_optional] + [
+        s.usage for s in DATASETS.values() if s.argument and not s.argument_optional
+    ]
+    choices = ", ".join(usages[:-1]) + f" or {usages[-1]}" if len(usages) > 1 else usages[0]
+    raise ConfigError(f"unknown dataset {name!r}; choose one of {choices}")
 
 
 def validate_dataset_name(name: str) -> str:
@@ -56,9 +60,10 @@ def _canonical(spec: DatasetSpec, argument: str | None) -> str:
 
 
 def dataset_id(name: str) -> str:
-    """The dataset's part of a test id: the name, or ``imagefolder-<folder name>``."""
+    """The dataset's part of a test id: the name, or ``imagefolder-<folder name>`` (``wds-<folder name>``)."""
     spec, argument = _parse(name)
-    text = spec.name if argument is None else f"{spec.name}-{Path(argument.rstrip(_SEPARATORS)).name}"
+    short = spec.short or (lambda argument: Path(argument.rstrip(_SEPARATORS)).name)
+    text = spec.name if argument is None else f"{spec.name}-{short(argument)}"
     return safe_id(text)  # pytest-html prints ids unescaped: a folder name must not become markup
 
 
@@ -79,6 +84,6 @@ def load_dataset(name: str, data_root: Path, offline: bool, max_image_pixels: in
     return dataset
 
 
-for _module in (cifar10, stl10, demo, folder):
+for _module in (cifar10, cifar100, stl10, imagenet, wds, demo, folder):
     register_dataset(_module.SPEC)
 _BUILTIN_DATASETS.update(DATASETS)

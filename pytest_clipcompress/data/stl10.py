@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DatasetError
-from .base import ArrayDataset, DatasetSpec, decode_names, hash_files
+from .base import DatasetSpec, MappedDataset, decode_names, hash_files
 from .downloads import Download, check_official, ensure_downloaded
 
 STL10_DOWNLOAD = Download(
@@ -27,7 +27,7 @@ STL10_IMAGE_BYTES = 3 * 96 * 96
 STL10_TEST_SIZE = 8000
 
 
-def load_stl10(root: Path, offline: bool) -> ArrayDataset:
+def load_stl10(root: Path, offline: bool) -> MappedDataset:
     folder = ensure_downloaded(root, STL10_DOWNLOAD, "stl10", offline)
     x_path, y_path, names_path = folder / "test_X.bin", folder / "test_y.bin", folder / "class_names.txt"
     size = x_path.stat().st_size
@@ -44,9 +44,8 @@ def load_stl10(root: Path, offline: bool) -> ArrayDataset:
     check_official(x_path, STL10_DOWNLOAD, full_size)
     check_official(y_path, STL10_DOWNLOAD, full_size)
     # Each image is stored channel by channel, column-major: (N, C, W, H) -> (N, H, W, C).
-    raw = np.memmap(x_path, dtype=np.uint8, mode="r", shape=(count, 3, 96, 96))
-    images = raw.transpose(0, 3, 2, 1)
-    return ArrayDataset("stl10", classes, images, labels, hash_files([x_path, y_path, names_path]), STL10_TEMPLATES)
+    fingerprint = hash_files([x_path, y_path, names_path])
+    return MappedDataset("stl10", classes, x_path, (count, 3, 96, 96), (0, 3, 2, 1), labels, fingerprint, STL10_TEMPLATES)
 
 
 SPEC = DatasetSpec("stl10", lambda source: load_stl10(source.data_root, source.offline))

@@ -118,7 +118,7 @@ def find_breaking_point(
             {
                 "setting": compression.id,
                 "value": compression.param(param),
-                **{name: METRICS[name].value(result) for name in METRICS},
+                **{name: _defined(METRICS[name].value(result)) for name in METRICS},
                 "bits_per_pixel": result.bits_per_pixel,
                 "passes": ok,
             },
@@ -141,3 +141,8 @@ def find_breaking_point(
 def max_evaluations(codec: str, param: str, low: float | None = None, high: float | None = None) -> int:
     """Upper bound on the evaluations :func:`find_breaking_point` makes over this range."""
     return math.ceil(math.log2(len(mildness_order(codec, param, low, high)) + 1))
+
+
+def _defined(value: float) -> float | None:
+    """A metric's value for the results file, None where it is undefined (NaN: strict JSON has none)."""
+    return None if math.isnan(value) else value

@@ -198,7 +198,9 @@ class Evaluator:
                 role=model_name,
                 fingerprint=dataset.fingerprint,
                 templates_digest=templates_digest(self.templates_for(dataset)),
+                source_format=dataset.source_format,
                 activation=self.model(model_name).activation,
+                weights=self.model(model_name).weights_hash(),
             )
         # Each caller gets its own copy so the checks it makes are recorded per test.
         return replace(self._results[key], checks=[])

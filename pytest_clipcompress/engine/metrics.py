@@ -2,20 +2,38 @@
 
 One :class:`Metric` per entry of :data:`METRICS`. ``assert_accuracy`` checks floors with them,
 ``clip_breaking_point(metric=...)`` bisects on them, and the JUnit properties are named after them.
-A new metric (top-5 accuracy, recall of one class) is one more entry, made with
-:func:`register_metric`: its ``value`` reads anything the evaluation result holds (``logits``,
-``labels``, ``baseline_logits``, ...). Pytest-free and numpy-free.
+A new metric (recall of one class, say) is one more entry, made with :func:`register_metric`: its
+``value`` reads anything the evaluation result holds (``logits``, ``labels``, ``baseline_logits``,
+...). The built-in ones are top-1 accuracy (``accuracy``), top-5 accuracy (``top5``) and mean
+per-class recall (``mean_per_class_recall``), each with its drop from the uncompressed images
+(``drop``, ``top5_drop``, ``mean_per_class_recall_drop``), as CLIP_benchmark defines them (see
+:mod:`.result`); :data:`FLOOR_METRICS` pairs each with its drop for ``assert_accuracy(metric=...)``.
+A value that is undefined (top-5 with fewer than 5 classes) is NaN, which passes no floor.
+Pytest-free and numpy-free.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
 
-__all__ = ["ACCURACY", "DROP", "METRICS", "Metric", "metric_named", "register_metric"]
+__all__ = [
+    "ACCURACY",
+    "DROP",
+    "FLOOR_METRICS",
+    "MEAN_PER_CLASS_RECALL",
+    "MEAN_PER_CLASS_RECALL_DROP",
+    "METRICS",
+    "TOP5",
+    "TOP5_DROP",
+    "Metric",
+    "metric_named",
+    "register_metric",
+]
 
 
 @dataclass(frozen=True)
@@ -76,6 +94,41 @@ def _drop(result: Any) -> float:
     return result.drop
 
 
+def _defined(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def _top5(result: Any) -> float:
+    # Share of images whose true class is among the 5 highest logits; NaN for fewer than 5 classes.
+    return _defined(result.top5)
+
+
+def _top5_drop(result: Any) -> float:
+    return _defined(result.baseline_top5) - _defined(result.top5)
+
+
+def _mean_per_class_recall(result: Any) -> float:
+    # The recall of each class present in the subset, averaged with equal weight (balanced accuracy).
+    return result.mean_per_class_recall
+
+
+def _mean_per_class_recall_drop(result: Any) -> float:
+    return result.baseline_mean_per_class_recall - result.mean_per_class_recall
+
+
 ACCURACY = register_metric(Metric("accuracy", _accuracy, higher_is_better=True, floor="min_accuracy"))
 DROP = register_metric(Metric("drop", _drop, higher_is_better=False, floor="max_drop", percent=False))
+TOP5 = register_metric(Metric("top5", _top5, higher_is_better=True, floor="min_accuracy"))
+TOP5_DROP = register_metric(Metric("top5_drop", _top5_drop, higher_is_better=False, floor="max_drop", percent=False))
+MEAN_PER_CLASS_RECALL = register_metric(Metric("mean_per_class_recall", _mean_per_class_recall, higher_is_better=True, floor="min_accuracy"))
+MEAN_PER_CLASS_RECALL_DROP = register_metric(
+    Metric("mean_per_class_recall_drop", _mean_per_class_recall_drop, higher_is_better=False, floor="max_drop", percent=False)
+)
 _BUILTIN_METRICS.update(METRICS)
+
+#: What ``assert_accuracy(metric=...)`` accepts: the metric ``min_accuracy`` applies to and the one ``max_drop`` applies to.
+FLOOR_METRICS: dict[str, tuple[Metric, Metric]] = {
+    "top1": (ACCURACY, DROP),
+    "top5": (TOP5, TOP5_DROP),
+    "mean_per_class_recall": (MEAN_PER_CLASS_RECALL, MEAN_PER_CLASS_RECALL_DROP),
+}

@@ -1,7 +1,8 @@
-"""Integrated Gradients for the images a test's compression flipped: which images, which baseline.
+"""Integrated Gradients for the images a test lost: which images, from which reference input.
 
-Picks up to ``--clip-ig-samples`` flipped images (correct uncompressed, wrong compressed; most
-confident flips first), attributes the zero-shot loss from the baseline (by default the same
+Picks up to ``--clip-ig-samples`` images: on a failed gate check those the candidate lost against
+its reference, else the flipped ones (correct uncompressed, wrong compressed), most confident wrong
+predictions first; attributes the zero-shot loss from IG's reference input (by default the same
 image uncompressed; the seed paper's released code uses its quality-100 JPEG, ``jpeg-q100``) to
 the compressed image, and returns an :class:`~..results.schema.AttributionSet` (numbers and PNG
 pictures, no markup) that travels with the test report, also from pytest-xdist workers. The
@@ -26,8 +27,8 @@ if TYPE_CHECKING:
     from .geometry import InputGeometry
 
 
-def baseline_image(kind: str, uncompressed: Image.Image, compressed: Image.Image) -> Image.Image:
-    """The IG baseline in pixel space (``--clip-ig-baseline``).
+def reference_image(kind: str, uncompressed: Image.Image, compressed: Image.Image) -> Image.Image:
+    """IG's reference input in pixel space (``--clip-ig-baseline``; captum calls it the baseline).
 
     ``uncompressed``: the image itself; ``jpeg-q100``: its quality-100 JPEG through Pillow with
     Pillow's other defaults, the baseline of the seed paper's released ``compute_IG.py``;
@@ -66,22 +67,31 @@ def explain(results: list[EvalResult], evaluator: Evaluator, options: IGOptions,
 
     unique = unique_results(results)
     failing = [r for r in unique if any(not check["passed"] for check in r.checks)]
-    chosen = [(result, int(position)) for result in failing or unique for position in result.flipped][: options.samples]
+    chosen = [(result, int(position), why) for result in failing or unique for position, why in _candidates(result)][: options.samples]
     items: list[AttributionItem] = []
     pngs: list[str] = []
     started = time.perf_counter()
-    for result, position in chosen:
+    for result, position, why in chosen:
         if deadline is not None and time.perf_counter() >= deadline:
             break
         original = evaluator.dataset_named(result.dataset).image(int(result.indices[position]))
         compressed, _ = result.compression.apply(original)
         item, heatmap, geometry = _attribute(result, position, evaluator, options, original, compressed)
+        item["chosen_as"] = why
         png = render_attribution_png(display_grid(original, geometry), display_grid(compressed, geometry), heatmap, item)
         pngs.append(base64.b64encode(png).decode("ascii"))
         items.append(item)
     from .integrated_gradients import aggregate
 
     return {"items": items, "images": pngs, "summary": aggregate(items), "seconds": time.perf_counter() - started}, len(chosen)
+
+
+def _candidates(result: EvalResult) -> list[tuple[int, str]]:
+    """The images to explain and why: those a failed gate check lost against its reference, else the compression flips."""
+    failed_gate = next((check for check in result.checks if "changes" in check and not check["passed"]), None)
+    if failed_gate is not None and result.lost is not None:
+        return [(int(position), f"lost against {failed_gate.get('reference', 'the reference')}") for position in result.lost]
+    return [(int(position), "compression flip") for position in result.flipped]
 
 
 def _attribute(
@@ -95,19 +105,19 @@ def _attribute(
     loaded = evaluator.model(result.model_id)
     label = int(result.labels[position])
     inputs = loaded.preprocess(compressed)
-    baseline = loaded.preprocess(baseline_image(options.baseline, original, compressed))
+    reference = loaded.preprocess(reference_image(options.baseline, original, compressed))
     started = time.perf_counter()
     if options.steps == "auto":
-        attributions, f_input, f_baseline, steps, method = auto_steps_integrated_gradients(classifier, inputs, baseline, label)
+        attributions, f_input, f_reference, steps, method = auto_steps_integrated_gradients(classifier, inputs, reference, label)
     else:
         steps, method = int(options.steps), "riemann_trapezoid"
-        attributions, f_input, f_baseline = integrated_gradients(classifier, inputs, baseline, label, steps=steps)
+        attributions, f_input, f_reference = integrated_gradients(classifier, inputs, reference, label, steps=steps)
     heatmap = attributions.numpy().astype(np.float64)
     geometry = _geometry(loaded.preprocess, original, inputs.shape[-2:])
     summary = summarize_attribution(heatmap, block_boundary_mask((original.height, original.width), geometry))
     before = softmax(result.baseline_logits[position].astype(np.float64))
     after = softmax(result.logits[position].astype(np.float64))
-    delta_f = f_input - f_baseline
+    delta_f = f_input - f_reference
     classes = result.classes
     item: AttributionItem = {
         "index": int(result.indices[position]),
@@ -119,7 +129,7 @@ def _attribute(
         "steps": steps,
         "method": method,
         "f_input": f_input,
-        "f_baseline": f_baseline,
+        "f_reference": f_reference,
         "delta_f": delta_f,
         "sum_attributions": summary["sum_attributions"],
         "completeness_gap": abs(summary["sum_attributions"] - delta_f),
@@ -131,7 +141,8 @@ def _attribute(
         "model": result.model,
         "dataset": result.dataset,
         "compression_id": result.compression.id,
-        "baseline": options.baseline,
+        "reference_input": options.baseline,
+        "chosen_as": "compression flip",
         "true_name": classes[label],
         "pred_uncompressed_name": classes[int(before.argmax())],
         "pred_compressed_name": classes[int(after.argmax())],

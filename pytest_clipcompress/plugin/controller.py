@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ..results.collector import ResultsCollector
-from ..results.schema import CheckRecord, ComparisonRow, FailureRecord, ReportData, SkipRecord
+from ..results.schema import CheckRecord, ComparisonRow, EvaluationRecord, FailureRecord, ReportData, SkipRecord, case_key
 from .session import ClipSession
 from .worker import ITEM_RESULTS, TestWork
 
@@ -46,10 +46,11 @@ class Controller:
         self._results_error: str | None = None
         self._baseline_saved = False
         self._teardown_sections: dict[str, list[tuple[str, str]]] = {}
+        from ..config.settings import number_settings
         from ..results.metadata import run_metadata
 
         settings = session.settings
-        self.collector.run = run_metadata(settings.evaluation.device, settings.evaluation.precision, session.config.rootpath)
+        self.collector.run = run_metadata(settings.evaluation.device, settings.evaluation.precision, session.config.rootpath, number_settings(settings))
 
     # --- each test ----------------------------------------------------------------------------
 
@@ -63,7 +64,7 @@ class Controller:
         data: ReportData | None = getattr(report, "clipcompress", None)
         if report.skipped and not hasattr(report, "wasxfail"):
             reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-            self.skips.append({"test": report.nodeid, "reason": reason.removeprefix("Skipped: ")})
+            self.skips.append({"test": report.nodeid, "reason": reason.removeprefix("Skipped: "), "clip": bool(getattr(report, "clipcompress_case", False))})
         if not data:
             return
         outcome = report_outcome(report)
@@ -134,12 +135,32 @@ class Controller:
 
     def comparisons(self) -> tuple[list[ComparisonRow], list[ComparisonRow]]:
         """The run's models side by side, and the run against ``--clip-baseline`` (read at the start)."""
-        from ..compare import compare_files, roles_side_by_side
+        from ..compare import DEFAULT_MARGIN, compare_files, roles_side_by_side
 
         records = self.collector.sorted_records()
         baseline = self.session.baseline
-        against = compare_files(baseline.evaluations, records).rows if baseline is not None else []
-        return roles_side_by_side(records, self.session.settings.models.ids), against
+        margins = {
+            kind: {case_key(c): c.get("max_regression", DEFAULT_MARGIN) for c in self.collector.checks if c.get("kind") == kind}
+            for kind in ("baseline", "model")
+        }
+        against = compare_files(baseline.evaluations, records, margins=margins["baseline"]).rows if baseline is not None else []
+        return roles_side_by_side(records, self.session.settings.models.ids, margins=margins["model"]), against
+
+    def baseline_curves(self) -> list[EvaluationRecord]:
+        """The baseline's evaluations of this run's cases, under the role ``baseline`` (``<id> baseline`` with
+        several models), for the charts to overlay on the run's own curves."""
+        baseline = self.session.baseline
+        if baseline is None:
+            return []
+        from ..results.file import find_record
+
+        ids = self.session.settings.models.ids
+        curves: list[EvaluationRecord] = []
+        for record in self.collector.sorted_records():
+            found = find_record(baseline.evaluations, case_key(record), (record.get("data") or {}).get("fingerprint"))
+            if found is not None and not record.get("probe"):
+                curves.append({**found, "dataset": record["dataset"], "role": "baseline" if len(ids) == 1 else f"{case_key(record).role} baseline"})
+        return curves
 
     def write_report(self, directory: Path) -> None:
         pages: dict[str, str] = {}
@@ -162,6 +183,7 @@ class Controller:
                 breaking_points=self.collector.breaking_points,
                 skips=self.skips,
                 comparison_pages=pages,
+                references=self.baseline_curves(),
             )
         except Exception as error:  # an optional output: a note, not a traceback
             self.notes.append(f"report not written to {directory}: {type(error).__name__}: {error}")
@@ -180,7 +202,7 @@ class Controller:
             collector = self.collector
             run = collector.run and with_models(collector.run, collector.models)
             checks: list[CheckRecord] = [{**check, "outcome": check.get("outcome") or "failed"} for check in collector.checks]
-            text = summary_markdown(collector.sorted_records(), checks, collector.breaking_points, run=run, demo_note=self.session.demo_note)
+            text = summary_markdown(collector.sorted_records(), checks, collector.breaking_points, run=run, demo_note=self.session.demo_note, skips=self.skips)
             self.notes += write_summary(text, path, environ)
         except Exception as error:  # an optional output: a note, not a traceback
             self.notes.append(f"summary not written: {type(error).__name__}: {error}")
@@ -212,12 +234,13 @@ class Controller:
         if self.collector:
             side_by_side, against = self.comparisons()
             if side_by_side:
-                write("models side by side (change = second minus first, same images):")
-                for line in comparison_table(side_by_side, "first", "second"):
+                write("models side by side (each against the first model, on the same images):")
+                for line in comparison_table(side_by_side, "first", "other"):
                     write("  " + line)
             if against:
-                write(f"against the baseline {outputs.baseline} (change = this run minus baseline, same images):")
-                for line in comparison_table(against, "baseline", "now"):
+                baseline = self.session.baseline
+                write(f"against the baseline {outputs.baseline} ({baseline.checkpoints() if baseline else ''}), on the same images:")
+                for line in comparison_table(against, "baseline", "this run"):
                     write("  " + line)
         self._closing_lines(terminalreporter)
 
@@ -268,7 +291,7 @@ class Controller:
             from ..render import accuracy_charts, summary_html
 
             records = self.collector.sorted_records()
-            charts = accuracy_charts(records, self.collector.checks, self.collector.breaking_points)
+            charts = accuracy_charts(records, self.collector.checks, self.collector.breaking_points, self.baseline_curves())
             context: dict[str, Any] = {"demo_note": self.session.demo_note, "failures": self.failures, "skips": self.skips}
             triage = summary_html(records, self.collector.checks, charts, part="triage", **context)
             return [triage], [summary_html(records, self.collector.checks, charts, part="details", **context)]

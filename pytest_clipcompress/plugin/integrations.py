@@ -12,7 +12,8 @@ from .controller import Controller
 
 
 class HtmlReportPlugin:
-    """pytest-html integration: attribution extras on explained rows and a summary section.
+    """pytest-html integration: attribution extras on explained rows, a summary section, and every
+    row's test id escaped (pytest-html 4.2 inserts it into its results table as HTML).
 
     Extras are made on the controller from the records the report carries, before pytest-html
     reads ``report.extras``, so serial and xdist runs produce the same report.
@@ -36,6 +37,13 @@ class HtmlReportPlugin:
             return
         if metadata_key in session.config.stash:
             session.config.stash[metadata_key].update(self.controller.html_environment())
+
+    @pytest.hookimpl(tryfirst=True)  # on pytest-html's own cells, before other plugins change the row
+    def pytest_html_results_table_row(self, report: pytest.TestReport | pytest.CollectReport, cells: list[Any]) -> None:
+        from ..render.html import escape_test_id_cell
+
+        # The id pytest-html shows: the node id, with the phase for errors at setup, teardown or collection.
+        escape_test_id_cell(cells, report.nodeid if report.when == "call" else f"{report.nodeid}::{report.when}")
 
     def pytest_html_results_summary(self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session) -> None:
         # What failed comes before pytest-html's own counts, the charts and tables after them.

@@ -6,6 +6,8 @@ Stacked markers read top to bottom; case ids are readable and safe (``cifar10-jp
 
 from __future__ import annotations
 
+import difflib
+
 import pytest
 
 from ..codecs.compression import Compression
@@ -15,6 +17,8 @@ from ..inputs import safe_id
 
 #: The fixtures that make a test a clip case.
 CLIP_FIXTURES = ("clip_eval", "clip_dataset", "compression", "clip_model")
+#: The plugin's markers, which a near miss (``compresion``) is told to be.
+MARKERS = ("compression", "clip_dataset")
 
 
 def marker_lines() -> tuple[str, ...]:
@@ -32,6 +36,7 @@ def parametrize(metafunc: pytest.Metafunc, settings: Settings) -> None:
     from ..data.registry import dataset_id
 
     try:
+        _refuse_near_misses(metafunc)
         datasets = _marked_datasets(metafunc)
         compressions = _marked_compressions(metafunc)
     except ConfigError as error:
@@ -47,6 +52,21 @@ def parametrize(metafunc: pytest.Metafunc, settings: Settings) -> None:
         metafunc.parametrize("clip_dataset", datasets, indirect=True, ids=[dataset_id(d) for d in datasets])
     elif compressions:
         metafunc.parametrize("compression", compressions, indirect=True, ids=[c.id for c in compressions])
+
+
+def _refuse_near_misses(metafunc: pytest.Metafunc) -> None:
+    """An unregistered marker whose name is close to one of ours is a typo that would run the case uncompressed
+    or without its dataset: a collection error naming the right marker, with or without ``--strict-markers``."""
+    registered = {line.split(":", 1)[0].split("(", 1)[0].strip() for line in metafunc.config.getini("markers")}
+    for mark in metafunc.definition.iter_markers():
+        if mark.name in registered or mark.name in MARKERS:
+            continue
+        close = difflib.get_close_matches(mark.name, MARKERS, n=1, cutoff=0.75)
+        if close:
+            raise ConfigError(
+                f"@pytest.mark.{mark.name} is not a marker; did you mean @pytest.mark.{close[0]}? "
+                "(pytest's --strict-markers turns every unknown marker into an error)"
+            )
 
 
 def _in_written_order(metafunc: pytest.Metafunc, name: str) -> list[pytest.Mark]:

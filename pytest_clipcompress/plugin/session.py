@@ -9,11 +9,12 @@ that writes files).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+import itertools
+from typing import TYPE_CHECKING
 
 import pytest
 
-from ..config.options import cpu_share
+from ..config.options import OPTIONS, cpu_share
 from ..config.settings import Settings
 from ..errors import ClipCompressError
 from ..files import OutputKind, check_output_path
@@ -85,11 +86,13 @@ class ClipSession:
     def header(self) -> list[str]:
         settings = self.settings
         model = self.demo_note or ", ".join(settings.models.ids) + f" (pretrained: {settings.models.pretrained or 'default'})"
-        return [f"clipcompress: {model}; device {settings.evaluation.device}; samples {settings.data.samples or 'all'}; seed {settings.data.seed}"]
+        samples = "every image" if settings.data.samples is None else f"up to {settings.data.samples} images per dataset"
+        return [f"clipcompress: {model}; device {settings.evaluation.device}; {samples}; seed {settings.data.seed}"]
 
     def start(self) -> None:
         """Check models, the baseline, device and output paths before any test runs: a typo is one usage error."""
         settings = self.settings
+        self._check_rootdir()
         try:
             # Only when the user named models or configs: a plain run must not pay open_clip's import.
             # An explicit --clip-pretrained is checked for the demo model too (a missing file, an unknown tag).
@@ -119,13 +122,32 @@ class ClipSession:
 
             LogitsCache(settings.evaluation.cache_dir).clear()
 
+    def _check_rootdir(self) -> None:
+        """``--clip-data-root /data/cifar`` (two words) makes pytest take /data/cifar for a test path when it chooses
+        its rootdir and ini file, which it does before any plugin adds its options: a folder outside the one pytest
+        runs in then moves the rootdir and loses the project's ini file. Say so instead of running with the wrong
+        settings (the ``=`` form has no such problem)."""
+        from pathlib import Path
+
+        args = [str(arg) for arg in self.config.invocation_params.args]
+        invocation = self.config.invocation_params.dir.resolve()
+        flags = {option.flag for option in OPTIONS if option.kind != "flag"}
+        for flag, value in itertools.pairwise(args):
+            path = Path(value).expanduser()
+            if flag in flags and path.exists() and not path.resolve().is_relative_to(invocation):
+                raise pytest.UsageError(
+                    f"pytest took {value} for a test path when it chose its rootdir ({self.config.rootpath}) and ini file "
+                    f"({self.config.inipath or 'none'}), because {flag} {value} was given as two words: pytest reads its command line "
+                    f"for them before plugins add their options. Write {flag}={value}"
+                )
+
     def _outputs(self) -> list[tuple[str, Path, OutputKind]]:
         outputs, evaluation = self.settings.outputs, self.settings.evaluation
-        checked: list[tuple[str, Path | None, Literal["file", "dir", "tree"]]] = [
+        checked: list[tuple[str, Path | None, OutputKind]] = [
             ("--clip-results", outputs.results, "file"),
             ("--clip-baseline-save", outputs.baseline_save, "file"),
             ("--clip-report", outputs.report, "dir"),
             ("--clip-summary", outputs.summary, "file"),
-            ("--clip-cache-dir", None if evaluation.no_cache else evaluation.cache_dir, "tree"),
+            ("--clip-cache-dir", None if evaluation.no_cache else evaluation.cache_dir, "dir"),
         ]
         return [(flag, path, kind) for flag, path, kind in checked if path]

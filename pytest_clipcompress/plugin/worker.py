@@ -20,6 +20,7 @@ import pytest
 from ..config.options import IG_OUTCOMES
 from ..results.schema import AttributionSet, BreakingPoint, ReportData
 from .junit import check_properties, metric_properties
+from .markers import CLIP_FIXTURES
 from .session import ClipSession
 
 if TYPE_CHECKING:
@@ -70,8 +71,22 @@ class TestWork:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
+        if report.skipped and not hasattr(report, "wasxfail") and is_clip_case(item):
+            self.skipped(report)
         self.attach(item, report)
         return report
+
+    def skipped(self, report: pytest.TestReport) -> None:
+        """A clip case skipped: mark it for the summaries; under ``--clip-strict`` it fails instead."""
+        report.clipcompress_case = True  # type: ignore[attr-defined]  # read by the controller, also from xdist workers
+        if not self.session.settings.strict:
+            return
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = (
+            f"clipcompress --clip-strict: this clip case could not run, which fails a strict run: {reason.removeprefix('Skipped: ')}\n"
+            "Provide what it needs (the data, the baseline), or leave --clip-strict (clip_strict) off to let such cases skip."
+        )
 
     def explain(self, item: pytest.Item, error: BaseException | None) -> None:
         """After the test body: explain its flipped images if ``--clip-ig-on`` asks for this outcome.
@@ -131,6 +146,12 @@ class TestWork:
         for result in unique:
             item.user_properties += metric_properties(result)
         item.user_properties += check_properties(results)
+
+
+def is_clip_case(item: pytest.Item) -> bool:
+    """A test that uses the plugin's fixtures (a case of a dataset, a compression or a model)."""
+    names = set(getattr(item, "fixturenames", ()))
+    return bool(names & {*CLIP_FIXTURES, "clip_breaking_point", "clip_evaluator", "cifar10", "stl10"})
 
 
 def expected_outcome(item: pytest.Item, error: BaseException | None) -> str:

@@ -21,7 +21,7 @@ from ..results.schema import AttributionItem, BreakingPoint, CheckRecord, Evalua
 from .charts import accuracy_charts
 from .comparison import COMPARISON_PAGES
 from .format import num
-from .html import check_rows, ig_rows, link_functions, render, report_view, static_text
+from .html import check_rows, gate_rows, ig_rows, link_functions, render, report_view, static_text
 from .view import failure_anchors
 
 __all__ = ["write_report_dir"]
@@ -49,7 +49,7 @@ def _caption(item: AttributionItem | None, k: int) -> str:
     if item is None:
         return f"#{k}"
     text = f"#{item['index']} \u00b7 true: {item['true_name']} \u00b7 predicted {item['pred_uncompressed_name']} \u2192 {item['pred_compressed_name']}"
-    return text + (f" under {item['compression_id']}" if item["compression_id"] else "")
+    return text + (f" under {item['compression_id']}" if item["compression_id"] else "") + f" ({item['chosen_as']})"
 
 
 def _values(mapping: Mapping[str, object]) -> list[tuple[str, str]]:
@@ -78,6 +78,7 @@ def write_report_dir(
     breaking_points: Iterable[BreakingPoint] = (),
     skips: Iterable[SkipRecord] = (),
     comparison_pages: Mapping[str, str] | None = None,
+    references: Iterable[EvaluationRecord] = (),
 ) -> Path:
     """Write the report folder and return the path of its ``index.html``.
 
@@ -88,6 +89,7 @@ def write_report_dir(
     ``{"test", "outcome", "attributions"}`` dicts; ``skips`` are ``{"test", "reason"}`` dicts.
     ``comparison_pages`` are the pages of :func:`.comparison.comparison_pages` (name: HTML), written
     beside the page, which its "Compare:" line links; a comparison page of an earlier run is removed.
+    ``references`` (the baseline's evaluations of the same cases) are overlaid on the charts.
     """
     directory = Path(directory)
     records = list(records)
@@ -100,12 +102,12 @@ def write_report_dir(
         atomic_write_bytes(directory / relative, data)
         written.add(directory / relative)
 
-    charts = accuracy_charts(records, checks, breaking_points)
+    charts = accuracy_charts(records, checks, breaking_points, references)
     for chart in charts:
         write(f"charts/{chart.filename}", chart.png)
     by_test = {f["test"]: f for f in sorted(failures, key=lambda f: (f["test"], f["outcome"]))}
     anchors = failure_anchors(set(view.triage.anchors) | set(by_test))
-    sections = _failure_sections(anchors, by_test, check_rows(records, checks), write)
+    sections = _failure_sections(anchors, by_test, check_rows(records, checks), gate_rows(checks), write)
     pages = dict(comparison_pages or {})
     for name in COMPARISON_PAGES:  # before index.html, which links them
         if name in pages:
@@ -134,7 +136,11 @@ def write_report_dir(
 
 
 def _failure_sections(
-    anchors: dict[str, str], by_test: dict[str, FailureRecord], all_checks: list[dict[str, Any]], write: Callable[[str, bytes], None]
+    anchors: dict[str, str],
+    by_test: dict[str, FailureRecord],
+    all_checks: list[dict[str, Any]],
+    all_gates: list[dict[str, Any]],
+    write: Callable[[str, bytes], None],
 ) -> list[dict[str, Any]]:
     """One section per failed or xfailed test: its checks, IG numbers and pictures (written as files)."""
     sections = []
@@ -153,13 +159,15 @@ def _failure_sections(
                 write(link, png)
             images.append({"link": link, "caption": _caption(item, k), "details": _values(item or {})})
         summary = attributions["summary"] if attributions else None
-        outcome = failure["outcome"] if failure else next((c["status"] for c in all_checks if c["test"] == test and c["status"] != "passed"), "failed")
+        statuses = [c["status"] for c in [*all_checks, *all_gates] if c["test"] == test and c["status"] != "passed"]
+        outcome = failure["outcome"] if failure else next(iter(statuses), "failed")
         sections.append(
             {
                 "test": test,
                 "anchor": anchors[test],
                 "outcome": "xfailed" if outcome == "xfailed" else "failed",
                 "checks": [c for c in all_checks if c["test"] == test],
+                "gates": [g for g in all_gates if g["test"] == test],
                 "summary": _values(summary) if isinstance(summary, Mapping) else [],
                 "ig_rows": ig_rows(items),
                 "images": images,

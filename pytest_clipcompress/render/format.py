@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TypeGuard
 
 from ..codecs.registry import CODECS, milder_when_higher
-from ..results.schema import EvaluationRecord
+from ..results.schema import EvaluationRecord, QuantityChange
 
 DASH = "\u2014"
 
@@ -131,6 +131,31 @@ def record_order(record: EvaluationRecord) -> tuple:
 def flip_text(rows: Sequence[dict[str, Any]], count: int = 3) -> str:
     """``checkered square -> plain square 31, ...`` for the most frequent flips (a record's ``flip_confusion``)."""
     return ", ".join(f"{row['true']} -> {row['predicted']} {row['count']}" for row in rows[:count])
+
+
+#: How every output explains the sign of a gate's changes.
+CHANGE_SIGN = "change: negative = the candidate is worse (accuracies: candidate minus reference; drop: reference minus candidate)"
+
+
+def quantity_label(change: QuantityChange, compression_id: str) -> str:
+    """``clean accuracy``, ``accuracy under jpeg-q90`` or ``drop (clean - jpeg-q90)``."""
+    if change["quantity"] == "clean":
+        return "clean accuracy"
+    if change["quantity"] == "compressed":
+        return f"accuracy under {compression_id}"
+    return f"drop (clean - {compression_id})"
+
+
+def quantity_value(change: QuantityChange, side: str) -> str:
+    """The reference's or the candidate's value: a percentage, or a drop in points."""
+    value = change["reference"] if side == "reference" else change["candidate"]
+    return f"{value * 100:.2f} pts" if change["quantity"] == "drop" else f"{value:.2%}"
+
+
+def change_text(change: QuantityChange) -> tuple[str, str]:
+    """The change and its 95% interval, in signed points."""
+    low, high = change["change_ci95"]
+    return f"{change['change'] * 100:+.2f}", f"{low * 100:+.2f} to {high * 100:+.2f}"
 
 
 def short_hash(value: Any) -> str:

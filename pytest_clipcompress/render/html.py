@@ -17,14 +17,28 @@ from importlib import resources
 from typing import Any, Literal
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from ..results.schema import AttributionItem, CheckRecord, EvaluationRecord, FailureRecord, SkipRecord, case_key
 from .charts import Chart
-from .format import DASH, ci, codec, is_number, num, pct, record_order, sort_value
-from .view import STATUS_TEXT, Counts, SkipLine, Triage, TriageRow, check_status, counts, record_index, skip_line, triage
+from .format import CHANGE_SIGN, DASH, change_text, ci, codec, is_number, num, pct, quantity_label, quantity_value, record_order, sort_value
+from .view import (
+    STATUS_TEXT,
+    Counts,
+    SkipLine,
+    Triage,
+    TriageRow,
+    check_status,
+    checked_values,
+    counts,
+    distinct_checks,
+    is_gate,
+    record_index,
+    skip_line,
+    triage,
+)
 
-__all__ = ["ReportView", "render", "report_view", "summary_html", "summary_table_html"]
+__all__ = ["ReportView", "escape_test_id_cell", "render", "report_view", "summary_html", "summary_table_html"]
 
 #: Columns of the evaluations table: (header, "num" or "text").
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -35,10 +49,13 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("n", "num"),
     ("accuracy", "num"),
     ("95% CI", "num"),
+    ("top-5", "num"),
+    ("per-class recall", "num"),
     ("uncompressed", "num"),
     ("drop", "num"),
     ("bits/px", "num"),
     ("flipped", "num"),
+    ("source", "text"),
 )
 IG_COLUMNS = (
     "index",
@@ -47,7 +64,7 @@ IG_COLUMNS = (
     "pred after",
     "P(true) before",
     "P(true) after",
-    "F(input)-F(baseline)",
+    "F(input)-F(reference)",
     "sum IG",
     "completeness gap",
     "+mass",
@@ -74,7 +91,7 @@ def _environment() -> Environment:
         keep_trailing_newline=True,
     )
     env.filters.update(pct=pct, pp=_pp, num=num, sortv=sort_value, b64=lambda data: base64.b64encode(data).decode("ascii"))
-    env.globals.update(columns=COLUMNS, ig_columns=IG_COLUMNS)
+    env.globals.update(columns=COLUMNS, ig_columns=IG_COLUMNS, change_sign=CHANGE_SIGN)
     return env
 
 
@@ -95,7 +112,8 @@ class ReportView:
     triage: Triage
     skips: SkipLine | None
     evaluations: list[dict[str, Any]]
-    checks: list[dict[str, Any]]
+    checks: list[dict[str, Any]]  # floor checks
+    gates: list[dict[str, Any]]  # gate checks, one row per quantity
 
 
 def report_view(
@@ -105,11 +123,12 @@ def report_view(
     checks = list(checks)
     skips = list(skips)
     return ReportView(
-        counts=counts(records, checks),
+        counts=counts(records, checks, skips),
         triage=triage(records, checks, list(failures)),
         skips=skip_line(skips),
         evaluations=[_evaluation_row(r) for r in records],
         checks=check_rows(records, checks),
+        gates=gate_rows(checks),
     )
 
 
@@ -130,20 +149,34 @@ def _evaluation_row(r: EvaluationRecord) -> dict[str, Any]:
             _cell(num(r.get("n")), r.get("n"), True),
             _cell(pct(r.get("accuracy")), r.get("accuracy"), True),
             _cell(f"{pct(bounds[0])} \u2013 {pct(bounds[1])}" if bounds else DASH, bounds[0] if bounds else None, True),
+            _cell(pct(r.get("top5")), r.get("top5"), True),
+            _cell(pct(r.get("mean_per_class_recall")), r.get("mean_per_class_recall"), True),
             _cell(pct(r.get("baseline_accuracy")), r.get("baseline_accuracy"), True),
             _cell(_pp(drop, sign=False), drop, True),
             _cell(f"{bpp:.3g}" if is_number(bpp) else DASH, bpp, True),
             _cell(num(r.get("flipped")), r.get("flipped"), True),
+            _cell(_source(r), _source(r)),
         ],
     }
+
+
+def _source(record: EvaluationRecord) -> str:
+    """What "uncompressed" is for this record: the pixels as stored, or the decoded files of a format
+    (a dash for files written before records said)."""
+    stored = record.get("source_format")
+    return DASH if stored is None else "pixels" if stored == "pixels" else f"decoded {stored}"
+
+
+def _in_test_order(checks: Iterable[CheckRecord]) -> list[CheckRecord]:
+    return sorted(checks, key=lambda c: (str(c.get("test")), json.dumps(c, sort_keys=True, default=str)))
 
 
 def check_rows(records: Sequence[EvaluationRecord], checks: Iterable[CheckRecord]) -> list[dict[str, Any]]:
     """Floor checks in test-id order with the measured accuracy and drop and an xfail-aware status."""
     measured = record_index(records)
     rows = []
-    for c in sorted(checks, key=lambda c: (str(c.get("test")), json.dumps(c, sort_keys=True, default=str))):
-        record: dict[str, Any] = dict(measured.get(case_key(c)) or {})
+    for c in _in_test_order(check for check in checks if not is_gate(check)):
+        value, _, drop = checked_values(measured.get(case_key(c)), c)
         status = check_status(c)
         rows.append(
             {
@@ -151,14 +184,46 @@ def check_rows(records: Sequence[EvaluationRecord], checks: Iterable[CheckRecord
                 "model": f"{c.get('model', '')}/{c.get('pretrained', '')}",
                 "dataset": str(c.get("dataset", "")),
                 "compression_id": str(c.get("compression_id", "")),
-                "accuracy": record.get("accuracy"),
-                "drop": record.get("drop"),
+                "accuracy": value,
+                "drop": drop,
+                "metric": str(c.get("metric", "top1")),
                 "min_accuracy": c.get("min_accuracy"),
                 "max_drop": c.get("max_drop"),
                 "status": status,
                 "status_text": STATUS_TEXT[status],
             }
         )
+    return rows
+
+
+def gate_rows(checks: Iterable[CheckRecord]) -> list[dict[str, Any]]:
+    """Gate checks in test-id order (each once), one row per quantity: both values, the change, its interval, p and the verdict."""
+    rows = []
+    for c in _in_test_order(distinct_checks(check for check in checks if is_gate(check))):
+        changes = c.get("changes") or []
+        for index, change in enumerate(changes):
+            value, interval = change_text(change)
+            rows.append(
+                {
+                    "first": index == 0,
+                    "span": len(changes),
+                    "test": str(c.get("test", "")),
+                    "model": f"{c['role']} ({c['model']}/{c['pretrained']})" if c["role"] != c["model"] else f"{c['model']}/{c['pretrained']}",
+                    "dataset": c["dataset"],
+                    "compression_id": c["compression_id"],
+                    "reference": f"{c.get('reference', '')}" + (f" ({c['reference_label']})" if c.get("reference_label") else ""),
+                    "margin": c.get("max_regression"),
+                    "quantity": quantity_label(change, c["compression_id"]),
+                    "reference_value": quantity_value(change, "reference"),
+                    "candidate_value": quantity_value(change, "candidate"),
+                    "change": value,
+                    "change_sort": change["change"],
+                    "interval": interval,
+                    "p": f"{change['p_value']:.3g}",
+                    "verdict": change["verdict"],
+                    "status": check_status(c),
+                }
+            )
     return rows
 
 
@@ -251,6 +316,23 @@ def ig_table_html(items: Iterable[AttributionItem]) -> str:
 def attribution_extra_html(items: Iterable[AttributionItem], summary: str) -> str:
     """The extra on a failing test's pytest-html row: its IG table and one line of totals, all escaped."""
     return render("ig_extra.html.j2", rows=ig_rows(items), summary=summary)
+
+
+#: The Test cell of pytest-html 4's results table; pytest-html fills in the test id as it is.
+PYTEST_HTML_TEST_ID_CELL = '<td class="col-testId">{}</td>'
+
+
+def escape_test_id_cell(cells: list[Any], test_id: str) -> None:
+    """Escape the test id in pytest-html's Test cell, in place, if that cell is still as pytest-html built it.
+
+    pytest-html 4.2 writes the id (a user's parametrize values included) into the cell unescaped
+    and its page inserts each cell as HTML, so markup in an id would become live markup. A cell
+    another plugin already changed, or one a later pytest-html escapes itself, is left alone, so
+    nothing is escaped twice. pytest-html sorts the column by the cell's text, which stays as it was
+    wherever the id holds no markup characters.
+    """
+    raw = PYTEST_HTML_TEST_ID_CELL.format(test_id)
+    cells[:] = [PYTEST_HTML_TEST_ID_CELL.format(escape(test_id)) if cell == raw else cell for cell in cells]
 
 
 def link_functions(anchor_of: Callable[[TriageRow], str]) -> dict[str, Any]:

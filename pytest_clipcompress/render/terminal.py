@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from ..results.schema import AttributionItem, AttributionSet, AttributionSummary, BreakingPoint, ComparisonRow, EvaluationRecord
-from .format import flip_text, group_records
+from ..results.schema import AttributionItem, AttributionSet, AttributionSummary, BreakingPoint, ComparisonRow, EvaluationRecord, QuantityChange
+from .format import CHANGE_SIGN, change_text, flip_text, group_records, quantity_label, quantity_value
+from .view import source_note
 
 __all__ = [
     "aggregate_text",
@@ -16,6 +17,7 @@ __all__ = [
     "breaking_point_verdict",
     "comparison_table",
     "gap_warning",
+    "gate_lines",
     "terminal_table",
 ]
 
@@ -29,13 +31,17 @@ def terminal_table(records: Iterable[EvaluationRecord]) -> list[str]:
     lines: list[str] = []
     for (model, pretrained, dataset, codec), rows in group_records(records).items():
         first = rows[0]
-        lines.append(f"{model}/{pretrained} on {dataset} ({codec}, n={first['n']}; uncompressed {first['baseline_accuracy']:.2%})")
-        lines.append(f"  {'compression':<18} {'accuracy':>9} {'95% CI':>17} {'drop':>7} {'drop 95% CI':>15} {'bits/px':>8} {'flipped':>8}")
+        extra = "mean_per_class_recall" in first  # files written before top-5 and per-class recall have neither
+        lines.append(f"{model}/{pretrained} on {dataset} ({codec}, n={first['n']}; uncompressed {first['baseline_accuracy']:.2%}{source_note(first)})")
+        metrics = f" {'top-5':>7} {'per-class':>9}" if extra else ""
+        lines.append(f"  {'compression':<18} {'accuracy':>9} {'95% CI':>17}{metrics} {'drop':>7} {'drop 95% CI':>15} {'bits/px':>8} {'flipped':>8}")
         for row in rows:
             low, high = row["ci95"]
             drop_low, drop_high = row.get("drop_ci95") or (float("nan"), float("nan"))
+            top5 = row.get("top5")
+            values = f" {'—' if top5 is None else f'{top5:.2%}':>7} {row.get('mean_per_class_recall', 0.0):>9.2%}" if extra else ""
             lines.append(
-                f"  {row['compression_id']:<18} {row['accuracy']:>9.2%} {f'{low:.1%}-{high:.1%}':>17} "
+                f"  {row['compression_id']:<18} {row['accuracy']:>9.2%} {f'{low:.1%}-{high:.1%}':>17}{values} "
                 f"{row['drop'] * 100:>7.2f} {f'{drop_low * 100:.1f} to {drop_high * 100:.1f}':>15} {row['bits_per_pixel']:>8.2f} {row['flipped']:>8}"
             )
         for row in rows:
@@ -72,10 +78,10 @@ def attribution_text(data: AttributionSet) -> str:
     """Plain-text IG numbers for a test's report section (terminal and JUnit)."""
     lines = [
         f"Integrated Gradients ({len(data['items'])} flipped images, {data['seconds']:.1f} s); "
-        "F = cross-entropy of the true class; IG from baseline to compressed input"
+        "F = cross-entropy of the true class; IG from the reference input to the compressed image"
     ]
     lines.append(
-        f"{'index':>6} {'true':<12} {'before':<12} {'after':<12} {'F(in)-F(base)':>13} {'sum IG':>9} {'gap':>9} {'+mass':>8} {'-mass':>8} {'on 8x8 edges':>12}"
+        f"{'index':>6} {'true':<12} {'before':<12} {'after':<12} {'F(in)-F(ref)':>13} {'sum IG':>9} {'gap':>9} {'+mass':>8} {'-mass':>8} {'on 8x8 edges':>12}"
     )
     for item in data["items"]:
         lines.append(
@@ -100,33 +106,40 @@ def gap_warning(item: AttributionItem) -> str | None:
 def aggregate_text(summary: AttributionSummary) -> str:
     """One line of per-test totals: how faithful the attributions are and where their mass sits."""
     return (
-        f"all {summary['count']}: mean completeness gap {summary['mean_completeness_gap']:.2e} against mean |F(in)-F(base)| "
+        f"all {summary['count']}: mean completeness gap {summary['mean_completeness_gap']:.2e} against mean |F(in)-F(ref)| "
         f"{summary['mean_abs_delta_f']:.3f}; +mass {summary['total_positive_mass']:.3f}, -mass {summary['total_negative_mass']:.3f}; "
         f"{summary['mean_boundary_share']:.0%} of |IG| on JPEG 8x8 block edges, which are {summary['mean_boundary_area_share']:.0%} of pixels"
     )
 
 
-def comparison_table(rows: Sequence[ComparisonRow], old_label: str = "old", new_label: str = "new") -> list[str]:
-    """A text table: accuracies side by side, the paired change with its 95% interval, b/c and McNemar's p."""
-    header = (
-        f"{'model':<20} {'dataset':<12} {'compression':<16} {'n':>6} {old_label:>8} {new_label:>8} {'change':>8} "
-        f"{'95% CI (points)':>17} {'b':>5} {'c':>5} {'p':>8}"
-    )
-    lines = [header]
-    for row in rows:
-        same = row["candidate_role"] == row["reference_role"]
-        model = row["candidate_role"] if same else f"{row['reference_role']}->{row['candidate_role']}"
-        start = f"{model:<20} {_short(row['dataset'], 12):<12} {row['compression_id']:<16}"
-        if "error" in row:
-            lines.append(f"{start} not comparable: {row['error']}")
-            continue
-        low, high = row["change_ci95"]
+def gate_lines(
+    changes: Sequence[QuantityChange], compression_id: str, reference: str, candidate: str, reference_label: str = "", candidate_label: str = ""
+) -> list[str]:
+    """A gate comparison as a text table: one row per quantity with both values, the change, its 95% interval, p and the verdict."""
+    lines = [f"  {name}: {label}" for name, label in ((reference, reference_label), (candidate, candidate_label)) if label]
+    lines.append(f"  {'quantity':<28} {reference[:16]:>16} {candidate[:16]:>16} {'change':>8} {'95% CI (points)':>18} {'p':>9}  verdict")
+    for change in changes:
+        value, interval = change_text(change)
         lines.append(
-            f"{start} {row['n']:>6} {row['reference_accuracy']:>8.2%} {row['accuracy']:>8.2%} {row['change'] * 100:>+8.2f} "
-            f"{f'{low * 100:+.2f} to {high * 100:+.2f}':>17} {row['b']:>5} {row['c']:>5} {row['p_value']:>8.3g}"
+            f"  {quantity_label(change, compression_id):<28} {quantity_value(change, 'reference'):>16} {quantity_value(change, 'candidate'):>16} "
+            f"{value:>8} {interval:>18} {change['p_value']:>9.3g}  {change['verdict']}"
         )
+    lines.append(f"  {CHANGE_SIGN}")
     return lines
 
 
-def _short(text: str, width: int) -> str:
-    return text if len(text) <= width else "\u2026" + text[-(width - 1) :]
+def comparison_table(rows: Sequence[ComparisonRow], old_label: str = "old", new_label: str = "new") -> list[str]:
+    """Each pair's gate table (:func:`gate_lines`) under a line naming the model, dataset and compression, with the verdict."""
+    lines: list[str] = []
+    for row in rows:
+        same = row["candidate_role"] == row["reference_role"]
+        model = row["candidate_role"] if same else f"{row['reference_role']} -> {row['candidate_role']}"
+        where = f"{model} on {row['dataset']} under {row['compression_id']}"
+        if "error" in row:
+            lines.append(f"{where}: not comparable: {row['error']}")
+            continue
+        lines.append(f"{where} (same {row['n']} images, margin {row['margin'] * 100:.2f} points): {row['verdict'].upper()}")
+        lines += gate_lines(row["changes"], row["compression_id"], old_label, new_label)[:-1]
+    if any("changes" in row for row in rows):
+        lines.append(CHANGE_SIGN)
+    return lines

@@ -9,12 +9,13 @@ written before it existed, which reads as an ordinary pass or fail).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..results.schema import CaseKey, CheckRecord, EvaluationRecord, FailureRecord, SkipRecord, case_key
-from .format import ci, is_number, pct, safe_name, unique
+from ..results.schema import VERDICTS, CaseKey, CheckRecord, EvaluationRecord, FailureRecord, QuantityChange, SkipRecord, case_key
+from .format import change_text, ci, is_number, pct, quantity_label, safe_name, unique
 
 #: Display order and wording of a floor check's status.
 STATUS_TEXT: dict[str, str] = {
@@ -23,6 +24,13 @@ STATUS_TEXT: dict[str, str] = {
     "xfailed": "xfailed (expected)",
     "passed": "passed",
 }
+
+
+def source_note(record: EvaluationRecord) -> str:
+    """``; uncompressed = the decoded JPEG files`` for a dataset stored as image files, else nothing:
+    its "uncompressed" images are those files decoded, which for JPEG (and lossy WebP) were compressed once already."""
+    stored = record.get("source_format", "pixels")
+    return "" if stored == "pixels" else f"; uncompressed = the decoded {stored} files"
 
 
 def check_status(check: CheckRecord) -> str:
@@ -35,38 +43,71 @@ def check_status(check: CheckRecord) -> str:
     return "xpassed" if outcome == "xpassed" else "passed"
 
 
+def is_gate(check: CheckRecord) -> bool:
+    """A comparison with a reference (``assert_no_regression``, ``assert_not_worse``), not a floor."""
+    return check.get("kind", "floor") != "floor" or "max_regression" in check
+
+
+def distinct_checks(checks: Iterable[CheckRecord]) -> list[CheckRecord]:
+    """Each check once: a gate check that several tests made (an A/B test runs once per model) counts once."""
+    seen: dict[str, CheckRecord] = {}
+    for check in checks:
+        identity = {key: value for key, value in check.items() if key != "test" and not (key == "outcome" and is_gate(check))}
+        key = json.dumps(identity, sort_keys=True, default=str) if is_gate(check) else json.dumps(check, sort_keys=True, default=str)
+        if key not in seen or check_status(check) == "failed":
+            seen[key] = check
+    return list(seen.values())
+
+
 @dataclass(frozen=True)
 class Counts:
     evaluations: int
     models: int
     datasets: int
-    checks: int
-    statuses: dict[str, int]
+    floors: dict[str, int]  # status -> floor checks
+    gates: dict[str, int]  # verdict -> gate checks
+    unexpected: int  # checks (floor or gate) that failed unexpectedly
+    skipped: int  # clip cases that skipped
 
     @property
-    def unexpected(self) -> int:
-        return self.statuses.get("failed", 0)
+    def checks(self) -> int:
+        return sum(self.floors.values()) + sum(self.gates.values())
 
     def sentence(self) -> str:
-        """``28 evaluations of 1 model on 1 dataset; 19 floor checks: 15 passed, 4 xfailed (expected).``"""
+        """``28 evaluations of 1 model on 1 dataset; 19 floor checks: 15 passed, 4 xfailed (expected); 2 gate checks: 1 regressed,
+        1 no change; 3 clip cases skipped.``"""
         parts = [f"{_plural(self.evaluations, 'evaluation')} of {_plural(self.models, 'model')} on {_plural(self.datasets, 'dataset')}"]
-        if self.checks:
-            shown = ", ".join(f"{self.statuses[s]} {STATUS_TEXT[s]}" for s in ("passed", "failed", "xfailed", "xpassed") if self.statuses.get(s))
-            parts.append(f"{_plural(self.checks, 'floor check')}: {shown}")
+        if self.floors:
+            shown = ", ".join(f"{self.floors[s]} {STATUS_TEXT[s]}" for s in ("passed", "failed", "xfailed", "xpassed") if self.floors.get(s))
+            parts.append(f"{_plural(sum(self.floors.values()), 'floor check')}: {shown}")
+        if self.gates:
+            shown = ", ".join(f"{self.gates[v]} {v}" for v in VERDICTS if self.gates.get(v))
+            parts.append(f"{_plural(sum(self.gates.values()), 'gate check')}: {shown}")
+        if self.skipped:
+            parts.append(f"{_plural(self.skipped, 'clip case')} skipped")
         return "; ".join(parts) + "."
 
 
-def counts(records: Sequence[EvaluationRecord], checks: Sequence[CheckRecord]) -> Counts:
-    statuses: dict[str, int] = {}
-    for check in checks:
+def counts(records: Sequence[EvaluationRecord], checks: Sequence[CheckRecord], skips: Sequence[SkipRecord] = ()) -> Counts:
+    floors: dict[str, int] = {}
+    gates: dict[str, int] = {}
+    unexpected = 0
+    for check in distinct_checks(checks):
         status = check_status(check)
-        statuses[status] = statuses.get(status, 0) + 1
+        unexpected += status == "failed"
+        if is_gate(check):
+            verdict = str(check.get("verdict") or ("no change" if check["passed"] else "regressed"))
+            gates[verdict] = gates.get(verdict, 0) + 1
+        else:
+            floors[status] = floors.get(status, 0) + 1
     return Counts(
         evaluations=len(records),
         models=len({(r.get("model"), r.get("pretrained")) for r in records}),
         datasets=len({r.get("dataset") for r in records}),
-        checks=len(checks),
-        statuses=statuses,
+        floors=floors,
+        gates=gates,
+        unexpected=unexpected,
+        skipped=sum(1 for skip in skips if skip.get("clip", True)),
     )
 
 
@@ -95,20 +136,26 @@ class TriageRow:
     reference: str = ""
     broken: tuple[str, ...] = ()
     images: int = 0
+    changes: tuple[QuantityChange, ...] = ()  # a gate check's quantities
+    metric: str = "top1"  # what accuracy, ci95, baseline_accuracy and drop measure (assert_accuracy(metric=...))
 
     @property
     def why(self) -> str:
-        """``accuracy 61.3% < floor 85.0%; drop 33.0 pp > max 5.0 pp``, or why there is no number."""
+        """``accuracy 61.3% < floor 85.0%; drop 33.0 pp > max 5.0 pp``, a gate check's verdicts, or why there is no number."""
         if not self.compression_id:
-            return "no floor check failed: the test failed for another reason (see its report)"
+            return "no check failed: the test failed for another reason (see its report)"
         parts = []
+        name = "accuracy" if self.metric == "top1" else self.metric
         if "min_accuracy" in self.broken:
-            parts.append(f"accuracy {pct(self.accuracy)} < floor {pct(self.min_accuracy)}")
+            parts.append(f"{name} {pct(self.accuracy)} < floor {pct(self.min_accuracy)}")
         if "max_drop" in self.broken:
-            parts.append(f"drop {_pp(self.drop)} > max {_pp(self.max_drop)}")
-        if is_number(self.max_regression):
+            parts.append(f"{'' if self.metric == 'top1' else name + ' '}drop {_pp(self.drop)} > max {_pp(self.max_drop)}")
+        if self.changes:
+            shown = ", ".join(f"{quantity_label(c, self.compression_id)} {change_text(c)[0]} pts {c['verdict']}" for c in self.changes)
+            parts.append(f"against {self.reference or 'the baseline'}: {shown}")
+        elif is_number(self.max_regression):
             parts.append(f"regressed by more than {_pp(self.max_regression)} against {self.reference or 'the baseline'}")
-        return "; ".join(parts) or "floors held; the test failed for another reason (see its report)"
+        return "; ".join(parts) or "checks held; the test failed for another reason (see its report)"
 
 
 def _pp(value: Any) -> str:
@@ -132,11 +179,30 @@ def record_index(records: Iterable[EvaluationRecord]) -> dict[CaseKey, Evaluatio
     return index
 
 
+#: The record fields of each metric ``assert_accuracy(metric=...)`` sets floors on: its value and its uncompressed value.
+METRIC_FIELDS = {
+    "top1": ("accuracy", "baseline_accuracy"),
+    "top5": ("top5", "baseline_top5"),
+    "mean_per_class_recall": ("mean_per_class_recall", "baseline_mean_per_class_recall"),
+}
+
+
+def checked_values(record: EvaluationRecord | None, check: CheckRecord) -> tuple[Any, Any, Any]:
+    """The measured value, uncompressed value and drop of the metric a check's floors are on (top-1 unless it names another)."""
+    if record is None:
+        return None, None, None
+    value_field, baseline_field = METRIC_FIELDS.get(check.get("metric", "top1"), METRIC_FIELDS["top1"])
+    value, baseline = record.get(value_field), record.get(baseline_field)
+    if value_field == "accuracy":
+        return value, baseline, record.get("drop")
+    return value, baseline, baseline - value if is_number(value) and is_number(baseline) else None
+
+
 def _broken(record: EvaluationRecord | None, check: CheckRecord) -> tuple[str, ...]:
     """Which of the check's floors the measurement breaks."""
     if record is None:
         return ()
-    accuracy, drop = record.get("accuracy"), record.get("drop")
+    accuracy, _, drop = checked_values(record, check)
     broken = []
     minimum, max_drop = check.get("min_accuracy"), check.get("max_drop")
     if is_number(minimum) and not (is_number(accuracy) and accuracy >= minimum):
@@ -182,6 +248,7 @@ def triage(records: Sequence[EvaluationRecord], checks: Sequence[CheckRecord], f
                 continue
             record = measured.get(case_key(check))
             numbers: dict[str, Any] = dict(record) if record is not None else {}
+            value, baseline, drop = checked_values(record, check)
             rows.append(
                 TriageRow(
                     test=test,
@@ -190,17 +257,19 @@ def triage(records: Sequence[EvaluationRecord], checks: Sequence[CheckRecord], f
                     model=f"{check.get('model')}/{check.get('pretrained')}",
                     dataset=str(check.get("dataset")),
                     compression_id=str(check.get("compression_id")),
-                    accuracy=numbers.get("accuracy"),
-                    ci95=_ci(record),
-                    baseline_accuracy=numbers.get("baseline_accuracy"),
-                    drop=numbers.get("drop"),
-                    drop_ci95=_pair(numbers.get("drop_ci95")),
+                    accuracy=value,
+                    ci95=_ci(record) if "metric" not in check else _pair(numbers.get("top5_ci95") if check["metric"] == "top5" else None),
+                    baseline_accuracy=baseline,
+                    drop=drop,
+                    drop_ci95=_pair(numbers.get("drop_ci95")) if "metric" not in check else None,
+                    metric=str(check.get("metric", "top1")),
                     min_accuracy=check.get("min_accuracy"),
                     max_drop=check.get("max_drop"),
                     max_regression=check.get("max_regression"),
                     reference=str(check.get("reference") or ""),
                     broken=_broken(record, check),
                     images=images.get(test, 0),
+                    changes=tuple(check.get("changes") or ()),
                 )
             )
         if not rows:
@@ -232,12 +301,12 @@ class SkipLine:
         reason = self.first_reason.strip().splitlines()[0] if self.first_reason.strip() else "no reason given"
         if len(reason) > 160:
             reason = reason[:159].rstrip() + "\u2026"
-        return f"{_plural(self.count, 'test')} skipped, first reason: {reason}"
+        return f"{_plural(self.count, 'clip case')} skipped, first reason: {reason}"
 
 
 def skip_line(skips: Sequence[SkipRecord]) -> SkipLine | None:
-    """All skipped tests as one line: the count and the first reason (in test-id order)."""
-    if not skips:
+    """The skipped clip cases as one line: the count and the first reason (in test-id order)."""
+    rows = sorted((skip["test"], skip["reason"]) for skip in skips if skip.get("clip", True))
+    if not rows:
         return None
-    rows = sorted((str(s.get("test", "")), str(s.get("reason", ""))) for s in skips)
     return SkipLine(count=len(rows), first_reason=rows[0][1], reasons=rows)

@@ -30,6 +30,13 @@ class ResultsFile:
     checks: list[CheckRecord] = field(default_factory=list, repr=False)
     breaking_points: list[BreakingPoint] = field(default_factory=list, repr=False)
     run: RunBlock | None = field(default=None, repr=False)
+    version: str | None = None  # the pytest-clipcompress version that wrote the file
+
+    def checkpoints(self) -> str:
+        """The models the file's numbers came from, with their weights hashes (``label, weights <hash>``)."""
+        models = self.run["models"] if self.run else []
+        named = [f"{facts['label']}, weights {facts['weights_hash'][:12]}" for facts in models]
+        return "; ".join(named) or ", ".join(sorted({f"{r['model']}/{r['pretrained']}" for r in self.evaluations})) or "no models"
 
     def entry_for(self, key: CaseKey, fingerprint: str) -> EvaluationRecord:
         """The evaluation for ``key``, or a :class:`GateError` that lists what the file holds."""
@@ -82,6 +89,7 @@ def load_results_file(path: Path, what: str = "results file") -> ResultsFile:
         cast("list[CheckRecord]", _rows(payload, "checks")),
         [BreakingPoint.from_dict(point) for point in _rows(payload, "breaking_points")],
         cast("RunBlock | None", payload.get("run")),
+        str(payload["version"]) if payload.get("version") is not None else None,
     )
 
 

@@ -11,6 +11,7 @@ import datetime
 import subprocess
 from importlib import metadata as distributions
 from pathlib import Path
+from typing import Any
 
 from .._version import __version__
 from .schema import GitState, ModelFacts, RunBlock
@@ -54,12 +55,23 @@ def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def run_metadata(device: str, precision: str, rootdir: Path) -> RunBlock:
+def run_metadata(device: str, precision: str, rootdir: Path, settings: dict[str, Any] | None = None) -> RunBlock:
     """The ``run`` block of the results file, without models: JSON-able, no host name, no paths.
 
-    ``device`` and ``precision`` are the requested settings; each model's facts say where it ran.
+    ``device`` and ``precision`` are the requested settings; each model's facts say where it ran;
+    ``settings`` are those that change the numbers (``config.settings.number_settings``).
     """
-    return {"models": [], "device": device, "precision": precision, "versions": library_versions(), "git": git_state(rootdir), "started_utc": utc_now()}
+    run: RunBlock = {
+        "models": [],
+        "device": device,
+        "precision": precision,
+        "versions": library_versions(),
+        "git": git_state(rootdir),
+        "started_utc": utc_now(),
+    }
+    if settings is not None:
+        run["settings"] = settings
+    return run
 
 
 def with_models(run: RunBlock, models: list[ModelFacts]) -> RunBlock:

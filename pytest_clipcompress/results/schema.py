@@ -73,6 +73,12 @@ class EvaluationRecord(TypedDict):
     baseline_accuracy: float
     drop: float
     ci95: list[float]
+    top5: NotRequired[float | None]  # top-5 accuracy (None: fewer than 5 classes); absent in files written before it
+    top5_ci95: NotRequired[list[float] | None]  # its Wilson interval
+    baseline_top5: NotRequired[float | None]
+    mean_per_class_recall: NotRequired[float]  # CLIP_benchmark's balanced accuracy over the classes present
+    baseline_mean_per_class_recall: NotRequired[float]
+    source_format: NotRequired[str]  # how the dataset stores its images ("JPEG", "pixels"): what "uncompressed" decodes
     per_class: dict[str, float]
     bits_per_pixel: float
     flipped: int
@@ -108,21 +114,64 @@ def case_key(record: Mapping[str, object]) -> CaseKey:
     return CaseKey(record_id(record), str(record.get("dataset")), str(record.get("compression_id")))
 
 
-class CheckRecord(TypedDict):
-    """One check a test made on an evaluation: a floor (``assert_accuracy``) or a gate check
-    (``assert_no_regression`` against the baseline, ``assert_not_worse`` against another model)."""
+#: The verdicts of a gate comparison, worst first: every output uses these words.
+VERDICTS = ("regressed", "inconclusive", "no change", "improved")
 
+
+class QuantityChange(TypedDict):
+    """One quantity a gate compares, the candidate against the reference on the same images.
+
+    ``quantity`` is ``clean`` (accuracy uncompressed), ``compressed`` (accuracy under the
+    compression) or ``drop`` (clean minus compressed). ``change`` is oriented so that negative
+    means the candidate is worse: candidate minus reference for the accuracies, reference minus
+    candidate for the drop (a larger drop is worse); ``change_ci95`` is its paired 95% interval
+    and ``resolution`` the interval's half-width, the smallest change these images can tell from
+    noise. ``b``/``c`` (accuracies only) count the images right only in the reference / only in the
+    candidate.
+    """
+
+    quantity: str
+    reference: float
+    candidate: float
+    change: float
+    change_ci95: list[float]
+    p_value: float
+    resolution: float
+    verdict: str
+    b: NotRequired[int]
+    c: NotRequired[int]
+
+
+class CheckRecord(TypedDict):
+    """One check a test made on an evaluation.
+
+    ``kind`` is ``floor`` (``assert_accuracy``), ``baseline`` (``assert_no_regression`` against the
+    stored baseline) or ``model`` (``assert_not_worse`` against another model of the run). Every
+    check names the evaluation it was made on (model id, model, weights, dataset, compression).
+    Floor checks carry the floors and where each came from (``floor_sources``: ``test`` or
+    ``config``); gate checks the margin, the reference and one :class:`QuantityChange` per quantity
+    with the overall ``verdict`` (the worst of theirs).
+    """
+
+    kind: str
     role: str
     model: str
     pretrained: str
+    weights: str  # the weights hash (LoadedModel.weights_hash), "" where unknown
     dataset: str
     compression_id: str
     min_accuracy: float | None
     max_drop: float | None
     passed: bool
+    floor_sources: NotRequired[dict[str, str]]  # floor name -> test | config
     confidence: NotRequired[float]  # the floors apply to this interval (assert_accuracy(confidence=...))
+    metric: NotRequired[str]  # the floors are on top5 or mean_per_class_recall (assert_accuracy(metric=...)); absent: top-1
     max_regression: NotRequired[float]  # gate checks only
-    reference: NotRequired[str]  # assert_not_worse's reference model id
+    alpha: NotRequired[float]
+    reference: NotRequired[str]  # the reference: the baseline file's name, or the other model's id
+    reference_label: NotRequired[str]  # the reference's model and weights, as people read it
+    changes: NotRequired[list[QuantityChange]]
+    verdict: NotRequired[str]
     test: NotRequired[str]  # the test's node id, added on the controller
     outcome: NotRequired[str | None]  # the test's outcome (e.g. xfailed), None where the report had none
 
@@ -176,8 +225,10 @@ class BreakingPoint:
 class AttributionItem(TypedDict):
     """Integrated Gradients numbers for one flipped image, with the names a renderer shows.
 
-    ``f_input`` / ``f_baseline`` are the cross-entropy losses of the compressed image and of the
-    IG baseline input (``--clip-ig-baseline``); ``positive_mass`` and ``negative_mass`` are the sums
+    ``f_input`` / ``f_reference`` are the cross-entropy losses of the compressed image and of IG's
+    reference input (``reference_input``: ``--clip-ig-baseline``, what captum calls the baseline; not
+    the ``--clip-baseline`` file); ``chosen_as`` says why the image was explained (``compression
+    flip``, or ``lost against <reference>`` on a failed gate check); ``positive_mass`` and ``negative_mass`` are the sums
     of the positive and of the absolute negative attributions; ``boundary_share`` is the share of
     ``sum |IG|`` on pixels sampled from JPEG 8x8 block-boundary pixels and ``boundary_area_share``
     the share of such pixels, so a ratio above one means attributions concentrate on block edges.
@@ -192,7 +243,7 @@ class AttributionItem(TypedDict):
     steps: int
     method: str
     f_input: float
-    f_baseline: float
+    f_reference: float
     delta_f: float
     sum_attributions: float
     completeness_gap: float
@@ -204,7 +255,8 @@ class AttributionItem(TypedDict):
     model: str
     dataset: str
     compression_id: str
-    baseline: str
+    reference_input: str
+    chosen_as: str
     true_name: str
     pred_uncompressed_name: str
     pred_compressed_name: str
@@ -255,6 +307,8 @@ class RunBlock(TypedDict):
     versions: dict[str, str]
     git: GitState | None
     started_utc: str
+    settings: NotRequired[dict[str, Any]]  # the settings that change the numbers (samples, seed, prompts, ...): shards of one run share them
+    shards: NotRequired[int]  # how many results files ``merge`` joined into this one
 
 
 class ReportData(TypedDict):
@@ -278,20 +332,17 @@ class FailureRecord(TypedDict):
 
 
 class SkipRecord(TypedDict):
-    """A skipped test and pytest's reason."""
+    """A skipped test and pytest's reason; ``clip`` when the test is a clip case (it uses the plugin's fixtures)."""
 
     test: str
     reason: str
+    clip: NotRequired[bool]
 
 
 class ComparisonRow(TypedDict):
-    """One evaluation paired with its reference (the baseline's, or another model's) on the same images.
-
-    ``change`` is candidate minus reference accuracy (negative: the candidate is worse) and
-    ``change_ci95`` its paired 95% interval; ``b`` images are right only in the reference, ``c``
-    right only in the candidate; ``p_value`` is the exact McNemar test's. ``verdict`` is the one
-    the comparison reached (:mod:`..compare` decides it); ``error`` says why the two could not be
-    compared (the numbers are then absent).
+    """One evaluation paired with its reference (the baseline's, or another model's) on the same images:
+    one :class:`QuantityChange` per quantity, and the overall ``verdict`` (:mod:`..compare` decides
+    them at ``margin``). ``error`` says why the two could not be compared (the numbers are then absent).
     """
 
     reference_role: str
@@ -300,15 +351,8 @@ class ComparisonRow(TypedDict):
     compression_id: str
     error: NotRequired[str]
     n: NotRequired[int]
-    reference_accuracy: NotRequired[float]
-    accuracy: NotRequired[float]
-    change: NotRequired[float]
-    change_ci95: NotRequired[list[float]]
-    b: NotRequired[int]
-    c: NotRequired[int]
-    p_value: NotRequired[float]
+    margin: NotRequired[float]
+    changes: NotRequired[list[QuantityChange]]
+    verdict: NotRequired[str]
     classes_lost: NotRequired[str]
     flips: NotRequired[str]
-    direction: NotRequired[str]  # worse | better | "" (no significant change)
-    regressed: NotRequired[bool]  # beyond the margin, and significant
-    verdict: NotRequired[str]

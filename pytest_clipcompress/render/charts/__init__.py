@@ -32,9 +32,15 @@ class Chart:
     png: bytes
 
 
-def accuracy_charts(records: Iterable[EvaluationRecord], checks: Iterable[CheckRecord] = (), breaking_points: Iterable[BreakingPoint] = ()) -> list[Chart]:
+def accuracy_charts(
+    records: Iterable[EvaluationRecord],
+    checks: Iterable[CheckRecord] = (),
+    breaking_points: Iterable[BreakingPoint] = (),
+    references: Iterable[EvaluationRecord] = (),
+) -> list[Chart]:
     """With several models, first their overlays (:func:`model_overlays`); then per (model, pretrained, dataset)
-    the rate-accuracy chart and a per-setting chart for each codec with 3+ settings.
+    the rate-accuracy chart and a per-setting chart for each codec with 3+ settings. ``references``
+    (e.g. the baseline's evaluations of the same cases, under a role of their own) join the overlays only.
 
     The rate-accuracy chart puts every codec on one bits-per-pixel axis (log scale), so codecs are
     compared at the size they produce; each codec is a colour and each of its other settings (e.g.
@@ -52,7 +58,7 @@ def accuracy_charts(records: Iterable[EvaluationRecord], checks: Iterable[CheckR
         by_model.setdefault(group_key(record), []).append(record)
     charts: list[Chart] = []
     used: set[str] = set()
-    for overlay in model_overlays(records):
+    for overlay in model_overlays([*records, *references]):
         stem = f"models_{safe_name(overlay.dataset, max_length=40)}_{safe_name(overlay.codec)}"
         charts.append(Chart(title=overlay.title, filename=unique(f"{stem}.png", (overlay.dataset, overlay.codec), used), png=render_overlay(overlay)))
     for key in sorted(by_model):

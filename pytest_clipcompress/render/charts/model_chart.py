@@ -17,6 +17,7 @@ _CODEC_COLOURS = {"jpeg": "#1f77b4", "webp": "#ff7f0e", "avif": "#2ca02c", "jpeg
 _OTHER_COLOURS = ("#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
 _SERIES_STYLES = (("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."))
 _STATUS_COLOURS = {"failed": "#d62728", "xfailed": "#d99a00", "held": "#555555"}
+_FLOOR_STYLES = {"min_accuracy": ":", "max_drop": "-."}
 
 
 @dataclass
@@ -149,17 +150,32 @@ def _draw_reference_lines(
     for value in baselines:
         ax.axhline(value, color="#333333", linestyle="--", linewidth=1.1, label=f"uncompressed {pct(value)}", zorder=1)
         marks.y_values.append(value)
+    kinds: list[str] = []
     for floor in _floors(compressed, checks):
+        # Each floor is labelled on its line (value and status); the legend names each kind once.
+        style = _FLOOR_STYLES[floor["kind"]]
+        ax.axhline(floor["value"], color=_STATUS_COLOURS[floor["status"]], linestyle=style, linewidth=1.4 if floor["status"] != "held" else 1.1, zorder=1)
         suffix = {"failed": " \u2014 FAILED", "xfailed": " \u2014 xfailed (expected)", "held": ""}[floor["status"]]
-        ax.axhline(
-            floor["value"],
+        ax.annotate(
+            floor["label"] + suffix,
+            xy=(1.0, floor["value"]),
+            xycoords=("axes fraction", "data"),
+            xytext=(-4, 2),
+            textcoords="offset points",
+            ha="right",
+            va="bottom",
+            fontsize=7,
             color=_STATUS_COLOURS[floor["status"]],
-            linestyle=":" if floor["kind"] == "min_accuracy" else "-.",
-            linewidth=1.4 if floor["status"] != "held" else 1.1,
-            label=f"floor: {floor['label']}{suffix}",
-            zorder=1,
+            bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8},
+            zorder=2,  # under the points and lines, over the grid
         )
         marks.y_values.append(floor["value"])
+        if floor["kind"] not in kinds:
+            kinds.append(floor["kind"])
+    for kind in sorted(kinds):
+        ax.plot(
+            [], [], color=_STATUS_COLOURS["held"], linestyle=_FLOOR_STYLES[kind], linewidth=1.1, label=f"floor: {kind.replace('_', ' ')} (value on the line)"
+        )
     for point in breaking_points:
         if is_number(point.breaking_value):
             label = "breaking point"
@@ -207,7 +223,8 @@ def _floors(rows: Sequence[EvaluationRecord], checks: Iterable[CheckRecord]) -> 
         accuracy, drop, baseline = row.get("accuracy"), row.get("drop"), row.get("baseline_accuracy")
         if is_number(minimum):
             entries.append(("min_accuracy", float(minimum), f"min accuracy {pct(minimum)}", not (is_number(accuracy) and accuracy >= minimum)))
-        if is_number(max_drop) and is_number(baseline):
+        # A drop floor at or beyond the uncompressed accuracy cannot break: its line would sit below 0%.
+        if is_number(max_drop) and is_number(baseline) and float(baseline) - float(max_drop) >= 0.0:
             value = float(baseline) - float(max_drop)
             entries.append(("max_drop", value, f"max drop {max_drop * 100:.3g} pp (\u2265 {pct(value)})", not (is_number(drop) and drop <= max_drop)))
         blame_all = not any(violated for *_, violated in entries)
