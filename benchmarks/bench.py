@@ -20,8 +20,9 @@ Measurements (all in one run, same model weights and images):
      --clip-no-cache), as pytest reports its time (and with the plugin's imports added), against a
      plain script timed after its imports.
 (f)  Ratio to the limit: plugin throughput / the zero-shot head's forward on pre-made tensors (same
-     batch size, same run), exact and fast preprocessing; IG against its own limit.
-(g)  Agreement of --clip-preprocess fast with exact on the CIFAR-10 sample and the demo set.
+     batch size, same run); IG against its own limit.
+(h)  The codec stage (worker processes) against Pillow's own decode + encode + decode of the same
+     images in one process, with 1 and 2 worker processes: its cost per image and its scaling.
 
 No network and no pretrained weights are needed: models are randomly initialised (seeded, as the
 plugin does) and the images are the 200 real CIFAR-10 test images of
@@ -51,7 +52,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import limits  # noqa: E402  (benchmarks/limits.py: measurements e, f, g)
+import codec_stage_speed  # noqa: E402  (benchmarks/codec_stage_speed.py: measurement h)
+import limits  # noqa: E402  (benchmarks/limits.py: measurements e, f)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -62,6 +64,7 @@ from pytest_clipcompress.config.settings import build_settings  # noqa: E402
 from pytest_clipcompress.data.base import ArrayDataset, ImageDataset  # noqa: E402
 from pytest_clipcompress.data.cifar10 import load_cifar10  # noqa: E402
 from pytest_clipcompress.engine.evaluator import Evaluator  # noqa: E402
+from pytest_clipcompress.engine.pipeline import ImagePipeline  # noqa: E402
 from pytest_clipcompress.models.load import LoadedModel  # noqa: E402
 from pytest_clipcompress.models.prompts import PAPER_TEMPLATES  # noqa: E402
 from pytest_clipcompress.models.resolve import register_model_configs  # noqa: E402
@@ -75,15 +78,18 @@ if not DATA_ROOT.exists():
     DATA_ROOT = Path("/work/shared/datasets/cifar10-test-sample")
 
 SMALL_VIT_CONFIG = ROOT / "benchmarks" / "small-vit-224.json"
+FEATHERWEIGHT_CONFIG = ROOT / "benchmarks" / "featherweight-vit-224.json"
+MODEL_CONFIGS = [str(TINY_CONFIG), str(SMALL_VIT_CONFIG), str(FEATHERWEIGHT_CONFIG)]
 DEMO_MODEL = "clipcompress-demo"
 MODELS = {
     # key: (open_clip name, default N, default N with --quick)
     "tiny": ("tiny-clip", 1000, 200),
     "demo": (DEMO_MODEL, 1000, 200),  # its bundled trained weights
+    "featherweight": ("featherweight-vit-224", 1000, 200),  # 224 px, 1 layer, width 64: a forward as cheap as on a GPU
     "small-vit": ("small-vit-224", 200, 200),
     "vit-b-32": ("ViT-B-32", 48, 16),
 }
-LIMIT_TARGETS = {"demo": 0.9}  # (f): CPU targets of issue 15; others are reported
+LIMIT_TARGETS = {"demo": 0.9, "featherweight": 0.6, "small-vit": 0.9}  # (f) on the CPU: issue 15 (demo), issue 22; others are reported
 
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -178,12 +184,11 @@ def tiled_array_dataset(base: ArrayDataset, n: int) -> ArrayDataset:
     return ArrayDataset(f"cifar10-sample-x{n}", base.classes, images, labels, f"{base.fingerprint}-tiled-{n}", base.templates)
 
 
-def make_settings(model_name: str, args: argparse.Namespace, *, cache_dir: Path | None = None, preprocess: str = "exact") -> Any:
+def make_settings(model_name: str, args: argparse.Namespace, *, cache_dir: Path | None = None) -> Any:
     overrides: dict[str, Any] = {
         "model": [model_name],
         "pretrained": None if model_name == DEMO_MODEL else "none",
-        "model-config": [str(TINY_CONFIG), str(SMALL_VIT_CONFIG)],
-        "preprocess": preprocess,
+        "model-config": MODEL_CONFIGS,
         "device": "cpu",
         "batch-size": str(args.batch_size),
         "offline": True,
@@ -198,12 +203,19 @@ def make_settings(model_name: str, args: argparse.Namespace, *, cache_dir: Path 
     return build_settings(lambda option: overrides.get(option.name))
 
 
-def fresh_evaluator(settings: Any, model_name: str, loaded: LoadedModel) -> Evaluator:
+def fresh_evaluator(settings: Any, model_name: str, loaded: LoadedModel, pipeline: ImagePipeline | None = None) -> Evaluator:
     """A new Evaluator (empty in-memory state) sharing the already-loaded model, so that model
-    loading (identical for the plugin and the loop) is outside every timing."""
+    loading (identical for the plugin and the loop) is outside every timing; and sharing
+    ``pipeline``, whose worker processes a session starts once and keeps for all its evaluations."""
     evaluator = Evaluator.from_settings(settings)
     evaluator._models[model_name] = loaded
+    evaluator._pipeline = pipeline
     return evaluator
+
+
+def shared_pipeline(settings: Any) -> ImagePipeline:
+    """One pipeline for every fresh evaluator of a measurement, as a session has."""
+    return Evaluator.from_settings(settings).pipeline
 
 
 # --- (a) evaluation: plugin vs plain loop ---------------------------------------------------------
@@ -267,18 +279,22 @@ class EvalFigures:
 
 def bench_evaluation(model_name: str, loaded: LoadedModel, dataset: ImageDataset, args: argparse.Namespace, repeats: int) -> EvalFigures:
     settings = make_settings(model_name, args)
+    pipeline = shared_pipeline(settings)
     figures = EvalFigures(n=len(dataset))
-    # Warm-up (first-call allocations, lazy imports) on a few images, outside the timings.
-    warm = tiled_array_dataset(base_dataset(), min(len(dataset), 8))
-    plugin_evaluate(fresh_evaluator(settings, model_name, loaded), model_name, warm, qualities=(75,))
-    loop_evaluate(loaded, warm, args.batch_size, qualities=(75,))
+    # Warm-up (first-call allocations, lazy imports, the codec's worker processes) outside the timings.
+    plugin_evaluate(fresh_evaluator(settings, model_name, loaded, pipeline), model_name, dataset, qualities=(75,))
+    loop_evaluate(loaded, tiled_array_dataset(base_dataset(), min(len(dataset), 8)), args.batch_size, qualities=(75,))
     variants: dict[str, Callable[[], dict]] = {
-        "plugin": lambda: plugin_evaluate(fresh_evaluator(settings, model_name, loaded), model_name, dataset),
+        "plugin": lambda: plugin_evaluate(fresh_evaluator(settings, model_name, loaded, pipeline), model_name, dataset),
         "loop": lambda: loop_evaluate(loaded, dataset, args.batch_size),
     }
     for extra_workers in args.extra_workers:
         extra_settings = make_settings(model_name, argparse.Namespace(**{**vars(args), "workers": extra_workers}))
-        variants[f"plugin workers={extra_workers}"] = lambda s=extra_settings: plugin_evaluate(fresh_evaluator(s, model_name, loaded), model_name, dataset)
+        extra_pipeline = shared_pipeline(extra_settings)
+        plugin_evaluate(fresh_evaluator(extra_settings, model_name, loaded, extra_pipeline), model_name, dataset, qualities=(75,))
+        variants[f"plugin workers={extra_workers}"] = lambda s=extra_settings, p=extra_pipeline: plugin_evaluate(
+            fresh_evaluator(s, model_name, loaded, p), model_name, dataset
+        )
     names = list(variants)
     results: dict[str, dict] = {}
     for rep in range(repeats):
@@ -505,7 +521,7 @@ def bench_cache(model_name: str, loaded: LoadedModel, dataset: ImageDataset, arg
         settings = make_settings(model_name, args, cache_dir=Path(directory))
         loaded._weights_hash = None
         started = now()
-        cold = plugin_evaluate(fresh_evaluator(settings, model_name, loaded), model_name, dataset)
+        cold = plugin_evaluate(fresh_evaluator(settings, model_name, loaded), model_name, dataset)  # a session: its workers start in it
         figures.cold_s = now() - started
         log(f"  (c) cold: {figures.cold_s:.2f} s")
         for _ in range(repeats):
@@ -525,7 +541,7 @@ def rss_child(args: argparse.Namespace) -> None:
     """Runs in a fresh process: one full evaluation (4 qualities + baseline), prints JSON."""
     key = args.model[0]
     model_name = MODELS[key][0]
-    register_model_configs([str(TINY_CONFIG), str(SMALL_VIT_CONFIG)])
+    register_model_configs(MODEL_CONFIGS)
     base = base_dataset()
     dataset = TiledDataset(base, args.rss_child)
     settings = make_settings(model_name, args)
@@ -590,12 +606,18 @@ def markdown_table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def fmt_s(values: list[float] | float) -> str:
+    """Seconds; several repetitions as their median and range (the machine is shared: the spread is part of the figure)."""
     if isinstance(values, list):
         if not values:
             return "-"
         text = f"{median(values):.3f} s" if median(values) < 1 else f"{median(values):.2f} s"
-        return text + (f" (median of {len(values)})" if len(values) > 1 else "")
+        return text + (f" (median of {len(values)}, {min(values):.3g}-{max(values):.3g})" if len(values) > 1 else "")
     return f"{values:.3f} s" if values < 1 else f"{values:.2f} s"
+
+
+def spread(ratios: list[float]) -> str:
+    """Ratios measured within each repetition: median [lowest, highest]."""
+    return f"{median(ratios):.2f} [{min(ratios):.2f}, {max(ratios):.2f}]" if ratios else "-"
 
 
 def run_model(key: str, args: argparse.Namespace, base: ArrayDataset) -> dict[str, Any]:
@@ -628,18 +650,18 @@ def run_model(key: str, args: argparse.Namespace, base: ArrayDataset) -> dict[st
     if "d" in args.only and key == "tiny":
         out["d"] = bench_rss(key, (500, 2000) if args.quick else (2000, 8000), args)
     if "f" in args.only:
-        limit_n = args.limit_images or (len(base) if key in ("demo", "small-vit", "tiny") else 32)
+        limit_n = args.limit_images or {"vit-b-32": 32, "featherweight": 1000}.get(key, len(base))
         limit_batch = min(args.batch_size, limit_n)
-        limit_args = argparse.Namespace(**{**vars(args), "batch_size": limit_batch})
+        limit_settings = make_settings(model_name, argparse.Namespace(**{**vars(args), "batch_size": limit_batch}))
+        limit_pipeline = shared_pipeline(limit_settings)
 
-        def make_evaluator(mode: str) -> Evaluator:
-            return fresh_evaluator(make_settings(model_name, limit_args, preprocess=mode), model_name, loaded)
+        def make_evaluator() -> Evaluator:
+            return fresh_evaluator(limit_settings, model_name, loaded, limit_pipeline)
 
         out["f"] = limits.bench_limit(
             model_name,
             loaded,
             tiled_array_dataset(base, limit_n),
-            tiled_array_dataset(base, 8),
             make_evaluator,
             plugin_evaluate,
             limit_batch,
@@ -647,13 +669,6 @@ def run_model(key: str, args: argparse.Namespace, base: ArrayDataset) -> dict[st
             ig_steps=args.ig_steps or (10 if heavy else IG_STEPS),
             qualities=QUALITIES,
         )
-    if "g" in args.only:
-        from pytest_clipcompress.data.demo import load_demo
-
-        def make_evaluator(mode: str) -> Evaluator:
-            return fresh_evaluator(make_settings(model_name, args, preprocess=mode), model_name, loaded)
-
-        out["g"] = [limits.fast_agreement(model_name, d, make_evaluator, QUALITIES) for d in (base, load_demo())]
     return out
 
 
@@ -758,16 +773,14 @@ def report(info: dict[str, Any], runs: list[dict[str, Any]], markdown: bool) -> 
                     fmt_s(f.forward_s),
                     f"{f.images_per_s(f.forward_s):.0f} img/s (the limit)",
                 ],
-                ["(f) plugin, exact preprocessing", "decode + JPEG + preprocess + forward", fmt_s(f.plugin_s), f"{f.images_per_s(f.plugin_s):.0f} img/s"],
-                ["(f) plugin, --clip-preprocess fast", "same, tensor resize", fmt_s(f.fast_s), f"{f.images_per_s(f.fast_s):.0f} img/s"],
-                ["(f) ratio to the limit, exact", f"target >= {target}" if target else "reported", f"{f.ratio:.2f}", ""],
-                ["(f) ratio to the limit, fast", "reported", f"{f.fast_ratio:.2f}", ""],
+                ["(f) plugin", "decode + JPEG + preprocess + forward", fmt_s(f.plugin_s), f"{f.images_per_s(f.plugin_s):.0f} img/s"],
+                ["(f) ratio to the limit", f"target >= {target}" if target else "reported", f"{f.ratio:.2f}", f"per repetition: {spread(f.paired_ratios)}"],
             ]
             summary.append(
                 [
                     label,
-                    f"(f) plugin / pure forward, exact{f' >= {target}' if target else ' (info)'}",
-                    f"{f.ratio:.2f}",
+                    f"(f) plugin / pure forward{f' >= {target}' if target else ' (info)'}",
+                    f"{f.ratio:.2f} ({spread(f.paired_ratios)})",
                     met(f.ratio >= target) if target else "-",
                 ]
             )
@@ -781,17 +794,6 @@ def report(info: dict[str, Any], runs: list[dict[str, Any]], markdown: bool) -> 
                     ]
                 ]
                 summary.append([label, "(f) IG / its limit >= 0.8", f"{f.ig_ratio:.2f}", met(f.ig_ratio >= 0.8)])
-        if "g" in run:
-            for g in run["g"]:
-                rows.append(
-                    [
-                        f"(g) fast vs exact on {g.dataset}",
-                        f"{g.predictions} predictions",
-                        f"{100 * g.identical_share:.2f}% identical",
-                        f"max |delta logit| {g.max_logit_delta:.2e}",
-                    ]
-                )
-                summary.append([label, f"(g) fast == exact predictions on {g.dataset} (info)", f"{100 * g.identical_share:.2f}%", "-"])
         header = ["measurement", "what", "figure", "notes"]
         title = f"{label}, N={run['n']}" + (" (200 real CIFAR-10 images tiled)" if run["tiled"] else " real CIFAR-10 images")
         title += f", batch size {ARGS.batch_size}, model load {run['load_s']:.1f} s (not timed)"
@@ -827,6 +829,30 @@ def report(info: dict[str, Any], runs: list[dict[str, Any]], markdown: bool) -> 
         )
         summary.insert(0, ["small-vit-224 (random init)", "(e) identical predictions", "yes" if session.identical else "no", met(session.identical)])
         summary.insert(0, ["small-vit-224 (random init)", "(e) session / plain loop <= 1.0", f"{session.ratio:.2f}", met(session.ratio <= 1.0)])
+    stages: list[codec_stage_speed.StageFigures] = info.pop("_stage", [])
+    if stages:
+        rows = []
+        for h in stages:
+            rows += [
+                [
+                    f"(h) {h.kind}: Pillow alone, 1 process",
+                    f"{h.images} img: decode, JPEG q{codec_stage_speed.QUALITY} encode + decode",
+                    fmt_s(h.pillow_s),
+                    f"{h.per_second(h.pillow_s):.0f} img/s",
+                ],
+                [
+                    f"(h) {h.kind}: codec stage, 1 worker",
+                    "the same, plus the uncompressed pixels, to this process",
+                    fmt_s(h.stage_s[1]),
+                    f"{h.per_second(h.stage_s[1]):.0f} img/s",
+                ],
+                [f"(h) {h.kind}: codec stage, 2 workers", "", fmt_s(h.stage_s[2]), f"{h.per_second(h.stage_s[2]):.0f} img/s"],
+                [f"(h) {h.kind}: cost per image, stage (1 worker) / Pillow", "reported (1.00: no overhead)", f"{h.cost_ratio:.2f}", ""],
+                [f"(h) {h.kind}: 2 workers / Pillow alone", f"target >= {2 * codec_stage_speed.TARGET_SCALING:.1f}", f"{h.scaling:.2f}", ""],
+            ]
+            target = 2 * codec_stage_speed.TARGET_SCALING
+            summary.append(["codec stage", f"(h) {h.kind}: 2 workers / Pillow alone >= {target:.1f}", f"{h.scaling:.2f}", met(h.scaling >= target)])
+        sections.insert(0, ("(h) the codec stage against Pillow alone (repetitions interleaved)", ["measurement", "what", "figure", "notes"], rows))
     out = ["Machine"]
     out += [f"  {k}: {v}" for k, v in info.items()]
     for title, header, rows in sections:
@@ -864,13 +890,17 @@ def main() -> None:
     global ARGS
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--model", choices=("tiny", "demo", "small-vit", "vit-b-32", "both"), nargs="+", default=["tiny"], help="models for a-d, f, g (both: tiny and vit-b-32)"
+        "--model",
+        choices=("tiny", "demo", "featherweight", "small-vit", "vit-b-32", "both"),
+        nargs="+",
+        default=["tiny"],
+        help="models for a-d and f (both: tiny and vit-b-32)",
     )
     parser.add_argument("--images", type=int, help="N images (default: 1000 tiny, 48 ViT-B-32; --quick: 200 / 16)")
     parser.add_argument("--quick", action="store_true", help="small N and single repetitions (~2 min)")
     parser.add_argument("--markdown", action="store_true", help="also print the tables as markdown")
     parser.add_argument("--batch-size", type=int, default=64, help="batch size of plugin and loop (plugin default: 64)")
-    parser.add_argument("--workers", type=int, help="plugin preprocessing threads (default: the plugin's default)")
+    parser.add_argument("--workers", type=int, help="the plugin's --clip-workers: codec worker processes, always started (default: the plugin's default)")
     parser.add_argument("--extra-workers", type=int, nargs="*", default=[], help="also time the plugin with these --clip-workers values")
     parser.add_argument("--threads", type=int, help="torch intra-op threads for everything (default: torch's default)")
     parser.add_argument("--repeats", type=int, help="repetitions of (a)")
@@ -878,10 +908,11 @@ def main() -> None:
     parser.add_argument("--seed-repeats", type=int, default=1, help="repetitions of the (slow) seed procedure")
     parser.add_argument("--auto-images", type=int, help="images for (b2) (default: 3 tiny, 0 ViT-B-32)")
     parser.add_argument("--ig-steps", type=int, help="IG steps for (b) (default: 50 tiny, 10 ViT-B-32)")
-    parser.add_argument("--only", default="abcd", help="subset of measurements a-g, e.g. ab or efg")
+    parser.add_argument("--only", default="abcd", help="subset of measurements a-f and h, e.g. ab or efh")
+    parser.add_argument("--stage-repeats", type=int, help="repetitions of (h), interleaved (default: 5)")
     parser.add_argument("--session-repeats", type=int, help="pytest sessions and plain loops for (e), alternating (default: 3)")
     parser.add_argument("--session-args", nargs="*", default=[], help="extra pytest arguments for the session of (e)")
-    parser.add_argument("--limit-images", type=int, help="N for (f) (default: 200, 32 for ViT-B-32)")
+    parser.add_argument("--limit-images", type=int, help="N for (f) (default: 200; 1000 for the featherweight ViT, 32 for ViT-B-32)")
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     args = ARGS = parser.parse_args()
     if args.threads:
@@ -890,13 +921,15 @@ def main() -> None:
         rss_child(args)
         return
     info = machine_info(args)
-    register_model_configs([str(TINY_CONFIG), str(SMALL_VIT_CONFIG)])
+    register_model_configs(MODEL_CONFIGS)
     base = base_dataset()
     keys = [k for key in args.model for k in (("tiny", "vit-b-32") if key == "both" else (key,))]
     started = now()
     if "e" in args.only:
         info["_session"] = limits.bench_session(DATA_ROOT, args.session_repeats or (1 if args.quick else 3), tuple(args.session_args))
-    runs = [run_model(key, args, base) for key in keys if set(args.only) - {"e"}]
+    if "h" in args.only:
+        info["_stage"] = codec_stage_speed.bench_stage(args.stage_repeats or (2 if args.quick else 5), log)
+    runs = [run_model(key, args, base) for key in keys if set(args.only) - {"e", "h"}]
     info["total benchmark time"] = f"{now() - started:.0f} s"
     info["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(report(info, runs, args.markdown))

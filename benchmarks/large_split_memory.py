@@ -73,7 +73,7 @@ def child(folder: Path, loader: str) -> None:
     from pytest_clipcompress.engine.evaluator import Evaluator
 
     values = {"no-cache": True, "device": "cpu", "offline": True}
-    evaluator = Evaluator.from_settings(build_settings(lambda option: values.get(option.name)), cpu_threads=1)
+    evaluator = Evaluator.from_settings(build_settings(lambda option: values.get(option.name)), cpu_share=1)
     started = time.perf_counter()
     dataset = evaluator.dataset(f"{loader}:{folder}")
     loaded = time.perf_counter()

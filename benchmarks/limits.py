@@ -1,5 +1,5 @@
-"""Measurements (e), (f) and (g) of ``bench.py`` (issue 15): the whole pytest session against the
-plain loop, the pipeline against the model's own forward pass, and the fast path's agreement.
+"""Measurements (e) and (f) of ``bench.py`` (issues 15 and 22): the whole pytest session against the
+plain loop, and the pipeline against the model's own forward pass.
 
 (e) A real pytest session (``benchmarks/small-vit-224.json``: a 224-px ViT, 4 layers, width 384,
     random weights; the 200 CIFAR-10 sample images, uncompressed + JPEG 100/75/50/25,
@@ -8,9 +8,8 @@ plain loop, the pipeline against the model's own forward pass, and the fast path
     ``plain_loop.py`` timed after its imports; alternating subprocesses, medians, identical
     predictions checked.
 (f) Plugin throughput / pure forward of the zero-shot head on pre-made tensors (same batch size,
-    same run): the "ratio to the limit"; and IG against one batched forward + backward per
-    internal batch of its steps.
-(g) ``--clip-preprocess fast`` against ``exact``: share of identical predictions, max |delta logit|.
+    same run): the "ratio to the limit", as the ratio of medians and within each repetition; and IG
+    against one batched forward + backward per internal batch of its steps.
 """
 
 from __future__ import annotations
@@ -190,7 +189,6 @@ class LimitFigures:
     batch_size: int
     passes: int
     plugin_s: list[float] = field(default_factory=list)
-    fast_s: list[float] = field(default_factory=list)
     forward_s: list[float] = field(default_factory=list)
     ig_steps: int = 0
     ig_plugin_s: list[float] = field(default_factory=list)
@@ -201,8 +199,9 @@ class LimitFigures:
         return median(self.forward_s) / median(self.plugin_s)
 
     @property
-    def fast_ratio(self) -> float:
-        return median(self.forward_s) / median(self.fast_s) if self.fast_s else float("nan")
+    def paired_ratios(self) -> list[float]:
+        """Per repetition: the forward over the plugin run next to it, under the same load."""
+        return [forward / plugin for forward, plugin in zip(self.forward_s, self.plugin_s, strict=True)]
 
     @property
     def ig_ratio(self) -> float:
@@ -234,8 +233,7 @@ def bench_limit(
     model_name: str,
     loaded: Any,
     dataset: Any,
-    warm_dataset: Any,
-    make_evaluator: Callable[[str], Any],
+    make_evaluator: Callable[[], Any],
     plugin_evaluate: Callable,
     batch_size: int,
     repeats: int,
@@ -246,29 +244,29 @@ def bench_limit(
     from pytest_clipcompress.ig.integrated_gradients import DEFAULT_INTERNAL_BATCH_SIZE, integrated_gradients
 
     figures = LimitFigures(n=len(dataset), batch_size=batch_size, passes=len(qualities) + 1, ig_steps=ig_steps)
-    classifier = make_evaluator("exact").classifier(model_name, dataset)
+    classifier = make_evaluator().classifier(model_name, dataset)
     # Pre-made tensors for every pass (uncompressed + each quality), made outside the timings.
     tensors = torch.stack([loaded.preprocess(dataset.image(i)) for i in range(len(dataset))])
-    for mode in ("exact", "fast"):  # warm-up (first-call allocations, lazy imports) outside the timings
-        plugin_evaluate(make_evaluator(mode), model_name, warm_dataset, qualities=qualities[:1])
+    # Warm-up outside the timings: first-call allocations, lazy imports and the codec's worker
+    # processes, which (as in a session) stay for the whole run: make_evaluator shares one pipeline.
+    plugin_evaluate(make_evaluator(), model_name, dataset, qualities=qualities[:1])
     pure_forward(classifier, tensors[:batch_size], batch_size, 1)
 
-    def ready(mode: str) -> Any:
-        # A fresh Evaluator with its text features encoded outside the timing, like the model load:
-        # once per run, and for ViT-B-32 on a few images the prompts would outweigh the images.
-        evaluator = make_evaluator(mode)
+    def ready() -> Any:
+        # A fresh Evaluator (nothing computed yet) with its text features encoded outside the timing,
+        # like the model load: once per run, and for ViT-B-32 on a few images the prompts would outweigh the images.
+        evaluator = make_evaluator()
         evaluator.classifier(model_name, dataset)
         return evaluator
 
     variants = {
-        "plugin": (lambda e: plugin_evaluate(e, model_name, dataset, qualities=qualities), figures.plugin_s, "exact"),
-        "fast": (lambda e: plugin_evaluate(e, model_name, dataset, qualities=qualities), figures.fast_s, "fast"),
-        "forward": (lambda e: pure_forward(classifier, tensors, batch_size, figures.passes), figures.forward_s, None),
+        "plugin": (lambda evaluator: plugin_evaluate(evaluator, model_name, dataset, qualities=qualities), figures.plugin_s),
+        "forward": (lambda evaluator: pure_forward(classifier, tensors, batch_size, figures.passes), figures.forward_s),
     }
     for rep in range(repeats):
         for name in list(variants) if rep % 2 == 0 else list(variants)[::-1]:
-            run, times, mode = variants[name]
-            evaluator = ready(mode) if mode else None
+            run, times = variants[name]
+            evaluator = ready()
             started = time.perf_counter()
             run(evaluator)
             times.append(time.perf_counter() - started)
@@ -294,28 +292,3 @@ def bench_limit(
                 ig_times.append(time.perf_counter() - started)
             log(f"  (f) IG rep {rep + 1}/{ig_repeats}: plugin {figures.ig_plugin_s[-1]:.2f} s, limit {figures.ig_limit_s[-1]:.2f} s")
     return figures
-
-
-# --- (g) agreement of the fast path -------------------------------------------------------------------
-
-
-@dataclass
-class Agreement:
-    dataset: str
-    predictions: int
-    identical_share: float
-    max_logit_delta: float
-
-
-def fast_agreement(model_name: str, dataset: Any, make_evaluator: Callable[[str], Any], qualities: tuple[int, ...]) -> Agreement:
-    from pytest_clipcompress.codecs.compression import Compression
-
-    exact, fast = make_evaluator("exact"), make_evaluator("fast")
-    same = total = 0
-    delta = 0.0
-    for compression in [Compression("none"), *(Compression("jpeg", quality=q) for q in qualities)]:
-        a, b = exact.evaluate(model_name, dataset, compression), fast.evaluate(model_name, dataset, compression)
-        same += int((a.predictions == b.predictions).sum())
-        total += a.n
-        delta = max(delta, float(np.abs(a.logits - b.logits).max()))
-    return Agreement(dataset.name, total, same / total, delta)

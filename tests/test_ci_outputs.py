@@ -343,7 +343,7 @@ def test_progress_lines_leave_pytests_line_whole(pytester: pytest.Pytester) -> N
         result.assert_outcomes(passed=3 if verbosity else 4, skipped=1)
         lines = result.stdout.lines
         progress = [line for line in lines if line.startswith("clipcompress: clipcompress-demo")]
-        assert len(progress) >= 4
+        assert len(progress) >= 3  # the uncompressed pass and the first JPEG quality are one evaluation
         for line in progress:
             assert re.fullmatch(r"clipcompress: \S+ demo \S+: \d+/20 images, [\d.]+ images/s", line), line
         assert not [line for line in lines if LETTERS.match(line.strip())], "a result letter was left alone on a line"

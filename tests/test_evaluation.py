@@ -38,9 +38,9 @@ def test_models_text_and_uncompressed_predictions_are_computed_once(tiny_checkpo
         calls["text"] += 1
         return real_text(*args, **kwargs)
 
-    def compute(self: Evaluator, model_name: str, dataset: ArrayDataset, indices: np.ndarray, compression: Compression) -> object:
-        calls["compute"].append(compression.id)
-        return real_compute(self, model_name, dataset, indices, compression)
+    def compute(self: Evaluator, model_name: str, dataset: ArrayDataset, indices: np.ndarray, compressions: tuple[Compression, ...]) -> object:
+        calls["compute"].append("+".join(compression.id for compression in compressions))
+        return real_compute(self, model_name, dataset, indices, compressions)
 
     monkeypatch.setattr(evaluation, "load_model", load)
     monkeypatch.setattr(evaluation, "class_text_features", text)
@@ -49,7 +49,7 @@ def test_models_text_and_uncompressed_predictions_are_computed_once(tiny_checkpo
     for quality in (90, 50, 90, 50, 90):  # several tests asking for the same evaluations
         result = evaluator.evaluate(TINY_MODEL, dataset, Compression("jpeg", quality=quality))
     evaluator.evaluate(TINY_MODEL, dataset, Compression("none"))
-    assert calls == {"load": 1, "text": 1, "compute": ["none", "jpeg-q90", "jpeg-q50"]}
+    assert calls == {"load": 1, "text": 1, "compute": ["none+jpeg-q90", "jpeg-q50"]}  # the first pass shares its decodes with the uncompressed one
     assert result.checks == [] and result is not evaluator.evaluate(TINY_MODEL, dataset, Compression("jpeg", quality=90))
 
 

@@ -30,7 +30,12 @@ PROTOCOLS = ("default", "paper")
 #: prompt, its IG baseline (the quality-100 JPEG of the image) and its 51 trapezoid points.
 PAPER_PROTOCOL = {"templates": "paper", "ig-baseline": "jpeg-q100", "ig-steps": "51"}
 PRECISIONS = ("fp32", "fp16", "bf16")
-PREPROCESS_MODES = ("exact", "fast")  # see engine/preprocess.py
+#: ``--clip-preprocess``: ``fast`` is retired (see :data:`FAST_PREPROCESS_RETIRED`) but still accepted.
+PREPROCESS_MODES = ("exact", "fast")
+FAST_PREPROCESS_RETIRED = (
+    "--clip-preprocess fast is deprecated and ignored: the model's own preprocessing now runs batched on its device, "
+    "bit-identical and as fast (docs/performance.md); drop the option"
+)
 #: Which test outcomes ``--clip-ig-on`` explains.
 IG_OUTCOMES = {"never": (), "failed": ("failed",), "xfailed": ("failed", "xfailed"), "all": ("failed", "xfailed", "passed")}
 
@@ -51,8 +56,15 @@ def _user_cache() -> Path:
     return base / "pytest-clipcompress"
 
 
-def default_workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
+def cpu_share(processes: int = 1) -> int:
+    """The CPU cores one of ``processes`` processes sharing this machine may use (pytest-xdist's workers
+    split them): the cores this process may run on (its affinity, as containers and CI runners set it)
+    divided among them, at least one."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity call
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, processes))
 
 
 # --- parsers: raw text (None or "" when the option is not set) -> the setting's value ---------
@@ -257,15 +269,17 @@ OPTIONS: tuple[Option, ...] = (
     Option("batch-size", "images per forward pass (default: 64)", "N", parse=whole(64, 1)),
     Option(
         "workers",
-        "threads that decode, compress and preprocess images ahead of the model; 0 runs them inline (default: up to 4)",
+        "processes that decode and compress images ahead of the model; 0 does it in this process "
+        "(default: one per CPU core this process may use, the cores split among pytest-xdist's workers; "
+        "with a model on the CPU, started only when a dataset's codec work outweighs their start)",
         "N",
-        parse=whole(default_workers, 0),
+        parse=whole(None, 0),
     ),
     Option(
         "preprocess",
-        "exact (bit-identical to the model's own preprocessing) or fast (batched tensor resize; pixels differ slightly) (default: exact)",
+        "deprecated: preprocessing is always the model's own, bit for bit, batched on its device; fast is ignored (default: exact)",
         "exact|fast",
-        parse=choice(PREPROCESS_MODES, "exact", "choose exact (the default, identical to the model's own preprocessing) or fast"),
+        parse=choice(PREPROCESS_MODES, "exact", "choose exact (the default: the model's own preprocessing)"),
     ),
     Option("precision", "fp32, or fp16/bf16 autocast on CUDA (default: fp32)", "PRECISION", parse=choice(PRECISIONS, "fp32")),
     Option("data-root", "folder holding the datasets (default: $CLIPCOMPRESS_DATA, else a per-user cache folder)", "DIR", parse=_path_or(default_data_root)),

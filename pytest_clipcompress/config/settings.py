@@ -19,7 +19,7 @@ from typing import Any
 from ..demo import DEMO_MODEL_NAME
 from ..errors import ConfigError
 from .model_entries import ModelEntry, parse_model_entries
-from .options import OPTIONS, PAPER_PROTOCOL, QUICK_GELU_MODES, Option
+from .options import FAST_PREPROCESS_RETIRED, OPTIONS, PAPER_PROTOCOL, QUICK_GELU_MODES, Option
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,7 @@ class EvaluationOptions:
     device: str
     precision: str
     batch_size: int
-    workers: int
-    preprocess: str
+    workers: int | None  # codec worker processes; None: one per core of the process's share
     cache_dir: Path
     no_cache: bool
     cache_clear: bool
@@ -122,6 +121,7 @@ class Settings:
     floors: FloorOptions
     protocol: str
     strict: bool  # a clip case that skips fails the run
+    deprecations: tuple[str, ...] = ()  # one message per deprecated option value the run was given
 
 
 def number_settings(settings: Settings) -> dict[str, Any]:
@@ -136,7 +136,7 @@ def number_settings(settings: Settings) -> dict[str, Any]:
         "samples": settings.data.samples,
         "seed": settings.data.seed,
         "templates": templates,
-        "preprocess": settings.evaluation.preprocess,
+        "preprocess": "exact",  # always the model's own since --clip-preprocess fast was retired; kept so older shards still merge
         "precision": settings.evaluation.precision,
         "quick_gelu": [settings.models.quick_gelu_of(model_id) for model_id in settings.models.ids],
         "models": list(settings.models.ids),
@@ -160,7 +160,6 @@ def build_settings(lookup: Callable[[Option], Any]) -> Settings:
             value["precision"],
             value["batch-size"],
             value["workers"],
-            value["preprocess"],
             value["cache-dir"],
             value["no-cache"],
             value["cache-clear"],
@@ -170,6 +169,7 @@ def build_settings(lookup: Callable[[Option], Any]) -> Settings:
         floors=FloorOptions(value["min-accuracy"], value["max-drop"]),
         protocol=protocol,
         strict=value["strict"],
+        deprecations=(FAST_PREPROCESS_RETIRED,) if value["preprocess"] == "fast" else (),
     )
 
 

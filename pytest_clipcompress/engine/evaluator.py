@@ -2,8 +2,8 @@
 
 :class:`Evaluator` owns the run's models, datasets, text features and results. It is built from
 explicit inputs (which models, which data, how to evaluate) and nothing else; images stream
-through :mod:`.pipeline` while the model runs, so memory stays flat and the codec overlaps the
-forward passes.
+through :mod:`.pipeline` (the codec in worker processes, the model's preprocessing on its device)
+while the model runs, so memory stays flat and the codec overlaps the forward passes.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 
 from .._version import __version__
 from ..codecs.compression import Compression
+from ..config.options import cpu_share
 from ..config.settings import DataOptions, EvaluationOptions, ModelOptions, Settings
 from ..data.base import ImageDataset
 from ..data.registry import load_dataset, validate_dataset_name
@@ -29,8 +30,7 @@ from ..models.zero_shot import class_text_features, zero_shot_classifier
 from ..results.per_image import templates_digest
 from ..results.schema import EvalKey, eval_key
 from .cache import LogitsCache
-from .pipeline import prepared_batches
-from .preprocess import BatchPreprocess, batch_preprocess, check_fast_supported
+from .pipeline import ImagePipeline, ModelTransform
 from .result import EvalResult
 
 if TYPE_CHECKING:
@@ -56,13 +56,14 @@ class Evaluator:
         options: EvaluationOptions,
         worker_index: int | None = None,
         progress: ProgressCallback | None = None,
-        cpu_threads: int | None = None,
+        cpu_share: int | None = None,
     ) -> None:
         self.models = models
         self.data = data
         self.options = options
         self.worker_index = worker_index
-        self.cpu_threads = cpu_threads
+        # The CPU cores this process may use; under pytest-xdist the processes split them (None: all of them).
+        self.cpu_share = cpu_share
         self.progress = progress
         self.cache = None if options.no_cache else LogitsCache(options.cache_dir)
         self._specs: dict[str, ModelSpec] = {}
@@ -72,7 +73,8 @@ class Evaluator:
         self._classifiers: dict[tuple, torch.nn.Module] = {}
         self._scored: dict[tuple, _Scored] = {}
         self._results: dict[tuple[EvalKey, str], EvalResult] = {}
-        self._plans: dict[str, BatchPreprocess | None] = {}
+        self._transforms: dict[str, ModelTransform] = {}
+        self._pipeline: ImagePipeline | None = None
         self._device: str | None = None
 
     @classmethod
@@ -95,14 +97,36 @@ class Evaluator:
             self._specs[name] = spec_for(self.models, name)
         return self._specs[name]
 
+    @property
+    def workers(self) -> int:
+        """Codec worker processes: ``--clip-workers``, else one per core of this process's share."""
+        if self.options.workers is not None:
+            return self.options.workers
+        return self.cpu_share or cpu_share()
+
+    @property
+    def pipeline(self) -> ImagePipeline:
+        if self._pipeline is None:
+            # By default on the CPU, workers start only where they pay: the model needs the same cores.
+            adaptive = self.options.workers is None and not self.device.startswith("cuda")
+            self._pipeline = ImagePipeline(self.workers, self.device, adaptive)
+        return self._pipeline
+
+    def close(self) -> None:
+        """End the pipeline's worker processes (a later evaluation starts them again)."""
+        if self._pipeline is not None:
+            self._pipeline.close()
+            self._pipeline = None
+
     def model(self, name: str) -> LoadedModel:
         if name not in self._models:
-            if self.cpu_threads and self.device == "cpu":
+            if self.cpu_share and self.device == "cpu":
                 import torch
 
                 # Several processes sharing the cores (pytest-xdist) must not each spin up a thread
                 # per core: oversubscribed OpenMP barriers make small models many times slower.
-                torch.set_num_threads(self.cpu_threads)
+                torch.set_num_threads(self.cpu_share)
+            self.pipeline.warm_up(self.data.samples, self.options.batch_size)  # the codec's workers get ready while the model loads
             self._models[name] = load_model(self.model_spec(name), self.device, self.options.precision, self.models.offline)
         return self._models[name]
 
@@ -154,8 +178,10 @@ class Evaluator:
             dataset.fingerprint,
         )
         if key not in self._results:
-            baseline = self._score(model_name, dataset, indices, NO_COMPRESSION)
-            scored = baseline if compression.is_identity else self._score(model_name, dataset, indices, compression)
+            # One pass for both when neither is known: each original is decoded once for the two.
+            passes = (NO_COMPRESSION,) if compression.is_identity else (NO_COMPRESSION, compression)
+            scored_passes = self._score(model_name, dataset, indices, passes)
+            baseline, scored = scored_passes[0], scored_passes[-1]
             self._results[key] = EvalResult(
                 model=spec.name,
                 pretrained=spec.pretrained_label,
@@ -179,23 +205,29 @@ class Evaluator:
         # Each caller gets its own copy so the checks it makes are recorded per test.
         return replace(self._results[key], checks=[])
 
-    def _score(self, model_name: str, dataset: ImageDataset, indices: np.ndarray, compression: Compression) -> _Scored:
-        key = (model_name, dataset.name, dataset.fingerprint, compression.id)
-        if key in self._scored:
-            return self._scored[key]
+    def _score(self, model_name: str, dataset: ImageDataset, indices: np.ndarray, compressions: tuple[Compression, ...]) -> list[_Scored]:
+        """Each compression's logits: remembered, else from the disk cache, else computed (all those left in one pass)."""
+
+        def remembered(compression: Compression) -> tuple[str, str, str, str]:
+            return (model_name, dataset.name, dataset.fingerprint, compression.id)
+
         cache = self.cache
-        cache_key = self._cache_key(model_name, dataset, indices, compression) if cache else None
         # An entry is trusted only with logits of this evaluation's shape and a finite bits-per-pixel.
         shapes = {"logits": (len(indices), len(dataset.classes)), "bits_per_pixel": ()}
-        cached = cache.load(cache_key, shapes) if cache is not None and cache_key else None
-        if cached is not None:
-            scored = _Scored(cached["logits"], float(cached["bits_per_pixel"]))
-        else:
-            scored = self._compute(model_name, dataset, indices, compression)
-            if cache is not None and cache_key:
-                cache.store(cache_key, {"logits": scored.logits, "bits_per_pixel": np.float64(scored.bits_per_pixel)})
-        self._scored[key] = scored
-        return scored
+        cache_keys: dict[Compression, dict[str, Any]] = {}
+        for compression in compressions:
+            if cache is not None and remembered(compression) not in self._scored:
+                cache_keys[compression] = self._cache_key(model_name, dataset, indices, compression)
+                cached = cache.load(cache_keys[compression], shapes)
+                if cached is not None:
+                    self._scored[remembered(compression)] = _Scored(cached["logits"], float(cached["bits_per_pixel"]))
+        missing = tuple(compression for compression in compressions if remembered(compression) not in self._scored)
+        if missing:
+            for compression, scored in zip(missing, self._compute(model_name, dataset, indices, missing), strict=True):
+                self._scored[remembered(compression)] = scored
+                if cache is not None:
+                    cache.store(cache_keys[compression], {"logits": scored.logits, "bits_per_pixel": np.float64(scored.bits_per_pixel)})
+        return [self._scored[remembered(compression)] for compression in compressions]
 
     def _cache_key(self, model_name: str, dataset: ImageDataset, indices: np.ndarray, compression: Compression) -> dict[str, Any]:
         loaded = self.model(model_name)
@@ -214,40 +246,32 @@ class Evaluator:
             "classes": list(dataset.classes),
             "templates": list(self.templates_for(dataset)),
         }
-        if self.options.preprocess != "exact":  # exact tensors equal the per-image pipeline's: same entries
-            key["preprocess_path"] = self.options.preprocess
+        # No word on how the pixels were prepared: the pipeline's tensors equal the model's own per-image
+        # transform (tests/test_device_transform.py), so entries made by any version of it are shared.
         return key
 
-    def _compute(self, model_name: str, dataset: ImageDataset, indices: np.ndarray, compression: Compression) -> _Scored:
+    def _compute(self, model_name: str, dataset: ImageDataset, indices: np.ndarray, compressions: tuple[Compression, ...]) -> list[_Scored]:
         import torch
 
         loaded = self.model(model_name)
-        classifier = self.classifier(model_name, dataset)
-        logits = np.empty((len(indices), len(dataset.classes)), dtype=np.float32)
-        total_bits = 0.0
-        done = 0
+        # On the device until the end: copying each batch's logits back would wait for the model every batch.
+        logits = [torch.empty((len(indices), len(dataset.classes)), dtype=torch.float32, device=self.device) for _ in compressions]
+        total_bits = [0.0 for _ in compressions]
         started = time.perf_counter()
-        label = f"{loaded.spec.label} {dataset.name} {compression.id}"
-        batches = prepared_batches(
-            loaded,
-            dataset,
-            indices,
-            compression,
-            self._batch_plan(loaded),
-            fast=self.options.preprocess == "fast",
-            batch_size=self.options.batch_size,
-            workers=self.options.workers,
-            device=self.device,
-        )
-        with torch.inference_mode(), self._autocast():
-            for batch, bits in batches:
-                batch = batch.to(self.device, non_blocking=True)
-                logits[done : done + len(batch)] = classifier(batch).float().cpu().numpy()
-                total_bits += bits
-                done += len(batch)
-                if self.progress:
-                    self.progress(label, done, len(indices), time.perf_counter() - started)
-        return _Scored(logits, total_bits / len(indices) if not compression.is_identity else 24.0)
+        label = f"{loaded.spec.label} {dataset.name} {'+'.join(compression.id for compression in compressions)}"
+        with self.pipeline.batches(dataset, indices, compressions, self._transform(loaded), self.options.batch_size) as batches:
+            classifier = self.classifier(model_name, dataset)  # the prompts are encoded while the codec workers start
+            with torch.inference_mode(), self._autocast():
+                for batch in batches:
+                    for k, inputs in enumerate(batch.inputs):
+                        logits[k][batch.start : batch.start + batch.size] = classifier(inputs).float()
+                        total_bits[k] += batch.bits[k]
+                    if self.progress:
+                        self.progress(label, batch.start + batch.size, len(indices), time.perf_counter() - started)
+        return [
+            _Scored(scores.cpu().numpy(), 24.0 if compression.is_identity else bits / len(indices))
+            for scores, bits, compression in zip(logits, total_bits, compressions, strict=True)
+        ]
 
     def _autocast(self) -> Any:
         import torch
@@ -256,12 +280,11 @@ class Evaluator:
             return torch.autocast("cpu", enabled=False)
         return torch.autocast("cuda", dtype=torch.float16 if self.options.precision == "fp16" else torch.bfloat16)
 
-    def _batch_plan(self, loaded: LoadedModel) -> BatchPreprocess | None:
-        """The model's preprocessing split for batching (once per model); fast mode checks it is supported."""
-        key = loaded.preprocess_id  # the transform's repr: size, interpolation, mean and std
-        if key not in self._plans:
-            plan = batch_preprocess(loaded.preprocess)
-            if self.options.preprocess == "fast":
-                check_fast_supported(plan, loaded.spec.label)
-            self._plans[key] = plan
-        return self._plans[key]
+    def _transform(self, loaded: LoadedModel) -> ModelTransform:
+        """The model's preprocessing on batches, planned once per preprocessing (its repr names every step)."""
+        from .device_transform import plan_device_transform
+
+        key = loaded.preprocess_id
+        if key not in self._transforms:
+            self._transforms[key] = ModelTransform(loaded.preprocess, plan_device_transform(loaded.preprocess))
+        return self._transforms[key]

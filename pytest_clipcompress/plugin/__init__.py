@@ -67,6 +67,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except ClipCompressError as error:
         raise pytest.UsageError(str(error)) from None
     session = config.stash[SESSION] = ClipSession(config, settings)
+    for message in settings.deprecations:
+        config.issue_config_time_warning(pytest.PytestDeprecationWarning(message), stacklevel=2)
     work = TestWork(session)
     config.pluginmanager.register(work, "clipcompress-work")
     if session.is_controller:
@@ -92,6 +94,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Check models, configs, device and output paths before any test runs (one clear usage error)."""
     ClipSession.of(session.config).start()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """After every output is written (also after Ctrl-C): the codec worker processes end."""
+    ClipSession.of(session.config).close()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -10,12 +10,11 @@ that writes files).
 from __future__ import annotations
 
 import itertools
-import os
 from typing import TYPE_CHECKING
 
 import pytest
 
-from ..config.options import OPTIONS
+from ..config.options import OPTIONS, cpu_share
 from ..config.settings import Settings
 from ..errors import ClipCompressError
 from ..files import OutputKind, check_output_path
@@ -58,10 +57,10 @@ class ClipSession:
         return int(worker[2:]) if worker else None
 
     @property
-    def cpu_threads(self) -> int | None:
-        """Under xdist, each worker's share of the CPU cores; None leaves torch's default."""
+    def cpu_share(self) -> int | None:
+        """Under xdist, each worker's share of the CPU cores (its torch threads and its codec processes); None: no xdist."""
         workers = getattr(self.config, "workerinput", {}).get("workercount")
-        return max(1, (os.cpu_count() or 1) // int(workers)) if workers else None
+        return cpu_share(int(workers)) if workers else None
 
     @property
     def demo_note(self) -> str | None:
@@ -74,8 +73,13 @@ class ClipSession:
 
             settings = self.settings
             progress = progress_printer(self.config) if self.is_controller else None
-            self._evaluator = Evaluator(settings.models, settings.data, settings.evaluation, self.worker_index, progress, self.cpu_threads)
+            self._evaluator = Evaluator(settings.models, settings.data, settings.evaluation, self.worker_index, progress, self.cpu_share)
         return self._evaluator
+
+    def close(self) -> None:
+        """The end of the run (also after Ctrl-C): the evaluator's worker processes end."""
+        if self._evaluator is not None:
+            self._evaluator.close()
 
     # --- start --------------------------------------------------------------------------------
 
