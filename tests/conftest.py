@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import open_clip  # imported at load time: see below
@@ -70,3 +71,13 @@ def run_args(tiny_args: list[str], cifar_sample_root: Path) -> list[str]:
         "-p",
         "no:cacheprovider",
     ]
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """torch on one intra-op thread for a module of many small operations (tiny models, per-image references):
+    with more, each waits on an OpenMP barrier, and on a busy 2-core machine that made such modules 20x to 100x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

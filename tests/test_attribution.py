@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -27,6 +26,8 @@ from pytest_clipcompress.render.attribution_figure import render_attribution_png
 from pytest_clipcompress.render.html import ig_table_html
 
 from .helpers import attribution_info
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # many small torch operations
 
 CLASS_NAMES = ["cat", "dog", "truck", "ship"]
 TINY_CONFIG = {
@@ -55,16 +56,6 @@ class Case(NamedTuple):
     baseline: torch.Tensor  # preprocessed original
     inputs: torch.Tensor  # preprocessed JPEG-10 version
     label: int  # the class whose loss compression changes most
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread() -> Iterator[None]:
-    # The model is tiny: intra-op threads only add synchronisation, and on a busy 2-core machine
-    # they make each step ~100x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +19,11 @@ from torchvision.transforms import InterpolationMode
 from pytest_clipcompress.engine.device_transform import Method, pillow_resize, pillow_vertical_first, plan_device_transform
 
 Resampling = Image.Resampling
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # many small torch operations
+
 FILTERS = [Resampling.NEAREST, Resampling.BOX, Resampling.BILINEAR, Resampling.HAMMING, Resampling.BICUBIC, Resampling.LANCZOS]
 METHODS: list[Method] = ["banded", "dense"]
 MEAN, STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread() -> Iterator[None]:
-    # The reference runs several small torch operations per image: with intra-op threads, each waits
-    # on an OpenMP barrier, and on a busy 2-core machine that made this file ~20x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def per_image(preprocess: Callable[[Image.Image], torch.Tensor], arrays: np.ndarray) -> torch.Tensor:
