@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from pytest_clipcompress.config.settings import build_settings
 from pytest_clipcompress.data.base import ArrayDataset
 from pytest_clipcompress.data.folder import load_image_folder
 from pytest_clipcompress.engine.evaluator import Evaluator
-from pytest_clipcompress.engine.pipeline import ModelTransform
+from pytest_clipcompress.engine.pipeline import ModelTransform, PipelineWarning
 from pytest_clipcompress.errors import DatasetError
 from pytest_clipcompress.models.resolve import register_model_configs
 
@@ -106,6 +107,36 @@ class SlowArrays(ArrayDataset):
     def image(self, index: int) -> Image.Image:
         time.sleep(0.08)
         return super().image(index)
+
+
+class NoSharedMemoryDataset(ArrayDataset):
+    """Arrays in worker processes where shared memory has no room (a container's 64 MiB /dev/shm): any move there fails as torch's does."""
+
+    def __setstate__(self, state: dict[str, object]) -> None:  # runs in each worker process as it receives the dataset
+        import torch
+
+        def full(tensor: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("unable to allocate shared memory(shm) for file </torch_1_2_3>: No space left on device (28)")
+
+        torch.Tensor.share_memory_ = full  # type: ignore[method-assign]
+        self.__dict__.update(state)
+
+
+def test_batches_go_through_pipes_when_shared_memory_is_full(tiny_checkpoint: Path) -> None:
+    images, labels = noise(40, 32, 32), np.arange(40) % 2
+    full = NoSharedMemoryDataset("full", ("a", "b"), images, labels, "full-0", ("{}",))
+    inline = evaluator(tiny_checkpoint, 0, **{"batch-size": "8"}).evaluate(TINY_MODEL, full, JPEG_50)
+    pooled = evaluator(tiny_checkpoint, 2, **{"batch-size": "8"})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = pooled.evaluate(TINY_MODEL, full, JPEG_50)
+        pooled.evaluate(TINY_MODEL, full, Compression("jpeg", quality=20))
+    said = [str(warning.message) for warning in caught if issubclass(warning.category, PipelineWarning)]
+    assert len(said) == 1, said  # once per run
+    assert re.match(r"the codec's worker processes cannot hand a batch of 8 images over through shared memory \(RuntimeError: unable to", said[0])
+    assert "--shm-size" in said[0] and "--clip-batch-size" in said[0]  # what to do
+    assert np.array_equal(result.logits, inline.logits) and np.array_equal(result.baseline_logits, inline.baseline_logits)
+    pooled.close()
 
 
 def test_by_default_on_the_cpu_workers_start_only_where_they_pay(tiny_checkpoint: Path) -> None:

@@ -18,8 +18,8 @@ dies of a user's file and the message is the plugin's own one line.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -64,10 +64,27 @@ class PreparedBatch:
     pixels: list[torch.Tensor]
     bits: list[float]
     error: ClipCompressError | None = None
+    #: Why the pixels travel through the worker's pipe rather than shared memory (no room in /dev/shm), or None.
+    piped: str | None = None
 
     def pin_memory(self) -> PreparedBatch:
         """Page-locked copies of the buffers (DataLoader's ``pin_memory`` calls this), for asynchronous copies to a GPU."""
-        return PreparedBatch(self.shapes, [buffer.pin_memory() for buffer in self.pixels], self.bits, self.error)
+        return replace(self, pixels=[buffer.pin_memory() for buffer in self.pixels])
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if self.piped is not None:
+            # As arrays: torch would try to put tensors in shared memory again, and fail unseen in the
+            # queue's feeder thread (the batch lost, the evaluation waiting for it for ever).
+            state["pixels"] = [buffer.numpy() for buffer in self.pixels]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if state.get("piped") is not None:
+            import torch
+
+            state = {**state, "pixels": [torch.from_numpy(buffer) for buffer in state["pixels"]]}
+        self.__dict__.update(state)
 
 
 class CodecTasks:
@@ -111,18 +128,31 @@ def prepare(dataset: ImageDataset, job: CodecJob) -> PreparedBatch:
             raise
         except Exception as error:  # a dataset's or a library's bug: still one line, naming the image
             raise DatasetError(f"cannot prepare {name} ({reason(error)})") from None
-    return PreparedBatch(shapes, [_joined(flat) for flat in arrays], bits)
-
-
-def _joined(images: list[np.ndarray]) -> torch.Tensor:
-    """The images' pixels in one buffer; in a worker process made in shared memory at once, so that
-    DataLoader hands it over without copying it there first (a megabyte per 500-px photograph)."""
-    import torch
     from torch.utils.data import get_worker_info
 
-    buffer = torch.empty(sum(image.size for image in images), dtype=torch.uint8)
-    if get_worker_info() is not None:
+    shared = get_worker_info() is not None  # in a worker process: handed over through shared memory
+    piped = None
+    pixels = []
+    for flat in arrays:
+        buffer, problem = _buffer(sum(image.size for image in flat), shared and piped is None)
+        piped = piped or problem
+        if flat:
+            np.concatenate(flat, out=buffer.numpy())
+        pixels.append(buffer)
+    return PreparedBatch(shapes, pixels, bits, piped=piped)
+
+
+def _buffer(size: int, shared: bool) -> tuple[torch.Tensor, str | None]:
+    """A uint8 buffer of ``size`` bytes; in shared memory when ``shared``, made there at once, so that DataLoader hands
+    it over without copying it there first (a megabyte per 500-px photograph). The reason when shared memory has no room
+    (a container's /dev/shm is 64 MiB by default): then an ordinary buffer, for the pipe."""
+    import torch
+
+    buffer = torch.empty(size, dtype=torch.uint8)
+    if not shared:
+        return buffer, None
+    try:
         buffer.share_memory_()
-    if images:
-        np.concatenate(images, out=buffer.numpy())
-    return buffer
+    except RuntimeError as error:  # torch: "unable to allocate shared memory(shm) for file ...: No space left on device"
+        return buffer, reason(error)
+    return buffer, None

@@ -146,6 +146,7 @@ class ImagePipeline:
         self.adaptive = adaptive
         self._loaders: OrderedDict[int, tuple[ImageDataset, Any, _Jobs]] = OrderedDict()
         self._checked: dict[int, tuple[ImageDataset, bool]] = {}  # whether each dataset pickles (kept: ids stay unique)
+        self._warned_piped = False
 
     @contextlib.contextmanager
     def batches(
@@ -187,7 +188,7 @@ class ImagePipeline:
             loader = _data_loader(dataset, queue, 0, pin=False)
         queue.jobs = rest
         handed = [0]  # jobs of the loader handed on
-        stage = _prepared(ahead, iter(loader), handed)  # the workers start on their first jobs now, while the caller gets ready
+        stage = _prepared(ahead, iter(loader), handed, self._piped)  # the workers start on their first jobs now, while the caller gets ready
         del loader  # only the stage holds the running iterator: a failed loader ends when dropped below
         failure = None
         try:
@@ -217,6 +218,20 @@ class ImagePipeline:
     def close(self) -> None:
         """End the worker processes (dropping a DataLoader ends its workers)."""
         self._loaders.clear()
+
+    def _piped(self, batch: PreparedBatch) -> None:
+        """A batch came through a pipe, shared memory having no room for it: say so once per run (slower, same results)."""
+        if self._warned_piped:
+            return
+        self._warned_piped = True
+        with contextlib.suppress(PipelineWarning):  # under -W error: the run still goes on
+            warnings.warn(
+                f"the codec's worker processes cannot hand a batch of {len(batch.shapes)} images over through shared memory "
+                f"({batch.piped}), so they send them through pipes: slower, the same results. Give the machine or container "
+                "more shared memory (/dev/shm; docker run --shm-size=2g), or lower --clip-batch-size",
+                PipelineWarning,
+                stacklevel=2,
+            )
 
     def _sendable(self, dataset: ImageDataset) -> bool:
         """Whether the dataset pickles (each worker receives it so); if not, one warning, and its images are prepared here."""
@@ -276,7 +291,7 @@ class ImagePipeline:
         which = f"the images from {dataset.describe(int(singles[0].indices[0]))} to {dataset.describe(int(singles[-1].indices[0]))}" if singles else "images"
         return (
             f"a codec worker process died while preparing {which} ({failure}), and none of them made a fresh worker die on its own: "
-            "out of memory? lower --clip-workers or --clip-batch-size"
+            "out of memory or shared memory (/dev/shm)? lower --clip-workers or --clip-batch-size"
         )
 
 
@@ -295,8 +310,11 @@ class _Jobs:
             yield job
 
 
-def _prepared(ahead: list[PreparedBatch], batches: Iterator[PreparedBatch], handed: list[int]) -> Generator[PreparedBatch, None, None]:
-    """The codec stage's batches, in order (``ahead`` first); a batch that carries an error raises it (it names the image)."""
+def _prepared(
+    ahead: list[PreparedBatch], batches: Iterator[PreparedBatch], handed: list[int], piped: Callable[[PreparedBatch], None]
+) -> Generator[PreparedBatch, None, None]:
+    """The codec stage's batches, in order (``ahead`` first); a batch that carries an error raises it (it names the image);
+    ``piped`` hears of each batch that came through a pipe."""
     for batch in ahead:
         if batch.error is not None:
             raise batch.error
@@ -304,6 +322,8 @@ def _prepared(ahead: list[PreparedBatch], batches: Iterator[PreparedBatch], hand
     for batch in batches:
         if batch.error is not None:
             raise batch.error
+        if batch.piped is not None:
+            piped(batch)
         yield batch
         handed[0] += 1
 
