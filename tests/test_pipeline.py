@@ -31,7 +31,7 @@ from pytest_clipcompress.engine.pipeline import ModelTransform, PipelineWarning
 from pytest_clipcompress.errors import DatasetError
 from pytest_clipcompress.models.resolve import register_model_configs
 
-from .helpers import TINY_CONFIG, TINY_MODEL
+from .helpers import TINY_CONFIG, TINY_MODEL, without_run_block
 
 JPEG_50 = Compression("jpeg", quality=50)
 
@@ -259,6 +259,30 @@ register_dataset(DatasetSpec("slow", load))
 def test_slow(clip_eval):
     clip_eval()
 """
+
+
+def test_worker_processes_under_xdist_write_the_serial_inline_results(pytester: pytest.Pytester, tiny_args: list[str], cifar_sample_root: Path) -> None:
+    pytester.makepyfile(
+        test_sweep="""
+import pytest
+
+@pytest.mark.clip_dataset("cifar10")
+@pytest.mark.compression("jpeg", quality=[75, 30])
+def test_jpeg(clip_eval):
+    clip_eval()
+
+@pytest.mark.clip_dataset("cifar10")
+@pytest.mark.compression("webp", quality=[50])
+def test_webp(clip_eval):
+    clip_eval()
+"""
+    )
+    common = [*tiny_args, f"--clip-data-root={cifar_sample_root}", "--clip-offline", "--clip-batch-size=32", "-p", "no:cacheprovider"]
+    inline = pytester.runpytest_subprocess(*common, "--clip-workers=0", "--clip-results=inline.json")
+    pooled = pytester.runpytest_subprocess(*common, "--clip-workers=2", "-n", "2", "--clip-results=pooled.json")
+    inline.assert_outcomes(passed=3)
+    pooled.assert_outcomes(passed=3)
+    assert without_run_block((pytester.path / "inline.json").read_text()) == without_run_block((pytester.path / "pooled.json").read_text())
 
 
 def descendants(pid: int) -> set[int]:
