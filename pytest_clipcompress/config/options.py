@@ -34,7 +34,7 @@ PRECISIONS = ("fp32", "fp16", "bf16")
 PREPROCESS_MODES = ("exact", "fast")
 FAST_PREPROCESS_RETIRED = (
     "--clip-preprocess fast is deprecated and ignored: the model's own preprocessing now runs batched on its device, "
-    "bit-identical and as fast (docs/performance.md); drop the option"
+    "bit-identical, with the resize on the device as fast did (docs/performance.md); drop the option"
 )
 #: Which test outcomes ``--clip-ig-on`` explains.
 IG_OUTCOMES = {"never": (), "failed": ("failed",), "xfailed": ("failed", "xfailed"), "all": ("failed", "xfailed", "passed")}
