@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 import re
 import signal
 import subprocess
 import sys
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,7 @@ from pytest_clipcompress.config.options import cpu_share
 from pytest_clipcompress.config.settings import build_settings
 from pytest_clipcompress.data.base import ArrayDataset
 from pytest_clipcompress.data.folder import load_image_folder
+from pytest_clipcompress.engine.codec_stage import PreparedBatch
 from pytest_clipcompress.engine.evaluator import Evaluator
 from pytest_clipcompress.engine.pipeline import ModelTransform, PipelineWarning
 from pytest_clipcompress.errors import DatasetError
@@ -95,6 +98,7 @@ def test_worker_processes_give_the_inline_logits(tiny_checkpoint: Path, cifar_sa
     for workers in (0, 2):
         evaluated = evaluator(tiny_checkpoint, workers, **{"data-root": str(cifar_sample_root), "offline": True, "batch-size": "48"})
         results[workers] = [evaluated.evaluate(TINY_MODEL, "cifar10", Compression("jpeg", quality=q)) for q in (75, 25)]
+        assert bool(evaluated.pipeline._loaders) == (workers > 0)  # the worker processes did prepare the images
         evaluated.close()
     for inline, pooled in zip(results[0], results[2], strict=True):
         assert np.array_equal(inline.logits, pooled.logits) and np.array_equal(inline.baseline_logits, pooled.baseline_logits)
@@ -137,6 +141,27 @@ def test_batches_go_through_pipes_when_shared_memory_is_full(tiny_checkpoint: Pa
     assert "--shm-size" in said[0] and "--clip-batch-size" in said[0]  # what to do
     assert np.array_equal(result.logits, inline.logits) and np.array_equal(result.baseline_logits, inline.baseline_logits)
     pooled.close()
+
+
+def test_a_piped_batch_pickles_without_shared_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a worker sends when shared memory is full: torch's pickler must not try shared memory again (in a worker that
+    fails unseen in the queue's feeder thread, and the evaluation waits for the batch for ever)."""
+    from multiprocessing.reduction import ForkingPickler
+
+    import torch
+    import torch.multiprocessing  # registers the reductions that put tensors in shared memory
+
+    def full(storage: object) -> None:
+        raise RuntimeError("unable to allocate shared memory(shm): No space left on device (28)")
+
+    for method in ("_share_fd_cpu_", "_share_filename_cpu_"):
+        monkeypatch.setattr(torch.UntypedStorage, method, full)
+    pixels = [torch.arange(12, dtype=torch.uint8), torch.arange(12, 24, dtype=torch.uint8)]
+    batch = PreparedBatch(np.array([[2, 2]]), pixels, [1.0, 2.0], piped="no room")
+    received = pickle.loads(ForkingPickler.dumps(batch))
+    assert received.piped == "no room" and all(torch.equal(a, b) for a, b in zip(received.pixels, pixels, strict=True))
+    with pytest.raises(RuntimeError, match="No space left"):  # a batch in shared memory as usual still goes that way
+        ForkingPickler.dumps(replace(batch, piped=None))
 
 
 def test_by_default_on_the_cpu_workers_start_only_where_they_pay(tiny_checkpoint: Path) -> None:
