@@ -47,30 +47,41 @@ CIFAR10_TEMPLATES = (
 )
 
 
-def load_cifar10(root: Path, offline: bool) -> ArrayDataset:
-    folder = ensure_downloaded(root, CIFAR10_DOWNLOAD, "cifar10", offline)
-    batch_path, meta_path = folder / "test_batch", folder / "batches.meta"
-    batch, meta = unpickle_dict(batch_path, "CIFAR-10"), unpickle_dict(meta_path, "CIFAR-10")
-    data, labels, classes = cifar_arrays(batch, meta, folder, batch_path, CIFAR10_KEYS)
-    check_official(batch_path, CIFAR10_DOWNLOAD, full_size=len(data) == CIFAR10_TEST_SIZE)
-    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    fingerprint = hash_files([batch_path, meta_path])
-    return ArrayDataset("cifar10", classes, images, labels, fingerprint, CIFAR10_TEMPLATES)
-
-
 @dataclass(frozen=True)
-class CifarKeys:
-    """Where a CIFAR python archive keeps its labels and class names, and its name in messages."""
+class CifarArchive:
+    """A CIFAR "python version" archive: where its test split, labels and class names are, and the dataset it makes."""
 
-    what: str
-    labels: str
+    name: str  # the dataset's name
+    what: str  # its name in messages
+    download: Download  # its files: the test split's, then the class names'
+    labels: str  # the keys of the labels and the class names
     names: str
+    test_size: int
+    templates: tuple[str, ...]
+    underscores_are_spaces: bool = False  # CIFAR-100 writes "aquarium_fish" where CLIP's prompts say "aquarium fish"
 
 
-CIFAR10_KEYS = CifarKeys("CIFAR-10", "labels", "label_names")
+def load_cifar(root: Path, offline: bool, archive: CifarArchive) -> ArrayDataset:
+    """The archive's test split under ``root`` (downloaded unless ``offline``), checked before anything is allocated."""
+    folder = ensure_downloaded(root, archive.download, archive.name, offline)
+    data_path, meta_path = (folder / name for name in archive.download.files)
+    batch, meta = unpickle_dict(data_path, archive.what), unpickle_dict(meta_path, archive.what)
+    data, labels, classes = cifar_arrays(batch, meta, folder, data_path, archive)
+    check_official(data_path, archive.download, full_size=len(data) == archive.test_size)
+    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    if archive.underscores_are_spaces:
+        classes = tuple(name.replace("_", " ") for name in classes)
+    return ArrayDataset(archive.name, classes, images, labels, hash_files([data_path, meta_path]), archive.templates)
 
 
-def cifar_arrays(batch: dict, meta: dict, folder: Path, batch_path: Path, keys: CifarKeys) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+CIFAR10 = CifarArchive("cifar10", "CIFAR-10", CIFAR10_DOWNLOAD, "labels", "label_names", CIFAR10_TEST_SIZE, CIFAR10_TEMPLATES)
+
+
+def load_cifar10(root: Path, offline: bool) -> ArrayDataset:
+    return load_cifar(root, offline, CIFAR10)
+
+
+def cifar_arrays(batch: dict, meta: dict, folder: Path, batch_path: Path, archive: CifarArchive) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """Data, labels and class names, checked for shape, type and range before anything is allocated.
 
     A file that passes the pickle guard may still claim anything: object arrays of huge numbers,
@@ -79,10 +90,10 @@ def cifar_arrays(batch: dict, meta: dict, folder: Path, batch_path: Path, keys: 
     """
 
     def layout(problem: str) -> DatasetError:
-        return DatasetError(f"{folder} does not have the {keys.what} python layout ({problem}); delete it and download again")
+        return DatasetError(f"{folder} does not have the {archive.what} python layout ({problem}); delete it and download again")
 
     try:
-        data, raw_labels, names = batch["data"], batch[keys.labels], meta[keys.names]
+        data, raw_labels, names = batch["data"], batch[archive.labels], meta[archive.names]
     except KeyError as error:
         raise layout(f"no {error}") from None
     if not isinstance(data, np.ndarray) or data.dtype.kind not in "iu" or data.ndim != 2:
@@ -98,7 +109,7 @@ def cifar_arrays(batch: dict, meta: dict, folder: Path, batch_path: Path, keys: 
     if len(raw_labels) != len(data):
         raise DatasetError(f"{batch_path} holds data of shape {data.shape} with {len(raw_labels)} labels; expected (N, 3072) with N labels")
     if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, (bytes, str)) for n in names):
-        raise layout(f"{keys.names} must be a list of class names")
+        raise layout(f"{archive.names} must be a list of class names")
     classes = tuple(display_text(decode_names(n) if isinstance(n, bytes) else n) for n in names)
     # Range first (Python ints may be any size), then the conversion cannot overflow.
     if min(raw_labels) < 0 or max(raw_labels) >= len(classes):

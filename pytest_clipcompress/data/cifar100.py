@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import ArrayDataset, DatasetSpec, hash_files
-from .cifar10 import CIFAR10_TEMPLATES, CifarKeys, cifar_arrays
-from .downloads import Download, check_official, ensure_downloaded
-from .safe_pickle import unpickle_dict
+from .base import ArrayDataset, DatasetSpec
+from .cifar10 import CIFAR10_TEMPLATES, CifarArchive, load_cifar
+from .downloads import Download
 
 # The archive, its md5 and the test files' md5s are the ones torchvision's CIFAR100 checks.
 CIFAR100_DOWNLOAD = Download(
@@ -21,23 +20,16 @@ CIFAR100_DOWNLOAD = Download(
     checksums={"test": "f0ef6b0ae62326f3e7ffdfab6717acfc"},
 )
 CIFAR100_TEST_SIZE = 10000
-CIFAR100_KEYS = CifarKeys("CIFAR-100", "fine_labels", "fine_label_names")
-
 #: CLIP's prompt ensemble for CIFAR-100 (Radford et al. 2021, the notebook of prompt templates) is
 #: CIFAR-10's 18 templates (CLIP_benchmark's en_zeroshot_classification_templates.json too).
 CIFAR100_TEMPLATES = CIFAR10_TEMPLATES
+CIFAR100 = CifarArchive(
+    "cifar100", "CIFAR-100", CIFAR100_DOWNLOAD, "fine_labels", "fine_label_names", CIFAR100_TEST_SIZE, CIFAR100_TEMPLATES, underscores_are_spaces=True
+)
 
 
 def load_cifar100(root: Path, offline: bool) -> ArrayDataset:
-    folder = ensure_downloaded(root, CIFAR100_DOWNLOAD, "cifar100", offline)
-    test_path, meta_path = folder / "test", folder / "meta"
-    batch, meta = unpickle_dict(test_path, "CIFAR-100"), unpickle_dict(meta_path, "CIFAR-100")
-    data, labels, names = cifar_arrays(batch, meta, folder, test_path, CIFAR100_KEYS)
-    check_official(test_path, CIFAR100_DOWNLOAD, full_size=len(data) == CIFAR100_TEST_SIZE)
-    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    # The file writes "aquarium_fish"; CLIP's prompts (and its notebook's class list) say "aquarium fish".
-    classes = tuple(name.replace("_", " ") for name in names)
-    return ArrayDataset("cifar100", classes, images, labels, hash_files([test_path, meta_path]), CIFAR100_TEMPLATES)
+    return load_cifar(root, offline, CIFAR100)
 
 
 SPEC = DatasetSpec("cifar100", lambda source: load_cifar100(source.data_root, source.offline))
