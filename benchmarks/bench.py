@@ -58,6 +58,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
+from timing import alternated  # noqa: E402  (benchmarks/timing.py)
 
 from pytest_clipcompress.codecs.compression import Compression  # noqa: E402
 from pytest_clipcompress.config.settings import build_settings  # noqa: E402
@@ -298,8 +299,7 @@ def bench_evaluation(model_name: str, loaded: LoadedModel, dataset: ImageDataset
     names = list(variants)
     results: dict[str, dict] = {}
     for rep in range(repeats):
-        order = names if rep % 2 == 0 else names[::-1]  # interleave so drifting load hits both
-        for name in order:
+        for name in alternated(names, rep):
             started = now()
             results[name] = variants[name]()
             elapsed = now() - started

@@ -27,7 +27,6 @@ from __future__ import annotations
 import io
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from timing import time_alternately
 
 QUALITY = 75
 TARGET_SCALING = 0.8
@@ -121,18 +121,12 @@ def _measure(kind: str, dataset: Any, sources: list[Callable[[], Image.Image]], 
     for pipeline in pipelines.values():
         stage(pipeline)  # starts the workers, outside the timing
     pillow_alone(sources[:4])
-    runs: dict[str, tuple[Callable[[], None], list[float]]] = {
-        "pillow": (lambda: pillow_alone(sources), figures.pillow_s),
-        "stage 1": (lambda: stage(pipelines[1]), figures.stage_s[1]),
-        "stage 2": (lambda: stage(pipelines[2]), figures.stage_s[2]),
+    runs: dict[str, tuple[Callable[[Any], object], list[float]]] = {
+        "pillow": (lambda _: pillow_alone(sources), figures.pillow_s),
+        "stage 1": (lambda _: stage(pipelines[1]), figures.stage_s[1]),
+        "stage 2": (lambda _: stage(pipelines[2]), figures.stage_s[2]),
     }
-    for rep in range(repeats):
-        for name in list(runs) if rep % 2 == 0 else list(runs)[::-1]:
-            run, times = runs[name]
-            started = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - started)
-            log(f"  (h) {kind} rep {rep + 1}/{repeats} {name}: {times[-1]:.2f} s")
+    time_alternately(runs, repeats, log, f"(h) {kind}")
     for pipeline in pipelines.values():
         pipeline.close()
     return figures

@@ -47,6 +47,8 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+from timing import alternated  # noqa: E402  (benchmarks/timing.py, beside this script)
+
 from pytest_clipcompress.data.cifar10 import CIFAR10_TEMPLATES  # noqa: E402 - importable only after the sys.path line
 
 QUALITIES = (100, 75, 50, 25)
@@ -229,8 +231,7 @@ def workload(args: argparse.Namespace) -> None:
         write_tiled_cifar(Path(args.cifar_root), folder / "data", args.images)
         args.data_root = str(folder / "data")
         for rep in range(args.repeats):
-            ways = ["limit", "plugin", "loop"] if rep % 2 == 0 else ["loop", "plugin", "limit"]
-            for way in ways:
+            for way in alternated(["limit", "plugin", "loop"], rep):
                 figures = run_plugin(args, folder) if way == "plugin" else child(args, way)
                 rates[way].append(figures["images"] / figures["seconds"])
                 print(f"  repetition {rep + 1}: {way} {rates[way][-1]:,.0f} images/s", file=sys.stderr, flush=True)

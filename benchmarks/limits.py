@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from timing import alternated, time_alternately
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -173,7 +174,7 @@ def bench_session(data_root: Path, repeats: int, extra_args: tuple[str, ...] = (
             log(f"  (e) plain loop: {figures.loop_s[-1]:.2f} s after imports, {figures.loop_wall_s[-1]:.2f} s wall")
 
         for rep in range(repeats):
-            for step in (run_pytest, run_loop) if rep % 2 == 0 else (run_loop, run_pytest):
+            for step in alternated((run_pytest, run_loop), rep):
                 step()
         for key, predictions in loop_predictions.items():
             figures.identical &= bool(np.array_equal(np.load(folder / f"predictions-{key}.npy"), np.asarray(predictions)))
@@ -263,14 +264,7 @@ def bench_limit(
         "plugin": (lambda evaluator: plugin_evaluate(evaluator, model_name, dataset, qualities=qualities), figures.plugin_s),
         "forward": (lambda evaluator: pure_forward(classifier, tensors, batch_size, figures.passes), figures.forward_s),
     }
-    for rep in range(repeats):
-        for name in list(variants) if rep % 2 == 0 else list(variants)[::-1]:
-            run, times = variants[name]
-            evaluator = ready()
-            started = time.perf_counter()
-            run(evaluator)
-            times.append(time.perf_counter() - started)
-            log(f"  (f) rep {rep + 1}/{repeats} {name}: {times[-1]:.2f} s")
+    time_alternately(variants, repeats, log, "(f)", before=ready)
     if ig_steps:
         image = dataset.image(0)
         compressed, _ = Compression("jpeg", quality=25).apply(image)
@@ -280,15 +274,9 @@ def bench_limit(
         for p in classifier.parameters():
             p.requires_grad_(False)
         ig_variants = {
-            "plugin": (lambda: integrated_gradients(classifier, inputs, baseline, label, steps=ig_steps), figures.ig_plugin_s),
-            "limit": (lambda: ig_limit(classifier, inputs, baseline, label, ig_steps, internal), figures.ig_limit_s),
+            "plugin": (lambda _: integrated_gradients(classifier, inputs, baseline, label, steps=ig_steps), figures.ig_plugin_s),
+            "limit": (lambda _: ig_limit(classifier, inputs, baseline, label, ig_steps, internal), figures.ig_limit_s),
         }
-        ig_repeats = max(repeats, 5)  # a few seconds each: more repetitions, so one noisy one cannot decide
-        for rep in range(ig_repeats):
-            for name in list(ig_variants) if rep % 2 == 0 else list(ig_variants)[::-1]:
-                run_ig, ig_times = ig_variants[name]
-                started = time.perf_counter()
-                run_ig()
-                ig_times.append(time.perf_counter() - started)
-            log(f"  (f) IG rep {rep + 1}/{ig_repeats}: plugin {figures.ig_plugin_s[-1]:.2f} s, limit {figures.ig_limit_s[-1]:.2f} s")
+        # A few seconds each: more repetitions, so one noisy one cannot decide.
+        time_alternately(ig_variants, max(repeats, 5), log, "(f) IG")
     return figures

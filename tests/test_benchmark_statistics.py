@@ -19,7 +19,9 @@ def limits() -> ModuleType:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(LIMITS.parent))  # its sibling modules, as when bench.py runs it
+        spec.loader.exec_module(module)
     return module
 
 
